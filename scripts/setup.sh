@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Shared set-up for quickstart.sh and test.sh: installs what is missing, nothing more.
+# Safe to run again: every step checks first.
+set -euo pipefail
+
+need_pkgs=(
+  debootstrap mmdebstrap        # source kinds
+  docker.io                     # docker source, tests build their own images
+  busybox-static                # FROM scratch test images, minimal test trees
+  openssh-server openssh-client rsync   # push transports and their tests
+  uwsgi-core uwsgi-plugin-python3       # boot test trees, check fixtures
+  pigz time                     # bench.sh comparisons, /usr/bin/time -v
+  iproute2 net-tools ca-certificates xz-utils zstd file
+  gcc libc6-dev                 # builds the NSS module (build.rs)
+)
+
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+    exit 2
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # Never let package scripts start services on this machine (sshd, docker): tests start their own.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and run again" >&2
+    exit 2
+  fi
+fi

@@ -1,0 +1,358 @@
+//! Customize stage: the recipe's `[packages]`, `[[files]]`, `[[run]]` and `[remove]`,
+//! applied to the tree. Commands run in a chroot that has `/proc`, a minimal `/dev` and
+//! the host's resolver while they run; [`ChrootSession`] undoes all of that when dropped,
+//! on success, on error and on Ctrl-C alike.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags};
+use rustix::fs::{FileType, OFlags};
+
+use crate::progress::Reporter;
+use crate::recipe::Recipe;
+use crate::runner::{Cmd, Runner};
+use crate::tree::Root;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("mount {what} on {target}: {source}; run as root")]
+    Mount {
+        what: String,
+        target: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{root}: no package manager found (looked for apt-get, apk, dnf); remove [packages] or install one in [[run]]")]
+    NoPackageManager { root: String },
+    #[error("[[files]] {path}: {msg}")]
+    File { path: String, msg: String },
+    #[error("[[run]] #{index} `{command}` failed: {source}")]
+    Run {
+        index: usize,
+        command: String,
+        #[source]
+        source: crate::runner::Error,
+    },
+    #[error("[packages]: {0}")]
+    Packages(#[source] crate::runner::Error),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::NoPackageManager { .. } | Error::File { .. } => 2,
+            Error::Tree(e) => e.exit_code(),
+            _ => 1,
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What package installs inside a chroot must never do: start services.
+pub const POLICY_RC_D: &[u8] = b"#!/bin/sh\n# build-distro: never start services from package scripts\nexit 101\n";
+
+/// A mount that is detached when dropped.
+struct MountGuard {
+    target: PathBuf,
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+    }
+}
+
+/// Mount onto a directory of the tree, pinned by an fd opened inside the root, so a
+/// planted symlink (`/proc -> /`) can never redirect the mount onto the host.
+fn mount_in(root: &Root, rel: &str, source: &str, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<MountGuard> {
+    let rel_path = Path::new(rel);
+    let fail = |e| Error::Mount {
+        what: source.to_string(),
+        target: root.host_path(rel_path).display().to_string(),
+        source: e,
+    };
+    let is_file = flags.contains(MsFlags::MS_BIND) && Path::new(source).metadata().map(|m| !m.is_dir()).unwrap_or(false);
+    if is_file {
+        root.write_file(rel_path, b"", 0o644)?;
+    } else {
+        root.create_dir_all(rel_path, 0o755)?;
+    }
+    let fd = root
+        .open_at(rel_path, OFlags::PATH | OFlags::NOFOLLOW, 0)
+        .map_err(|e| fail(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    let pinned = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    nix::mount::mount(Some(source), pinned.as_str(), fstype, flags, data).map_err(fail)?;
+    Ok(MountGuard {
+        target: root.host_path(rel_path),
+    })
+}
+
+/// A chroot with `/proc`, `/dev` and DNS for as long as it lives.
+pub struct ChrootSession<'a> {
+    root: &'a Root,
+    // Dropped in reverse order of mounting (Vec drops front to back, so we pop).
+    mounts: Vec<MountGuard>,
+    resolv_backup: Option<PathBuf>,
+}
+
+const RESOLV: &str = "etc/resolv.conf";
+const RESOLV_BACKUP: &str = "etc/.resolv.conf.build-distro";
+
+impl<'a> ChrootSession<'a> {
+    pub fn enter(root: &'a Root) -> Result<Self> {
+        let mut s = ChrootSession {
+            root,
+            mounts: Vec::new(),
+            resolv_backup: None,
+        };
+        let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        s.mounts.push(mount_in(root, "proc", "proc", Some("proc"), nodev, None)?);
+        s.mounts.push(mount_in(root, "dev", "tmpfs", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755"))?);
+        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let host = format!("/dev/{node}");
+            s.mounts.push(mount_in(root, &format!("dev/{node}"), &host, None, MsFlags::MS_BIND, None)?);
+        }
+        s.mounts.push(mount_in(root, "dev/pts", "devpts", Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))?);
+        root.create_dir_all(Path::new("dev/shm"), 0o1777)?;
+        // The host's resolver while commands run; the tree's own file (or symlink) is
+        // moved aside and put back afterwards.
+        if root.lstat(Path::new(RESOLV))?.is_some() {
+            let (dir, name) = root.parent(Path::new(RESOLV)).map_err(|e| crate::tree::Error::io(root.host_path(RESOLV), e))?;
+            rustix::fs::renameat(&dir, &name, &dir, ".resolv.conf.build-distro")
+                .map_err(|e| crate::tree::Error::io(root.host_path(RESOLV), e))?;
+            s.resolv_backup = Some(PathBuf::from(RESOLV_BACKUP));
+        }
+        let host_resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+        root.write_file(Path::new(RESOLV), &host_resolv, 0o644)?;
+        Ok(s)
+    }
+
+    /// `chroot ROOT argv…` with a clean, predictable environment.
+    pub fn command(&self, argv: &[&str]) -> Cmd {
+        Cmd {
+            program: "chroot".into(),
+            args: std::iter::once(self.root.path().as_os_str().to_os_string())
+                .chain(argv.iter().map(Into::into))
+                .collect(),
+            env: vec![
+                ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                ("HOME".into(), "/root".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
+            ],
+            clear_env: true,
+            cwd: None,
+            passthrough: true,
+        }
+    }
+}
+
+impl Drop for ChrootSession<'_> {
+    fn drop(&mut self) {
+        while let Some(m) = self.mounts.pop() {
+            drop(m);
+        }
+        let _ = self.root.remove(Path::new(RESOLV));
+        if self.resolv_backup.take().is_some() {
+            if let Ok((dir, _)) = self.root.parent(Path::new(RESOLV)) {
+                let _ = rustix::fs::renameat(&dir, ".resolv.conf.build-distro", &dir, "resolv.conf");
+            }
+        }
+    }
+}
+
+/// The tree's own package manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageManager {
+    Apt,
+    Apk,
+    Dnf,
+}
+
+impl PackageManager {
+    pub fn detect(root: &Root) -> Option<Self> {
+        let has = |p: &str| root.lstat(Path::new(p)).ok().flatten().is_some();
+        if has("usr/bin/apt-get") {
+            Some(PackageManager::Apt)
+        } else if has("sbin/apk") {
+            Some(PackageManager::Apk)
+        } else if has("usr/bin/dnf") {
+            Some(PackageManager::Dnf)
+        } else {
+            None
+        }
+    }
+
+    /// Argument vectors that install then remove the given packages.
+    pub fn commands(self, install: &[&str], remove: &[&str]) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        let with = |base: &[&str], pkgs: &[&str]| -> Vec<String> {
+            base.iter().chain(pkgs).map(|s| s.to_string()).collect()
+        };
+        match self {
+            PackageManager::Apt => {
+                if !install.is_empty() {
+                    out.push(with(&["apt-get", "update"], &[]));
+                    out.push(with(&["apt-get", "install", "-y", "--no-install-recommends", "--"], install));
+                }
+                if !remove.is_empty() {
+                    out.push(with(&["apt-get", "purge", "-y", "--auto-remove", "--"], remove));
+                }
+            }
+            PackageManager::Apk => {
+                if !install.is_empty() {
+                    out.push(with(&["apk", "add", "--no-cache", "--"], install));
+                }
+                if !remove.is_empty() {
+                    out.push(with(&["apk", "del", "--"], remove));
+                }
+            }
+            PackageManager::Dnf => {
+                if !install.is_empty() {
+                    out.push(with(&["dnf", "install", "-y", "--setopt=install_weak_deps=False", "--"], install));
+                }
+                if !remove.is_empty() {
+                    out.push(with(&["dnf", "remove", "-y", "--"], remove));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether the recipe has anything that needs a chroot (so pure-copy builds skip it).
+pub fn needs_chroot(recipe: &Recipe) -> bool {
+    !recipe.packages.install.is_empty() || !recipe.packages.remove.is_empty() || !recipe.run.is_empty()
+}
+
+/// Whether the customize stage has anything to do at all.
+pub fn has_work(recipe: &Recipe) -> bool {
+    needs_chroot(recipe) || !recipe.files.is_empty() || !recipe.remove.paths.is_empty()
+}
+
+/// Apply packages, files, run commands and removals, in that order.
+pub fn customize(root: &Root, recipe: &Recipe, runner: &dyn Runner, reporter: &Reporter) -> Result<()> {
+    if needs_chroot(recipe) {
+        let session = ChrootSession::enter(root)?;
+        root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
+        let install: Vec<&str> = recipe.packages.install.iter().map(|p| &**p).collect();
+        let remove: Vec<&str> = recipe.packages.remove.iter().map(|p| &**p).collect();
+        if !install.is_empty() || !remove.is_empty() {
+            let pm = PackageManager::detect(root).ok_or_else(|| Error::NoPackageManager {
+                root: root.path().display().to_string(),
+            })?;
+            for argv in pm.commands(&install, &remove) {
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                let cmd = session.command(&argv);
+                reporter.debug(&format!("running {}", cmd.display()));
+                runner.run(&cmd).map_err(Error::Packages)?;
+                crate::error::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;
+            }
+        }
+        write_files(root, recipe)?;
+        for (i, r) in recipe.run.iter().enumerate() {
+            let cmd = session.command(&["/bin/sh", "-c", &r.command]);
+            reporter.info(&format!("run: {}", r.command));
+            runner.run(&cmd).map_err(|e| Error::Run {
+                index: i + 1,
+                command: r.command.clone(),
+                source: e,
+            })?;
+            crate::error::check_interrupted().map_err(|_| Error::Run {
+                index: i + 1,
+                command: r.command.clone(),
+                source: interrupted(),
+            })?;
+        }
+        drop(session);
+    } else {
+        write_files(root, recipe)?;
+    }
+    remove_globs(root, &recipe.remove.paths)?;
+    Ok(())
+}
+
+fn interrupted() -> crate::runner::Error {
+    crate::runner::Error::Failed {
+        command: "(interrupted)".into(),
+        status: "Ctrl-C".into(),
+        tail: String::new(),
+    }
+}
+
+fn write_files(root: &Root, recipe: &Recipe) -> Result<()> {
+    for f in &recipe.files {
+        let data = match (&f.content, &f.source) {
+            (Some(c), _) => c.as_bytes().to_vec(),
+            (None, Some(src)) => std::fs::read(src).map_err(|e| Error::File {
+                path: f.path.to_string(),
+                msg: format!("cannot read source {}: {e}", src.display()),
+            })?,
+            (None, None) => unreachable!("validated: content or source"),
+        };
+        let mode = f.mode.as_ref().map_or(0o644, |m| m.bits());
+        root.write_file(Path::new(&*f.path), &data, mode)?;
+    }
+    Ok(())
+}
+
+/// Remove every path that matches one of the globs. Matching walks the tree without
+/// following symlinks, so `/var/run/*` never reaches through a symlink to the host.
+pub fn remove_globs(root: &Root, globs: &[String]) -> Result<()> {
+    if globs.is_empty() {
+        return Ok(());
+    }
+    let opts = glob::MatchOptions {
+        require_literal_separator: true,
+        ..Default::default()
+    };
+    let patterns: Vec<glob::Pattern> = globs.iter().filter_map(|g| glob::Pattern::new(g).ok()).collect();
+    let mut doomed: Vec<PathBuf> = Vec::new();
+    for (rel, _) in root.walk()? {
+        let abs = Path::new("/").join(&rel);
+        if doomed.iter().any(|d| rel.starts_with(d)) {
+            continue;
+        }
+        if patterns.iter().any(|p| p.matches_path_with(&abs, opts)) {
+            doomed.push(rel);
+        }
+    }
+    for d in doomed {
+        if root.file_type(&d)?.is_some() {
+            root.remove(&d)?;
+        }
+    }
+    let _ = FileType::Directory;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_commands_end_options_before_packages() {
+        let c = PackageManager::Apt.commands(&["curl"], &["nano"]);
+        assert_eq!(c[1], ["apt-get", "install", "-y", "--no-install-recommends", "--", "curl"]);
+        assert_eq!(c[2], ["apt-get", "purge", "-y", "--auto-remove", "--", "nano"]);
+    }
+
+    #[test]
+    fn remove_globs_matches_without_following_links() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), b"x").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/share/doc/a")).unwrap();
+        std::fs::write(t.path().join("usr/share/doc/a/README"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("var")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        remove_globs(&root, &["/usr/share/doc/*".into(), "/var/*".into()]).unwrap();
+        assert!(!t.path().join("usr/share/doc/a").exists());
+        assert!(t.path().join("usr/share/doc").exists());
+        assert!(outside.path().join("keep").exists());
+    }
+}

@@ -1,0 +1,67 @@
+//! The crate error: one variant per stage module, each carrying that module's own error.
+//! Every error knows its exit code: 2 for bad usage or bad input, 1 when the work failed.
+
+/// Anything the library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Recipe(#[from] crate::recipe::Error),
+    #[error(transparent)]
+    Runner(#[from] crate::runner::Error),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::Error),
+    #[error(transparent)]
+    Source(#[from] crate::source::Error),
+    #[error(transparent)]
+    Customize(#[from] crate::customize::Error),
+    #[error(transparent)]
+    Finish(#[from] crate::finish::Error),
+    #[error(transparent)]
+    Check(#[from] crate::check::Error),
+    #[error(transparent)]
+    Pack(#[from] crate::pack::Error),
+    #[error(transparent)]
+    Boot(#[from] crate::boot::Error),
+    #[error(transparent)]
+    Push(#[from] crate::push::Error),
+    #[error(transparent)]
+    Api(#[from] crate::api::Error),
+    /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    /// 2 when the input or the usage was wrong, 1 when the work itself failed.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Recipe(_) => 2,
+            Error::Runner(e) => e.exit_code(),
+            Error::Tree(e) => e.exit_code(),
+            Error::Source(e) => e.exit_code(),
+            Error::Customize(e) => e.exit_code(),
+            Error::Finish(e) => e.exit_code(),
+            Error::Check(e) => e.exit_code(),
+            Error::Pack(e) => e.exit_code(),
+            Error::Boot(e) => e.exit_code(),
+            Error::Push(e) => e.exit_code(),
+            Error::Api(e) => e.exit_code(),
+            Error::Interrupted => 1,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Set by the signal handler the binary installs; long-running steps poll it so that an
+/// interrupt unwinds through the guards instead of killing the process mid-mount.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `Err(Error::Interrupted)` once Ctrl-C was pressed.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! build-distro: turn debootstrap runs, Docker images and image archives into custom
+//! distros for the uwsgi.it platform, check them, boot them, push and register them.
+//!
+//! The library owns the pipeline (`recipe → source → customize → finish → check → pack →
+//! push`); the `build-distro` binary only parses arguments, calls in here and prints.
+//! Nothing in the library prints or exits: progress goes through [`progress::Reporter`].
+
+pub mod api;
+pub mod boot;
+pub mod check;
+pub mod customize;
+pub mod error;
+pub mod finish;
+pub mod pack;
+pub mod pipeline;
+pub mod progress;
+pub mod push;
+pub mod recipe;
+pub mod runner;
+pub mod source;
+pub mod tree;
+
+pub use error::{Error, Result};
+
+/// The tool's version, recorded in every distro's provenance.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,436 @@
+//! Pack stage: the canonical tar of a tree. Entries in sorted order, numeric owner 0:0 and
+//! no user or group names, modes kept exactly, mtimes clamped to `SOURCE_DATE_EPOCH` when
+//! set, hard links kept as links; the gzip header has no name and no time. The same tree
+//! always packs to the same bytes.
+//!
+//! The provenance file (`/etc/build-distro.json`) is left out of the walk and appended
+//! last, after the content id is known: the **content id** is the sha256 of the
+//! canonical tar of every other entry (without the end-of-archive blocks), so it names
+//! the distro's content whatever recipe or source produced it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tar::{EntryType, Header};
+
+use crate::finish::PROVENANCE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Output formats of `build --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    #[value(name = "tar.gz")]
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    Tar,
+    Dir,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::TarGz => ".tar.gz",
+            Format::Tar => ".tar",
+            Format::Dir => "",
+        }
+    }
+}
+
+/// Knobs of the canonical form.
+#[derive(Debug, Clone, Copy)]
+pub struct PackOptions {
+    /// Clamp every mtime to this (from `SOURCE_DATE_EPOCH`).
+    pub clamp_mtime: Option<u64>,
+    /// gzip level (1-9).
+    pub level: u32,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        PackOptions {
+            clamp_mtime: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()),
+            level: 6,
+        }
+    }
+}
+
+/// One manifest line: sha256 of a regular file's content and its path (`/etc/passwd`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    pub sha256: String,
+    pub path: String,
+}
+
+/// What packing produced.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Packed {
+    /// `sha256:…` of the canonical tar of the content (see the module docs).
+    pub content_id: String,
+    /// Tar entries, provenance included.
+    pub entries: u64,
+    /// Regular files (hard links counted once).
+    pub files: u64,
+    /// Bytes of regular file content.
+    pub bytes: u64,
+    /// Every regular file, in archive order (hard links listed under each name).
+    #[serde(skip)]
+    pub manifest: Vec<ManifestEntry>,
+}
+
+impl Packed {
+    /// The first 12 hex digits of the content id (versioned paths use it).
+    pub fn id12(&self) -> &str {
+        let hex = self.content_id.trim_start_matches("sha256:");
+        &hex[..12.min(hex.len())]
+    }
+}
+
+/// Counts and hashes what goes through it while `hashing` is on.
+struct Tee<W> {
+    inner: W,
+    hasher: Sha256,
+    hashing: bool,
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.hashing {
+            self.hasher.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hashes a file's content as the tar builder reads it: one read for both.
+struct HashRead<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for HashRead<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn header(kind: EntryType, mode: u32, mtime: u64, size: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode & 0o7777);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_size(size);
+    h
+}
+
+/// Write the canonical tar of the tree at `dir` into `out`. `provenance` receives the
+/// content id and returns the bytes of `/etc/build-distro.json`, appended last.
+pub fn write_tar<W: Write>(
+    dir: &Path,
+    out: W,
+    opts: &PackOptions,
+    provenance: impl FnOnce(&str) -> Vec<u8>,
+) -> Result<(Packed, W)> {
+    let mut tee = Tee {
+        inner: out,
+        hasher: Sha256::new(),
+        hashing: true,
+    };
+    let mut packed = Packed::default();
+    let mtime_of = |m: i64| -> u64 {
+        let m = m.max(0) as u64;
+        opts.clamp_mtime.map_or(m, |c| m.min(c))
+    };
+    let mut b = tar::Builder::new(&mut tee);
+    {
+        b.follow_symlinks(false);
+        let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+        for e in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .sort_by_file_name()
+            .min_depth(1)
+        {
+            let e = e.map_err(|e| Error::io(dir, std::io::Error::other(e.to_string())))?;
+            let rel = e.path().strip_prefix(dir).expect("below dir").to_path_buf();
+            if rel == Path::new(PROVENANCE) {
+                continue;
+            }
+            let md = e.path().symlink_metadata().map_err(|er| Error::io(e.path(), er))?;
+            let ft = md.file_type();
+            let mtime = mtime_of(md.mtime());
+            let io = |er| Error::io(e.path(), er);
+            if ft.is_dir() {
+                let mut h = header(EntryType::Directory, md.mode(), mtime, 0);
+                b.append_data(&mut h, &rel, std::io::empty()).map_err(io)?;
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(e.path()).map_err(io)?;
+                let mut h = header(EntryType::Symlink, md.mode(), mtime, 0);
+                b.append_link(&mut h, &rel, &target).map_err(io)?;
+            } else if ft.is_file() {
+                if md.nlink() > 1 {
+                    if let Some(first) = links.get(&(md.dev(), md.ino())) {
+                        let mut h = header(EntryType::Link, md.mode(), mtime, 0);
+                        b.append_link(&mut h, &rel, first).map_err(io)?;
+                        let sha = packed
+                            .manifest
+                            .iter()
+                            .find(|m| Path::new(&m.path[1..]) == first)
+                            .map(|m| m.sha256.clone())
+                            .unwrap_or_default();
+                        packed.manifest.push(ManifestEntry {
+                            sha256: sha,
+                            path: format!("/{}", rel.display()),
+                        });
+                        packed.entries += 1;
+                        continue;
+                    }
+                    links.insert((md.dev(), md.ino()), rel.clone());
+                }
+                let f = File::open(e.path()).map_err(io)?;
+                let mut hr = HashRead {
+                    inner: f,
+                    hasher: Sha256::new(),
+                };
+                let mut h = header(EntryType::Regular, md.mode(), mtime, md.len());
+                b.append_data(&mut h, &rel, &mut hr).map_err(io)?;
+                packed.files += 1;
+                packed.bytes += md.len();
+                packed.manifest.push(ManifestEntry {
+                    sha256: hex::encode(hr.hasher.finalize()),
+                    path: format!("/{}", rel.display()),
+                });
+            } else {
+                // Device nodes, FIFOs, sockets: finish removed them; a tree packed
+                // without finishing still gets none (the platform cannot use them).
+                continue;
+            }
+            packed.entries += 1;
+        }
+    }
+    // One builder for the whole stream: dropping a builder writes the end-of-archive
+    // blocks, and the provenance entry must come before them.
+    let t = b.get_mut();
+    t.flush().map_err(|e| Error::io(dir, e))?;
+    t.hashing = false;
+    packed.content_id = format!("sha256:{}", hex::encode(std::mem::take(&mut t.hasher).finalize()));
+    let prov = provenance(&packed.content_id);
+    let mut h = header(EntryType::Regular, 0o644, opts.clamp_mtime.unwrap_or(0), prov.len() as u64);
+    b.append_data(&mut h, PROVENANCE, prov.as_slice())
+        .map_err(|e| Error::io(PROVENANCE, e))?;
+    b.finish().map_err(|e| Error::io(dir, e))?;
+    drop(b);
+    packed.entries += 1;
+    packed.manifest.push(ManifestEntry {
+        sha256: hex::encode(Sha256::digest(&prov)),
+        path: format!("/{PROVENANCE}"),
+    });
+    Ok((packed, tee.inner))
+}
+
+/// The manifest as `sha256sum` lines (`sha256sum -c` works on an extracted tree).
+pub fn manifest_text(packed: &Packed) -> String {
+    let mut s = String::new();
+    for m in &packed.manifest {
+        s.push_str(&format!("{}  .{}\n", m.sha256, m.path));
+    }
+    s
+}
+
+/// Parse [`manifest_text`] back.
+pub fn parse_manifest(text: &str) -> Vec<ManifestEntry> {
+    text.lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(h, p)| ManifestEntry {
+            sha256: h.to_string(),
+            path: p.trim_start_matches('.').to_string(),
+        })
+        .collect()
+}
+
+/// A file written under a temporary name in its final directory and renamed into place
+/// by [`Staged::commit`]; dropped uncommitted, it disappears.
+pub struct Staged {
+    tmp: PathBuf,
+    dest: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    pub fn new(dest: &Path) -> Self {
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = dest.with_file_name(format!(".{name}.partial.{}", std::process::id()));
+        Staged {
+            tmp,
+            dest: dest.to_path_buf(),
+            committed: false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn create(&self) -> Result<BufWriter<File>> {
+        let f = File::create(&self.tmp).map_err(|e| Error::io(&self.tmp, e))?;
+        Ok(BufWriter::with_capacity(1 << 20, f))
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Pack `dir` into `dest` (`.tar` or `.tar.gz` by `format`), atomically.
+pub fn pack_to_file(
+    dir: &Path,
+    dest: &Path,
+    format: Format,
+    opts: &PackOptions,
+    provenance: impl FnOnce(&str) -> Vec<u8>,
+) -> Result<Packed> {
+    let staged = Staged::new(dest);
+    let out = staged.create()?;
+    let packed = match format {
+        Format::TarGz => {
+            let gz = flate2::GzBuilder::new().write(out, flate2::Compression::new(opts.level));
+            let (packed, gz) = write_tar(dir, gz, opts, provenance)?;
+            let mut out = gz.finish().map_err(|e| Error::io(staged.path(), e))?;
+            out.flush().map_err(|e| Error::io(staged.path(), e))?;
+            packed
+        }
+        Format::Tar | Format::Dir => {
+            let (packed, mut out) = write_tar(dir, out, opts, provenance)?;
+            out.flush().map_err(|e| Error::io(staged.path(), e))?;
+            packed
+        }
+    };
+    staged.commit()?;
+    Ok(packed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path();
+        std::fs::create_dir_all(p.join("etc")).unwrap();
+        std::fs::create_dir_all(p.join("usr/bin")).unwrap();
+        std::fs::write(p.join("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n").unwrap();
+        std::fs::write(p.join("usr/bin/a"), b"binary").unwrap();
+        std::fs::hard_link(p.join("usr/bin/a"), p.join("usr/bin/b")).unwrap();
+        std::os::unix::fs::symlink("/proc/self/mounts", p.join("etc/mtab")).unwrap();
+        t
+    }
+
+    fn pack(dir: &Path) -> (Packed, Vec<u8>) {
+        let opts = PackOptions { clamp_mtime: None, level: 6 };
+        let (p, out) = write_tar(dir, Vec::new(), &opts, |id| format!("{{\"content_id\":\"{id}\"}}").into_bytes()).unwrap();
+        (p, out)
+    }
+
+    #[test]
+    fn same_tree_same_bytes_and_owner_zero() {
+        let t = tree();
+        let (a, bytes_a) = pack(t.path());
+        let (b, bytes_b) = pack(t.path());
+        assert_eq!(bytes_a, bytes_b);
+        assert_eq!(a.content_id, b.content_id);
+        let mut ar = tar::Archive::new(bytes_a.as_slice());
+        let names: Vec<(String, EntryType, u64)> = ar
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                assert_eq!(e.header().uid().unwrap(), 0);
+                assert_eq!(e.header().username().unwrap(), Some(""));
+                (e.path().unwrap().display().to_string(), e.header().entry_type(), e.header().gid().unwrap())
+            })
+            .collect();
+        let paths: Vec<&str> = names.iter().map(|n| n.0.as_str()).collect();
+        assert_eq!(paths, ["etc", "etc/mtab", "etc/passwd", "usr", "usr/bin", "usr/bin/a", "usr/bin/b", PROVENANCE]);
+        assert_eq!(names[6].1, EntryType::Link);
+        assert_eq!(a.files, 2);
+        assert_eq!(a.manifest.len(), 4);
+        assert_eq!(a.manifest[1].sha256, a.manifest[2].sha256);
+    }
+
+    #[test]
+    fn content_id_ignores_provenance_but_not_content() {
+        let t = tree();
+        let (a, _) = pack(t.path());
+        std::fs::write(t.path().join(PROVENANCE), b"{\"other\":1}").unwrap();
+        let (b, _) = pack(t.path());
+        assert_eq!(a.content_id, b.content_id);
+        std::fs::write(t.path().join("etc/passwd"), b"changed").unwrap();
+        let (c, _) = pack(t.path());
+        assert_ne!(a.content_id, c.content_id);
+    }
+
+    #[test]
+    fn staged_file_vanishes_unless_committed() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("x.tar");
+        {
+            let s = Staged::new(&dest);
+            s.create().unwrap();
+            assert!(s.path().exists());
+        }
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn manifest_round_trips() {
+        let t = tree();
+        let (p, _) = pack(t.path());
+        assert_eq!(parse_manifest(&manifest_text(&p)), p.manifest);
+    }
+}

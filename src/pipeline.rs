@@ -1,0 +1,208 @@
+//! The build pipeline: recipe → source → customize → finish → check → pack. Each stage is
+//! its own module; this one only sequences them, owns the build directory (removed on
+//! every exit path) and writes the outputs atomically into `--out`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::finish::{FinishReport, PROVENANCE};
+use crate::pack::{Format, PackOptions, Packed, Staged};
+use crate::progress::Reporter;
+use crate::recipe::Loaded;
+use crate::runner::Runner;
+use crate::source::{SourceCtx, SourceInfo};
+use crate::tree::{BuildDir, Root};
+use crate::Result;
+
+/// Where and how `build` writes.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub out: PathBuf,
+    pub format: Format,
+    /// Parent of the temporary build directory (default: the system temp dir).
+    pub work_dir: Option<PathBuf>,
+    /// Keep the build directory after the build (debugging).
+    pub keep_build: bool,
+    pub pack: PackOptions,
+}
+
+/// `/etc/build-distro.json`: how this distro was made.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provenance {
+    pub tool: String,
+    pub version: String,
+    pub recipe: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<String>,
+    pub name: String,
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub source: SourceInfo,
+    pub content_id: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_rules: Vec<String>,
+}
+
+/// What `build` produced; also written as `<out>/<path>.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub name: String,
+    pub path: String,
+    pub recipe: String,
+    pub format: Format,
+    pub output: PathBuf,
+    pub manifest: PathBuf,
+    pub report: PathBuf,
+    pub content_id: String,
+    pub entries: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Size of the archive on disk (0 for `dir`).
+    pub archive_bytes: u64,
+    pub source: SourceInfo,
+    pub finish: FinishReport,
+    /// Seconds per stage.
+    pub timings: Vec<(String, f64)>,
+}
+
+/// Run the pipeline up to pack.
+pub fn build(loaded: &Loaded, opts: &BuildOptions, runner: &dyn Runner, reporter: &Reporter) -> Result<BuildReport> {
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| crate::pack::Error::io(out, e))?;
+    let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut build_dir = BuildDir::new(&work)?;
+    if opts.keep_build {
+        build_dir.keep();
+        reporter.info(&format!("keeping the build directory {}", build_dir.path().display()));
+    }
+    let tree = build_dir.path().join("rootfs");
+    std::fs::create_dir(&tree).map_err(|e| crate::pack::Error::io(&tree, e))?;
+
+    let stage = reporter.stage("source");
+    let source = crate::source::fetch(loaded.source(), &tree, &SourceCtx { runner, reporter })?;
+    stage.done(&format!("{} {}", source.kind, source.reference));
+    crate::error::check_interrupted()?;
+    let root = Root::open(&tree)?;
+
+    if crate::customize::has_work(&loaded.recipe) {
+        let stage = reporter.stage("customize");
+        crate::customize::customize(&root, &loaded.recipe, runner, reporter)?;
+        stage.done("done");
+        crate::error::check_interrupted()?;
+    }
+
+    let stage = reporter.stage("finish");
+    let finish = crate::finish::finish(&root, loaded, reporter)?;
+    stage.done(&format!("uWSGI {} with {} plugins, nss {}", finish.uwsgi_binary, finish.plugins.len(), finish.nss));
+    crate::error::check_interrupted()?;
+
+    let stage = reporter.stage("pack");
+    let name = loaded.path().to_string();
+    let output = out.join(format!("{name}{}", opts.format.extension()));
+    let provenance = |content_id: &str| -> Vec<u8> {
+        let p = Provenance {
+            tool: "build-distro".into(),
+            version: crate::VERSION.into(),
+            recipe: loaded.origin.clone(),
+            sets: loaded.sets.clone(),
+            name: loaded.name().to_string(),
+            path: name.clone(),
+            note: loaded.recipe.distro.note.clone(),
+            source: source.clone(),
+            content_id: content_id.to_string(),
+            allowed_rules: loaded.recipe.check.allow.clone(),
+        };
+        let mut v = serde_json::to_vec_pretty(&p).expect("serializable");
+        v.push(b'\n');
+        v
+    };
+    let packed: Packed = match opts.format {
+        Format::TarGz | Format::Tar => crate::pack::pack_to_file(&tree, &output, opts.format, &opts.pack, provenance)?,
+        Format::Dir => {
+            let mut prov = Vec::new();
+            let (packed, _) = crate::pack::write_tar(&tree, std::io::sink(), &opts.pack, |id| {
+                prov = provenance(id);
+                prov.clone()
+            })?;
+            root.write_file(Path::new(PROVENANCE), &prov, 0o644)?;
+            replace_dir(&tree, &output)?;
+            packed
+        }
+    };
+    let archive_bytes = if opts.format == Format::Dir {
+        0
+    } else {
+        std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0)
+    };
+    stage.done(&format!("{} entries, content {}", packed.entries, packed.content_id));
+
+    let manifest = out.join(format!("{name}.manifest"));
+    let report_path = out.join(format!("{name}.json"));
+    let report = BuildReport {
+        name: loaded.name().to_string(),
+        path: name.clone(),
+        recipe: loaded.origin.clone(),
+        format: opts.format,
+        output,
+        manifest: manifest.clone(),
+        report: report_path.clone(),
+        content_id: packed.content_id.clone(),
+        entries: packed.entries,
+        files: packed.files,
+        bytes: packed.bytes,
+        archive_bytes,
+        source,
+        finish,
+        timings: reporter.timings(),
+    };
+    write_atomic(&manifest, crate::pack::manifest_text(&packed).as_bytes())?;
+    let mut json = serde_json::to_vec_pretty(&report).expect("serializable");
+    json.push(b'\n');
+    write_atomic(&report_path, &json)?;
+    Ok(report)
+}
+
+/// Write a small file under a temporary name and rename it into place.
+pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let staged = Staged::new(dest);
+    let mut f = staged.create()?;
+    f.write_all(data).map_err(|e| crate::pack::Error::io(dest, e))?;
+    f.flush().map_err(|e| crate::pack::Error::io(dest, e))?;
+    drop(f);
+    staged.commit()?;
+    Ok(())
+}
+
+/// Put the finished tree at `dest`, replacing an older one only once the new one is in
+/// place beside it.
+fn replace_dir(tree: &Path, dest: &Path) -> Result<()> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    let incoming = parent.join(format!(
+        ".{}.incoming.{}",
+        dest.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    if std::fs::rename(tree, &incoming).is_err() {
+        // Another filesystem: copy exactly, then swap.
+        crate::runner::System.run(
+            &crate::runner::Cmd::new("cp").arg("-a").arg("--reflink=auto").arg(tree).arg(&incoming),
+        )?;
+    }
+    let old = parent.join(format!(
+        ".{}.old.{}",
+        dest.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let had_old = dest.exists();
+    if had_old {
+        std::fs::rename(dest, &old).map_err(|e| crate::pack::Error::io(dest, e))?;
+    }
+    std::fs::rename(&incoming, dest).map_err(|e| crate::pack::Error::io(dest, e))?;
+    if had_old {
+        crate::tree::remove_tree(&old)?;
+    }
+    Ok(())
+}

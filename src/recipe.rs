@@ -1,0 +1,756 @@
+//! Recipes: the declarative TOML that drives a build. Loading reads the file (a path, a
+//! name in `recipes/`, or a built-in), follows `extends`, applies `--set` overrides, and
+//! validates. Every key is known (`deny_unknown_fields`); errors name file, line, column
+//! and key. Values that later reach programs (suites, package names, mirrors, paths) are
+//! validated here, when the file is read, so no stage has to re-check them.
+
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::{Table, Value};
+
+/// The recipes shipped in `recipes/`, built into the binary so a copied binary has them.
+pub const BUILTIN: &[(&str, &str)] = &[("debian-bookworm", include_str!("../recipes/debian-bookworm.toml"))];
+
+/// The recipe used when none is named.
+pub const DEFAULT: &str = "debian-bookworm";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{file}:{line}:{col}: {msg}")]
+    Parse { file: String, line: usize, col: usize, msg: String },
+    #[error("{file}: {msg}")]
+    Invalid { file: String, msg: String },
+    #[error("recipe {name:?} not found: no such file and no recipes/{name}.toml (built in: {available})")]
+    NotFound { name: String, available: String },
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--set {arg}: {msg}")]
+    Set { arg: String, msg: String },
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+macro_rules! checked_string {
+    ($(#[$doc:meta])* $name:ident, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&s)?;
+                Ok($name(s))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+fn charset(s: &str, what: &str, ok: fn(char) -> bool, allowed: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if s.len() > 255 {
+        return Err(format!("{what} {s:?} is longer than 255 characters"));
+    }
+    if let Some(c) = s.chars().find(|c| !ok(*c)) {
+        let fixed: String = s.chars().map(|c| if ok(c) { c } else { '-' }).collect();
+        return Err(format!("{what} {s:?} has {c:?}: only {allowed} are allowed; try {fixed:?}"));
+    }
+    Ok(())
+}
+
+/// The API path charset, `A-Za-z0-9._-`.
+pub fn check_api_path(s: &str) -> Result<(), String> {
+    charset(s, "path", |c| c.is_ascii_alphanumeric() || "._-".contains(c), "A-Za-z0-9._-")?;
+    if s == "." || s == ".." {
+        return Err(format!("path {s:?} is not a directory name"));
+    }
+    Ok(())
+}
+
+checked_string!(
+    /// A custom distro's storage directory name (the API `path`).
+    ApiPath,
+    check_api_path
+);
+
+checked_string!(
+    /// A custom distro's API name.
+    ApiName,
+    |s| {
+        if s.is_empty() || s.len() > 255 {
+            return Err(format!("name {s:?} must have 1 to 255 characters"));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// A package name as apt, apk and dnf take it (`name`, `name=version`, `name:arch`).
+    PackageName,
+    |s| {
+        charset(s, "package", |c| c.is_ascii_alphanumeric() || "+._:=~-".contains(c), "A-Za-z0-9+._:=~-")?;
+        if s.starts_with('-') {
+            return Err(format!("package {s:?} starts with '-': it would be read as an option"));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// A suite, variant, component or architecture name.
+    Word,
+    |s| {
+        charset(s, "value", |c| c.is_ascii_alphanumeric() || "._-".contains(c), "A-Za-z0-9._-")?;
+        if s.starts_with('-') {
+            return Err(format!("value {s:?} starts with '-': it would be read as an option"));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// A package mirror URL.
+    MirrorUrl,
+    |s| {
+        let ok_scheme = ["http://", "https://", "file://"].iter().any(|p| s.starts_with(p));
+        if !ok_scheme || s.contains(|c: char| c.is_whitespace() || c.is_control()) {
+            return Err(format!("mirror {s:?} must be an http://, https:// or file:// URL without spaces"));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// An absolute path inside the distro tree, without `..`.
+    TreePath,
+    |s| {
+        let p = Path::new(s);
+        if !p.is_absolute() {
+            return Err(format!("path {s:?} must be absolute inside the distro (start with /)"));
+        }
+        if p.components().any(|c| c == Component::ParentDir) {
+            return Err(format!("path {s:?} must not contain `..`"));
+        }
+        if p.components().count() < 2 {
+            return Err(format!("path {s:?} names the root itself"));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
+    /// Octal permission bits, "0755".
+    FileMode,
+    |s| match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o7777 => Ok(()),
+        _ => Err(format!("mode {s:?} must be octal permission bits like \"0644\"")),
+    }
+);
+
+impl FileMode {
+    pub fn bits(&self) -> u32 {
+        u32::from_str_radix(&self.0, 8).expect("validated")
+    }
+}
+
+/// A whole recipe. Every section is optional in a file (a recipe that `extends` another
+/// names only what it changes); [`Recipe::validate`] checks the merged result.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// A recipe file (relative to this one) or recipe name this one builds on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    #[serde(default)]
+    pub distro: Distro,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceSpec>,
+    #[serde(default)]
+    pub packages: Packages,
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub run: Vec<RunSpec>,
+    #[serde(default)]
+    pub remove: Remove,
+    #[serde(default)]
+    pub uwsgi: Uwsgi,
+    #[serde(default)]
+    pub nss: Nss,
+    #[serde(default)]
+    pub check: CheckSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<Publish>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Distro {
+    pub name: Option<ApiName>,
+    /// Storage directory; defaults to the name when that fits the charset.
+    pub path: Option<ApiPath>,
+    pub note: Option<String>,
+}
+
+/// Where the tree comes from. The enum *is* the list of source backends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceSpec {
+    Debootstrap(Bootstrap),
+    Mmdebstrap(Bootstrap),
+    Docker(DockerSource),
+    ImageArchive(ImageArchiveSource),
+    Rootfs(RootfsSource),
+}
+
+impl SourceSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::Debootstrap(_) => "debootstrap",
+            SourceSpec::Mmdebstrap(_) => "mmdebstrap",
+            SourceSpec::Docker(_) => "docker",
+            SourceSpec::ImageArchive(_) => "image-archive",
+            SourceSpec::Rootfs(_) => "rootfs",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    pub suite: Word,
+    #[serde(default)]
+    pub variant: Option<Word>,
+    #[serde(default)]
+    pub components: Vec<Word>,
+    #[serde(default)]
+    pub mirror: Option<MirrorUrl>,
+    #[serde(default)]
+    pub packages: Vec<PackageName>,
+    #[serde(default)]
+    pub arch: Option<Word>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pull {
+    #[default]
+    Missing,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSource {
+    pub image: String,
+    #[serde(default)]
+    pub pull: Pull,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageArchiveSource {
+    /// `docker save` archive or OCI layout (directory or tar); relative to the recipe.
+    pub file: PathBuf,
+    /// Which image, when the archive holds several (`name:tag`).
+    #[serde(default)]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootfsSource {
+    /// An existing directory (copied, never modified).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// A tar or tar.gz of a root filesystem.
+    #[serde(default)]
+    pub tar: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packages {
+    #[serde(default)]
+    pub install: Vec<PackageName>,
+    #[serde(default)]
+    pub remove: Vec<PackageName>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub path: TreePath,
+    #[serde(default)]
+    pub mode: Option<FileMode>,
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Relative to the recipe that names it; made absolute when the recipe is loaded.
+    #[serde(default)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remove {
+    /// Globs of absolute paths inside the tree, removed after the run commands.
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Uwsgi {
+    /// The uWSGI binary inside the tree; auto-detected when unset.
+    pub binary: Option<TreePath>,
+    /// The tree's plugin directory; auto-detected when unset.
+    pub plugins: Option<TreePath>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NssMode {
+    /// The module on glibc trees, passwd lines on musl trees.
+    #[default]
+    Auto,
+    Module,
+    Passwd,
+    None,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nss {
+    #[serde(default)]
+    pub mode: NssMode,
+    /// Container uids that get passwd/group lines in `passwd` mode.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    /// Rule ids accepted knowingly (recorded in the provenance).
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    Versioned,
+    Replace,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PublishTo {
+    /// "all": every storage container of the customer.
+    Named(String),
+    Uids(Vec<u32>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Publish {
+    pub to: PublishTo,
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Containers to map onto the new distro after it is registered.
+    #[serde(default)]
+    pub assign: Vec<u32>,
+}
+
+/// A recipe ready to build, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub recipe: Recipe,
+    /// "recipes/x.toml" or "builtin:debian-bookworm", for messages and provenance.
+    pub origin: String,
+    /// `--set` overrides as given.
+    pub sets: Vec<String>,
+}
+
+impl Loaded {
+    /// The distro's API name (validated present).
+    pub fn name(&self) -> &str {
+        self.recipe.distro.name.as_deref().expect("validated")
+    }
+
+    /// The storage path: `[distro] path`, else the name.
+    pub fn path(&self) -> &str {
+        self.recipe
+            .distro
+            .path
+            .as_deref()
+            .or(self.recipe.distro.name.as_deref())
+            .expect("validated")
+    }
+
+    pub fn source(&self) -> &SourceSpec {
+        self.recipe.source.as_ref().expect("validated")
+    }
+}
+
+/// Where a recipe's text is.
+enum Located {
+    File(PathBuf),
+    Builtin(&'static str, &'static str),
+}
+
+fn locate(spec: &str, relative_to: Option<&Path>) -> Result<Located> {
+    let mut candidates = Vec::new();
+    let as_path = Path::new(spec);
+    match relative_to {
+        Some(dir) if as_path.is_relative() => candidates.push(dir.join(as_path)),
+        _ => candidates.push(as_path.to_path_buf()),
+    }
+    if !spec.contains('/') {
+        let file = if spec.ends_with(".toml") { spec.to_string() } else { format!("{spec}.toml") };
+        candidates.push(Path::new("recipes").join(file));
+    }
+    if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
+        return Ok(Located::File(found));
+    }
+    let bare = spec.trim_end_matches(".toml");
+    if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == bare) {
+        return Ok(Located::Builtin(name, text));
+    }
+    Err(Error::NotFound {
+        name: spec.to_string(),
+        available: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+fn parse_error(file: &str, text: &str, e: toml::de::Error) -> Error {
+    let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+    Error::Parse {
+        file: file.to_string(),
+        line,
+        col,
+        msg: e.message().trim().to_string(),
+    }
+}
+
+/// Make the relative file paths a recipe names absolute against its own directory, so a
+/// recipe that extends another keeps pointing at the right files.
+fn anchor_paths(table: &mut Table, dir: &Path) {
+    let anchor = |v: &mut Value| {
+        if let Value::String(s) = v {
+            if Path::new(s.as_str()).is_relative() {
+                *s = dir.join(s.as_str()).display().to_string();
+            }
+        }
+    };
+    if let Some(Value::Table(src)) = table.get_mut("source") {
+        for key in ["file", "dir", "tar"] {
+            if let Some(v) = src.get_mut(key) {
+                anchor(v);
+            }
+        }
+    }
+    if let Some(Value::Array(files)) = table.get_mut("files") {
+        for f in files {
+            if let Some(v) = f.as_table_mut().and_then(|t| t.get_mut("source")) {
+                anchor(v);
+            }
+        }
+    }
+}
+
+/// Lay `child` over `base`: tables merge key by key, `files` and `run` lists append,
+/// everything else (and a `[source]` of another type) replaces.
+fn merge(base: &mut Table, child: Table, top: bool) {
+    for (k, v) in child {
+        let same_source_type = |b: &Table, c: &Table| b.get("type") == c.get("type");
+        match (base.get_mut(&k), v) {
+            (Some(Value::Table(b)), Value::Table(c)) if !(top && k == "source" && !same_source_type(b, &c)) => {
+                merge(b, c, false)
+            }
+            (Some(Value::Array(b)), Value::Array(c)) if top && (k == "files" || k == "run") => b.extend(c),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Read one recipe file and what it extends, merged, with relative paths anchored.
+fn load_table(spec: &str, relative_to: Option<&Path>, seen: &mut BTreeSet<String>) -> Result<(Table, String)> {
+    let located = locate(spec, relative_to)?;
+    let (origin, text, dir) = match located {
+        Located::File(p) => {
+            let text = std::fs::read_to_string(&p).map_err(|e| Error::Read {
+                file: p.display().to_string(),
+                source: e,
+            })?;
+            let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+            (p.display().to_string(), text, dir)
+        }
+        Located::Builtin(name, text) => (format!("builtin:{name}"), text.to_string(), PathBuf::from(".")),
+    };
+    if !seen.insert(origin.clone()) {
+        return Err(Error::Invalid {
+            file: origin,
+            msg: "`extends` loops back to this recipe".into(),
+        });
+    }
+    // Typed parse first: it reports unknown keys and bad values with their position.
+    let typed: Recipe = toml::from_str(&text).map_err(|e| parse_error(&origin, &text, e))?;
+    let mut table: Table = toml::from_str(&text).map_err(|e| parse_error(&origin, &text, e))?;
+    anchor_paths(&mut table, &dir);
+    let Some(parent) = typed.extends else {
+        return Ok((table, origin));
+    };
+    table.remove("extends");
+    let base_dir = if origin.starts_with("builtin:") { None } else { Some(dir.as_path()) };
+    let (mut base, _) = load_table(&parent, base_dir, seen).map_err(|e| match e {
+        Error::NotFound { .. } => Error::Invalid {
+            file: origin.clone(),
+            msg: format!("extends = {parent:?}: {e}"),
+        },
+        other => other,
+    })?;
+    merge(&mut base, table, true);
+    Ok((base, origin))
+}
+
+/// Apply one `--set key.sub=value`. The value is read as TOML when it parses as a TOML
+/// value (`true`, `3`, `["a","b"]`), else taken as a string.
+fn apply_set(table: &mut Table, arg: &str) -> Result<()> {
+    let err = |msg: &str| Error::Set {
+        arg: arg.to_string(),
+        msg: msg.to_string(),
+    };
+    let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected key=value, e.g. source.suite=trixie"))?;
+    let value = toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err("empty key part"));
+    }
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur.entry(p.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| err(&format!("`{p}` is not a table")))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// Load a recipe by path or name (`None`: the built-in default), apply `--set`s, validate.
+pub fn load(spec: Option<&str>, sets: &[String]) -> Result<Loaded> {
+    let spec = spec.unwrap_or(DEFAULT);
+    let (mut table, origin) = load_table(spec, None, &mut BTreeSet::new())?;
+    for s in sets {
+        apply_set(&mut table, s)?;
+    }
+    let recipe: Recipe = Recipe::deserialize(table).map_err(|e| Error::Invalid {
+        file: origin.clone(),
+        msg: if sets.is_empty() {
+            e.message().to_string()
+        } else {
+            format!("after --set: {}", e.message())
+        },
+    })?;
+    recipe.validate(&origin)?;
+    Ok(Loaded {
+        recipe,
+        origin,
+        sets: sets.to_vec(),
+    })
+}
+
+/// Parse and validate recipe text on its own (tests, `recipes/` linting).
+pub fn parse_str(text: &str, origin: &str) -> Result<Recipe> {
+    let r: Recipe = toml::from_str(text).map_err(|e| parse_error(origin, text, e))?;
+    r.validate(origin)?;
+    Ok(r)
+}
+
+impl Recipe {
+    /// Checks on the merged recipe that no single key can express.
+    pub fn validate(&self, file: &str) -> Result<()> {
+        let invalid = |msg: String| Error::Invalid {
+            file: file.to_string(),
+            msg,
+        };
+        let name = self
+            .distro
+            .name
+            .as_ref()
+            .ok_or_else(|| invalid("[distro] name is missing; add name = \"my-distro\"".into()))?;
+        if self.distro.path.is_none() {
+            check_api_path(name).map_err(|m| {
+                invalid(format!("[distro] name {name:?} cannot serve as the path ({m}); add path = \"...\""))
+            })?;
+        }
+        let source = self
+            .source
+            .as_ref()
+            .ok_or_else(|| invalid("[source] is missing; add type = \"debootstrap\" and suite = \"bookworm\"".into()))?;
+        if let SourceSpec::Rootfs(r) = source {
+            match (&r.dir, &r.tar) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => return Err(invalid("[source] type = \"rootfs\" takes exactly one of dir or tar".into())),
+            }
+        }
+        for (i, f) in self.files.iter().enumerate() {
+            let key = format!("[[files]] #{} ({})", i + 1, f.path);
+            match (&f.content, &f.source) {
+                (Some(_), None) => {}
+                (None, Some(src)) => {
+                    if !src.is_file() {
+                        return Err(invalid(format!(
+                            "{key}: source {} is not a file; fix the path (relative to the recipe)",
+                            src.display()
+                        )));
+                    }
+                }
+                _ => return Err(invalid(format!("{key}: give exactly one of content or source"))),
+            }
+        }
+        for g in &self.remove.paths {
+            if !g.starts_with('/') || g.split('/').any(|p| p == "..") {
+                return Err(invalid(format!("[remove] paths: {g:?} must be absolute and without `..`")));
+            }
+            glob::Pattern::new(g).map_err(|e| invalid(format!("[remove] paths: {g:?}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse_str(text, "t.toml").unwrap_err().to_string()
+    }
+
+    const BASE: &str = "[distro]\nname = \"x\"\n[source]\ntype = \"debootstrap\"\nsuite = \"bookworm\"\n";
+
+    #[test]
+    fn builtin_default_parses() {
+        let l = load(None, &[]).unwrap();
+        assert_eq!(l.name(), "debian-bookworm");
+        assert_eq!(l.source().kind(), "mmdebstrap");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let e = err(&format!("{BASE}colour = 1\n"));
+        assert!(e.starts_with("t.toml:3:1: unknown field `colour`"), "{e}");
+    }
+
+    #[test]
+    fn bad_path_names_charset_and_fix() {
+        let e = err("[distro]\nname = \"x\"\npath = \"my distro\"\n");
+        assert!(e.starts_with("t.toml:3:8: path \"my distro\" has ' '"), "{e}");
+        assert!(e.contains("try \"my-distro\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_source_type() {
+        let e = err("[distro]\nname = \"x\"\n[source]\ntype = \"dockr\"\n");
+        assert!(e.contains("unknown variant `dockr`"), "{e}");
+        assert!(e.contains("`debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`"), "{e}");
+    }
+
+    #[test]
+    fn package_names_cannot_be_options() {
+        let e = err(&format!("{BASE}[packages]\ninstall = [\"--allow-unauthenticated\"]\n"));
+        assert!(e.contains("would be read as an option"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_and_types() {
+        let mut t: Table = toml::from_str(BASE).unwrap();
+        apply_set(&mut t, "source.suite=trixie").unwrap();
+        apply_set(&mut t, "nss.uids=[30001, 30002]").unwrap();
+        let r = Recipe::deserialize(t).unwrap();
+        let Some(SourceSpec::Debootstrap(b)) = r.source else { panic!() };
+        assert_eq!(&*b.suite, "trixie");
+        assert_eq!(r.nss.uids, vec![30001, 30002]);
+    }
+
+    #[test]
+    fn extends_merges_and_appends() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("base.toml"),
+            format!("{BASE}[[run]]\ncommand = \"a\"\n[[files]]\npath = \"/x\"\nsource = \"x\"\n"),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("x"), "x").unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(
+            d.path().join("sub/child.toml"),
+            "extends = \"../base.toml\"\n[distro]\nname = \"y\"\n[[run]]\ncommand = \"b\"\n",
+        )
+        .unwrap();
+        let l = load(Some(d.path().join("sub/child.toml").to_str().unwrap()), &[]).unwrap();
+        assert_eq!(l.name(), "y");
+        let cmds: Vec<_> = l.recipe.run.iter().map(|r| r.command.as_str()).collect();
+        assert_eq!(cmds, ["a", "b"]);
+        let src = l.recipe.files[0].source.as_ref().unwrap();
+        assert_eq!(src.canonicalize().unwrap(), d.path().join("x").canonicalize().unwrap());
+    }
+
+    #[test]
+    fn not_found_lists_builtins() {
+        let e = load(Some("no-such-recipe"), &[]).unwrap_err().to_string();
+        assert!(e.contains("not found") && e.contains("debian-bookworm"), "{e}");
+    }
+}

@@ -1,0 +1,250 @@
+//! The one seam through which external programs run (debootstrap, mmdebstrap, chroot
+//! commands, ssh, rsync, cp). Stages build a [`Cmd`]; a [`Runner`] executes it. Tests use
+//! [`Recording`] to pin argument vectors without root; real runs go through [`System`].
+//!
+//! Arguments are always vectors, never a shell string: recipe values cannot inject.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{program}: not found; {hint}")]
+    NotFound { program: String, hint: String },
+    #[error("{program}: cannot start: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed with {status}{tail}")]
+    Failed {
+        command: String,
+        status: String,
+        /// The last lines of stderr, already prefixed with ": " when present.
+        tail: String,
+    },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::NotFound { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// One program invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<OsString>,
+    /// Extra environment; the child otherwise inherits ours.
+    pub env: Vec<(String, String)>,
+    /// Start from an empty environment (plus `env`), as chroot commands should.
+    pub clear_env: bool,
+    pub cwd: Option<PathBuf>,
+    /// Show the child's output live (package managers) instead of capturing it.
+    pub passthrough: bool,
+}
+
+impl Cmd {
+    pub fn new(program: &str) -> Self {
+        Cmd {
+            program: program.to_string(),
+            args: Vec::new(),
+            env: Vec::new(),
+            clear_env: false,
+            cwd: None,
+            passthrough: false,
+        }
+    }
+
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.args.push(a.as_ref().to_os_string());
+        self
+    }
+
+    pub fn args<I, S>(mut self, items: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(items.into_iter().map(|a| a.as_ref().to_os_string()));
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn passthrough(mut self, on: bool) -> Self {
+        self.passthrough = on;
+        self
+    }
+
+    /// The command as a user could paste it (for logs and error messages).
+    pub fn display(&self) -> String {
+        let mut s = self.program.clone();
+        for a in &self.args {
+            s.push(' ');
+            let a = a.to_string_lossy();
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                s.push_str(&format!("'{}'", a.replace('\'', "'\\''")));
+            } else {
+                s.push_str(&a);
+            }
+        }
+        s
+    }
+}
+
+/// What a finished command produced (stdout/stderr are empty in passthrough mode).
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs commands. `run` fails unless the program exits 0.
+pub trait Runner: Send + Sync {
+    fn run(&self, cmd: &Cmd) -> Result<Output, Error>;
+}
+
+/// The Debian package that provides a program, for "not found" hints.
+pub fn install_hint(program: &str) -> String {
+    let pkg = match program {
+        "debootstrap" => "debootstrap",
+        "mmdebstrap" => "mmdebstrap",
+        "chroot" | "cp" => "coreutils",
+        "ssh" => "openssh-client",
+        "rsync" => "rsync",
+        "mount" | "umount" => "mount",
+        other => other,
+    };
+    format!("install it with: apt-get install {pkg}")
+}
+
+/// The real runner.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct System;
+
+impl Runner for System {
+    fn run(&self, cmd: &Cmd) -> Result<Output, Error> {
+        let mut c = Command::new(&cmd.program);
+        c.args(&cmd.args);
+        if cmd.clear_env {
+            c.env_clear();
+        }
+        for (k, v) in &cmd.env {
+            c.env(k, v);
+        }
+        if let Some(d) = &cmd.cwd {
+            c.current_dir(d);
+        }
+        c.stdin(Stdio::null());
+        if cmd.passthrough {
+            // Package managers talk on stdout; keep our stdout clean for --json.
+            c.stdout(std::io::stderr());
+            c.stderr(Stdio::inherit());
+        } else {
+            c.stdout(Stdio::piped());
+            c.stderr(Stdio::piped());
+        }
+        let out = c.output().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                program: cmd.program.clone(),
+                hint: install_hint(&cmd.program),
+            },
+            _ => Error::Spawn {
+                program: cmd.program.clone(),
+                source: e,
+            },
+        })?;
+        if out.status.success() {
+            return Ok(Output {
+                stdout: out.stdout,
+                stderr: out.stderr,
+            });
+        }
+        let status = match out.status.code() {
+            Some(c) => format!("exit code {c}"),
+            None => "a signal".to_string(),
+        };
+        Err(Error::Failed {
+            command: cmd.display(),
+            status,
+            tail: stderr_tail(&out.stderr),
+        })
+    }
+}
+
+/// The last few lines of stderr, joined into one line for a one-line error.
+fn stderr_tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let start = lines.len().saturating_sub(3);
+    format!(": {}", lines[start..].join(" | "))
+}
+
+/// A runner that records every command and answers with canned results (tests).
+#[derive(Debug, Default)]
+pub struct Recording {
+    pub calls: Mutex<Vec<Cmd>>,
+    /// When set, commands whose program matches fail with this status text.
+    pub fail_program: Option<String>,
+}
+
+impl Recording {
+    pub fn calls(&self) -> Vec<Cmd> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl Runner for Recording {
+    fn run(&self, cmd: &Cmd) -> Result<Output, Error> {
+        self.calls.lock().unwrap().push(cmd.clone());
+        if self.fail_program.as_deref() == Some(cmd.program.as_str()) {
+            return Err(Error::Failed {
+                command: cmd.display(),
+                status: "exit code 1".into(),
+                tail: String::new(),
+            });
+        }
+        Ok(Output::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        let c = Cmd::new("chroot").args(["/t", "/bin/sh", "-c", "echo 'hi there'"]);
+        assert_eq!(c.display(), "chroot /t /bin/sh -c 'echo '\\''hi there'\\'''");
+    }
+
+    #[test]
+    fn missing_program_names_the_package() {
+        let err = System.run(&Cmd::new("definitely-not-a-program-xyz")).unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }));
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("apt-get install"));
+    }
+
+    #[test]
+    fn failure_carries_stderr_tail() {
+        let err = System
+            .run(&Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "`sh -c 'echo boom >&2; exit 3'` failed with exit code 3: boom");
+    }
+}

@@ -1,0 +1,119 @@
+//! `debootstrap` and `mmdebstrap` backends: the same recipe keys, two argument styles.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use super::{Error, SourceCtx, SourceInfo};
+use crate::recipe::Bootstrap;
+use crate::runner::Cmd;
+
+/// Debian's mirror, used when the recipe names none.
+pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Debootstrap,
+    Mmdebstrap,
+}
+
+impl Tool {
+    fn program(self) -> &'static str {
+        match self {
+            Tool::Debootstrap => "debootstrap",
+            Tool::Mmdebstrap => "mmdebstrap",
+        }
+    }
+}
+
+/// The argument vector for `tool` (validated recipe values only, never a shell string).
+pub fn command(tool: Tool, b: &Bootstrap, target: &Path) -> Cmd {
+    let mut args: Vec<OsString> = Vec::new();
+    if let Some(v) = &b.variant {
+        args.push(format!("--variant={v}").into());
+    }
+    if let Some(a) = &b.arch {
+        args.push(format!("--arch={a}").into());
+    }
+    if !b.components.is_empty() {
+        let c: Vec<&str> = b.components.iter().map(|c| &**c).collect();
+        args.push(format!("--components={}", c.join(",")).into());
+    }
+    if !b.packages.is_empty() {
+        let p: Vec<&str> = b.packages.iter().map(|p| &**p).collect();
+        args.push(format!("--include={}", p.join(",")).into());
+    }
+    if tool == Tool::Mmdebstrap {
+        // Root mode: real chroot, real device nodes; we are root anyway (checked before).
+        args.push("--mode=root".into());
+    }
+    args.push(b.suite.to_string().into());
+    args.push(target.as_os_str().to_os_string());
+    args.push(b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR).into());
+    Cmd::new(tool.program()).args(args).passthrough(true)
+}
+
+pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(Error::NeedsRoot {
+            tool: tool.program().into(),
+        });
+    }
+    let cmd = command(tool, b, target);
+    ctx.reporter.debug(&format!("running {}", cmd.display()));
+    ctx.runner.run(&cmd)?;
+    Ok(SourceInfo {
+        kind: tool.program().into(),
+        reference: format!(
+            "{} {} {}",
+            b.suite,
+            b.variant.as_deref().unwrap_or("default"),
+            b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR)
+        ),
+        digest: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::{parse_str, SourceSpec};
+
+    fn spec(extra: &str) -> Bootstrap {
+        let r = parse_str(
+            &format!("[distro]\nname = \"x\"\n[source]\ntype = \"mmdebstrap\"\nsuite = \"bookworm\"\n{extra}"),
+            "t.toml",
+        )
+        .unwrap();
+        match r.source.unwrap() {
+            SourceSpec::Mmdebstrap(b) => b,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn mmdebstrap_arguments() {
+        let b = spec("variant = \"minbase\"\ncomponents = [\"main\", \"contrib\"]\npackages = [\"net-tools\", \"uwsgi-core\"]\n");
+        let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"));
+        assert_eq!(
+            c.display(),
+            "mmdebstrap --variant=minbase --components=main,contrib --include=net-tools,uwsgi-core --mode=root bookworm /t/root http://deb.debian.org/debian"
+        );
+    }
+
+    #[test]
+    fn debootstrap_arguments_with_mirror() {
+        let b = spec("mirror = \"http://mirror.example/debian\"\narch = \"amd64\"\n");
+        let c = command(Tool::Debootstrap, &b, Path::new("/t/root"));
+        assert_eq!(c.display(), "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian");
+    }
+
+    #[test]
+    fn suite_cannot_inject_an_option() {
+        let e = parse_str(
+            "[distro]\nname = \"x\"\n[source]\ntype = \"debootstrap\"\nsuite = \"--foo\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("would be read as an option"), "{e}");
+    }
+}

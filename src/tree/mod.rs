@@ -1,0 +1,522 @@
+//! Safe filesystem access to a distro tree. Every stage that writes into a tree (unpack,
+//! customize, finish) goes through [`Root`], which resolves each path *inside* the tree
+//! with `openat2(RESOLVE_IN_ROOT)`: an absolute or `..` symlink planted by an image is
+//! followed as if the tree were `/`, so nothing can be created outside it.
+//! [`remove_tree`] is the only recursive delete, and it never crosses a mount point.
+
+mod unpack;
+
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+
+pub use unpack::{unpack, UnpackOptions, UnpackStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{entry}: {reason}")]
+    Refused { entry: String, reason: String },
+    #[error("{path}: not a directory; give the distro's root directory")]
+    NotADir { path: String },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Refused { .. } | Error::NotADir { .. } => 2,
+            Error::Io { .. } => 1,
+        }
+    }
+
+    pub fn io(path: impl AsRef<Path>, source: impl Into<std::io::Error>) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source: source.into(),
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A directory treated as `/` for every path operation.
+pub struct Root {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Split `/a/b/c` into (`a/b`, `c`), refusing paths without a real final name.
+fn split(rel: &Path) -> std::io::Result<(PathBuf, OsString)> {
+    let mut parts: Vec<&OsStr> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::RootDir | Component::CurDir => {}
+            // `..` inside the tree is clamped by RESOLVE_IN_ROOT anyway; refusing it keeps
+            // the name we act on honest.
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "path has a `..` component",
+                ))
+            }
+        }
+    }
+    let name = parts.pop().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path names the root itself")
+    })?;
+    Ok((parts.iter().collect(), name.to_os_string()))
+}
+
+impl Root {
+    /// Open an existing directory as a root.
+    pub fn open(path: &Path) -> Result<Root> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            if e == rustix::io::Errno::NOTDIR {
+                Error::NotADir {
+                    path: path.display().to_string(),
+                }
+            } else {
+                Error::io(path, e)
+            }
+        })?;
+        Ok(Root {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host path of `rel` (for messages and for tools that take paths).
+    pub fn host_path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        let rel = rel.as_ref();
+        self.path.join(rel.strip_prefix("/").unwrap_or(rel))
+    }
+
+    fn err(&self, rel: &Path, e: impl Into<std::io::Error>) -> Error {
+        Error::io(self.host_path(rel), e)
+    }
+
+    /// Open `rel` resolving every component inside the root.
+    pub fn open_at(&self, rel: &Path, flags: OFlags, mode: u32) -> std::io::Result<OwnedFd> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        Ok(rustix::fs::openat2(
+            &self.fd,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )?)
+    }
+
+    /// The parent directory of `rel` (resolved inside the root) and the final name.
+    pub fn parent(&self, rel: &Path) -> std::io::Result<(OwnedFd, OsString)> {
+        let (dir, name) = split(rel)?;
+        let fd = self.open_at(&dir, OFlags::PATH | OFlags::DIRECTORY, 0)?;
+        Ok((fd, name))
+    }
+
+    /// lstat inside the root; `None` when nothing is there.
+    pub fn lstat(&self, rel: &Path) -> Result<Option<Stat>> {
+        let (dir, name) = match self.parent(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(self.err(rel, e)),
+        };
+        match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(st)),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// The file type at `rel` without following a final symlink.
+    pub fn file_type(&self, rel: &Path) -> Result<Option<FileType>> {
+        Ok(self.lstat(rel)?.map(|st| FileType::from_raw_mode(st.st_mode)))
+    }
+
+    /// Read a file (following symlinks inside the root).
+    pub fn read(&self, rel: &Path) -> Result<Vec<u8>> {
+        let fd = self
+            .open_at(rel, OFlags::RDONLY, 0)
+            .map_err(|e| self.err(rel, e))?;
+        let mut buf = Vec::new();
+        std::fs::File::from(fd)
+            .read_to_end(&mut buf)
+            .map_err(|e| self.err(rel, e))?;
+        Ok(buf)
+    }
+
+    /// The target of the symlink at `rel`, `None` if it is not a symlink.
+    pub fn read_link(&self, rel: &Path) -> Result<Option<PathBuf>> {
+        if self.file_type(rel)? != Some(FileType::Symlink) {
+            return Ok(None);
+        }
+        let (dir, name) = self.parent(rel).map_err(|e| self.err(rel, e))?;
+        let target = rustix::fs::readlinkat(&dir, &name, Vec::new()).map_err(|e| self.err(rel, e))?;
+        Ok(Some(PathBuf::from(OsStr::from_bytes(target.as_bytes()))))
+    }
+
+    /// `mkdir -p` inside the root. New directories get `mode`; existing ones are left
+    /// alone (and their mtimes untouched, which keeps re-finishing reproducible).
+    pub fn create_dir_all(&self, rel: &Path, mode: u32) -> Result<()> {
+        let mut cur = PathBuf::new();
+        for c in rel.components() {
+            let Component::Normal(p) = c else { continue };
+            cur.push(p);
+            match self.file_type(&cur)? {
+                Some(FileType::Directory) => continue,
+                Some(FileType::Symlink) => {
+                    // A symlink to a directory inside the root is fine (usrmerge `/lib`).
+                    match self.open_at(&cur, OFlags::PATH | OFlags::DIRECTORY, 0) {
+                        Ok(_) => continue,
+                        Err(_) => self.remove(&cur)?,
+                    }
+                }
+                Some(_) => self.remove(&cur)?,
+                None => {}
+            }
+            let (dir, name) = self.parent(&cur).map_err(|e| self.err(&cur, e))?;
+            rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(mode)).map_err(|e| self.err(&cur, e))?;
+            rustix::fs::chmodat(&dir, &name, Mode::from_raw_mode(mode), AtFlags::empty())
+                .map_err(|e| self.err(&cur, e))?;
+        }
+        Ok(())
+    }
+
+    /// Write a regular file unless it already has exactly this content and mode.
+    /// Returns whether anything changed. Written to a temporary name and renamed, so a
+    /// reader never sees half a file; a symlink at `rel` is replaced, never followed.
+    pub fn write_file(&self, rel: &Path, data: &[u8], mode: u32) -> Result<bool> {
+        if let Some(st) = self.lstat(rel)? {
+            if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+                && st.st_mode & 0o7777 == mode
+                && st.st_size as usize == data.len()
+                && self.read(rel)? == data
+            {
+                return Ok(false);
+            }
+        }
+        if let Some(parent) = rel.parent() {
+            self.create_dir_all(parent, 0o755)?;
+        }
+        let (dir, name) = self.parent(rel).map_err(|e| self.err(rel, e))?;
+        let mut tmp = OsString::from(".build-distro.");
+        tmp.push(&name);
+        let fd = rustix::fs::openat(
+            &dir,
+            &tmp,
+            OFlags::CREATE | OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.err(rel, e))?;
+        let mut f = std::fs::File::from(fd);
+        f.write_all(data).map_err(|e| self.err(rel, e))?;
+        rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(mode)).map_err(|e| self.err(rel, e))?;
+        drop(f);
+        if self.file_type(rel)? == Some(FileType::Directory) {
+            self.remove(rel)?;
+        }
+        rustix::fs::renameat(&dir, &tmp, &dir, &name).map_err(|e| self.err(rel, e))?;
+        Ok(true)
+    }
+
+    /// Make `rel` a symlink to `target` unless it already is one. Returns whether it changed.
+    pub fn symlink(&self, target: &Path, rel: &Path) -> Result<bool> {
+        if self.read_link(rel)?.as_deref() == Some(target) {
+            return Ok(false);
+        }
+        if let Some(parent) = rel.parent() {
+            self.create_dir_all(parent, 0o755)?;
+        }
+        if self.lstat(rel)?.is_some() {
+            self.remove(rel)?;
+        }
+        let (dir, name) = self.parent(rel).map_err(|e| self.err(rel, e))?;
+        rustix::fs::symlinkat(target, &dir, &name).map_err(|e| self.err(rel, e))?;
+        Ok(true)
+    }
+
+    /// Hard-link `from` to a new name `to` (both inside the root), replacing `to`.
+    pub fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        let (fdir, fname) = self.parent(from).map_err(|e| self.err(from, e))?;
+        if self.lstat(to)?.is_some() {
+            self.remove(to)?;
+        }
+        let (tdir, tname) = self.parent(to).map_err(|e| self.err(to, e))?;
+        rustix::fs::linkat(&fdir, &fname, &tdir, &tname, AtFlags::empty()).map_err(|e| self.err(to, e))
+    }
+
+    /// Set permission bits of `rel` (not following a final symlink).
+    pub fn chmod(&self, rel: &Path, mode: u32) -> Result<()> {
+        let fd = self
+            .open_at(rel, OFlags::RDONLY | OFlags::NOFOLLOW, 0)
+            .map_err(|e| self.err(rel, e))?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.err(rel, e))
+    }
+
+    /// Remove whatever is at `rel`: a file, a symlink (never its target) or a whole
+    /// directory, without crossing into other mounts.
+    pub fn remove(&self, rel: &Path) -> Result<()> {
+        let (dir, name) = match self.parent(rel) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(self.err(rel, e)),
+        };
+        let st = match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(self.err(rel, e)),
+        };
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let mounts = mount_points_under(&self.path);
+            let mut skipped = Vec::new();
+            remove_dir_contents(&dir, &name, &self.host_path(rel), st.st_dev, &mounts, &mut skipped)
+                .map_err(|e| self.err(rel, e))?;
+            if !skipped.is_empty() {
+                return Err(Error::Refused {
+                    entry: self.host_path(rel).display().to_string(),
+                    reason: format!("not removed: mount points inside ({})", skipped.join(", ")),
+                });
+            }
+            rustix::fs::unlinkat(&dir, &name, AtFlags::REMOVEDIR).map_err(|e| self.err(rel, e))
+        } else {
+            rustix::fs::unlinkat(&dir, &name, AtFlags::empty()).map_err(|e| self.err(rel, e))
+        }
+    }
+
+    /// Every path below the root (relative, sorted, not following symlinks), with its lstat.
+    pub fn walk(&self) -> Result<Vec<(PathBuf, std::fs::Metadata)>> {
+        let mut out = Vec::new();
+        for e in walkdir::WalkDir::new(&self.path)
+            .follow_links(false)
+            .same_file_system(true)
+            .sort_by_file_name()
+            .min_depth(1)
+        {
+            let e = e.map_err(|e| {
+                let p = e.path().map(Path::to_path_buf).unwrap_or_default();
+                Error::io(p, std::io::Error::other(e.to_string()))
+            })?;
+            let md = e.metadata().map_err(|er| Error::io(e.path(), std::io::Error::other(er.to_string())))?;
+            let rel = e.path().strip_prefix(&self.path).unwrap().to_path_buf();
+            out.push((rel, md));
+        }
+        Ok(out)
+    }
+}
+
+/// Mount points at or below `dir`, from /proc/self/mountinfo (octal escapes decoded).
+pub fn mount_points_under(dir: &Path) -> HashSet<PathBuf> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(unescape_mountinfo(m)))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Empty the directory `name` in `parent` (not the directory itself), never following a
+/// symlink and never descending into another filesystem or a mount point: a bind mount
+/// left behind (say the host's `/dev`) must survive a cleanup. Skipped mount points are
+/// collected in `skipped`.
+fn remove_dir_contents(
+    parent: &OwnedFd,
+    name: &OsStr,
+    host: &Path,
+    dev: u64,
+    mounts: &HashSet<PathBuf>,
+    skipped: &mut Vec<String>,
+) -> std::io::Result<()> {
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let names: Vec<OsString> = rustix::fs::Dir::read_from(&fd)?
+        .filter_map(|e| e.ok())
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    for n in names {
+        let st = rustix::fs::statat(&fd, &n, AtFlags::SYMLINK_NOFOLLOW)?;
+        let child = host.join(&n);
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            if st.st_dev != dev || mounts.contains(&child) {
+                skipped.push(child.display().to_string());
+                continue;
+            }
+            let before = skipped.len();
+            remove_dir_contents(&fd, &n, &child, dev, mounts, skipped)?;
+            if skipped.len() == before {
+                rustix::fs::unlinkat(&fd, &n, AtFlags::REMOVEDIR)?;
+            }
+        } else {
+            rustix::fs::unlinkat(&fd, &n, AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove `dir` and everything below it, except mount points (and whatever leads to
+/// them), which are returned so the caller can warn. Symlinks are removed, not followed.
+pub fn remove_tree(dir: &Path) -> Result<Vec<String>> {
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    if !meta.is_dir() {
+        std::fs::remove_file(dir).map_err(|e| Error::io(dir, e))?;
+        return Ok(Vec::new());
+    }
+    let mounts = mount_points_under(dir);
+    let canon = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    if mounts.contains(&canon) {
+        return Ok(vec![canon.display().to_string()]);
+    }
+    let parent = canon.parent().unwrap_or(Path::new("/"));
+    let name = canon.file_name().unwrap_or_default();
+    let pfd = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io(parent, e))?;
+    let mut skipped = Vec::new();
+    use std::os::unix::fs::MetadataExt;
+    remove_dir_contents(&pfd, name, &canon, meta.dev(), &mounts, &mut skipped).map_err(|e| Error::io(dir, e))?;
+    if skipped.is_empty() {
+        rustix::fs::unlinkat(&pfd, name, AtFlags::REMOVEDIR).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(skipped)
+}
+
+/// A temporary build directory that removes itself (safely) when dropped, unless kept.
+pub struct BuildDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl BuildDir {
+    /// A fresh directory `build-distro.XXXXXX` under `parent`.
+    pub fn new(parent: &Path) -> Result<BuildDir> {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let td = tempfile::Builder::new()
+            .prefix("build-distro.")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        let path = td.keep();
+        Ok(BuildDir { path, keep: false })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Keep the directory after drop (for `--format dir` or `--keep-build`).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            if let Ok(skipped) = remove_tree(&self.path) {
+                for s in skipped {
+                    eprintln!("build-distro: warning: left {s} in place: it is a mount point");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_symlink_resolves_inside_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("evil")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        root.write_file(Path::new("/evil/x"), b"hi", 0o644).unwrap();
+        assert!(!outside.path().join("x").exists(), "wrote through a symlink out of the root");
+        // The link dangled inside the root, so it was replaced by a real directory.
+        assert_eq!(std::fs::read(t.path().join("evil/x")).unwrap(), b"hi");
+        // A link that resolves inside the root is followed there, as the tree's own `/`.
+        std::fs::create_dir_all(t.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("/real", t.path().join("lnk")).unwrap();
+        root.write_file(Path::new("/lnk/y"), b"yo", 0o644).unwrap();
+        assert_eq!(std::fs::read(t.path().join("real/y")).unwrap(), b"yo");
+    }
+
+    #[test]
+    fn write_file_is_idempotent_and_replaces_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        assert!(root.write_file(Path::new("etc/a"), b"1", 0o640).unwrap());
+        assert!(!root.write_file(Path::new("etc/a"), b"1", 0o640).unwrap());
+        assert!(root.write_file(Path::new("etc/a"), b"1", 0o644).unwrap());
+        root.symlink(Path::new("/etc/a"), Path::new("etc/b")).unwrap();
+        assert!(!root.symlink(Path::new("/etc/a"), Path::new("etc/b")).unwrap());
+        root.write_file(Path::new("etc/b"), b"2", 0o644).unwrap();
+        assert_eq!(std::fs::read(t.path().join("etc/a")).unwrap(), b"1");
+        assert_eq!(std::fs::read(t.path().join("etc/b")).unwrap(), b"2");
+    }
+
+    #[test]
+    fn remove_tree_does_not_follow_symlinks() {
+        let keep = tempfile::tempdir().unwrap();
+        std::fs::write(keep.path().join("precious"), b"x").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("build");
+        std::fs::create_dir_all(d.join("a/b")).unwrap();
+        std::os::unix::fs::symlink(keep.path(), d.join("a/link")).unwrap();
+        assert!(remove_tree(&d).unwrap().is_empty());
+        assert!(!d.exists());
+        assert!(keep.path().join("precious").exists());
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+}
