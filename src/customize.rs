@@ -53,7 +53,8 @@ impl Error {
 type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What package installs inside a chroot must never do: start services.
-pub const POLICY_RC_D: &[u8] = b"#!/bin/sh\n# build-distro: never start services from package scripts\nexit 101\n";
+pub const POLICY_RC_D: &[u8] =
+    b"#!/bin/sh\n# build-distro: never start services from package scripts\nexit 101\n";
 
 /// A mount that is detached when dropped.
 struct MountGuard {
@@ -62,20 +63,34 @@ struct MountGuard {
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+        let _ = nix::mount::umount2(
+            &self.target,
+            MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
+        );
     }
 }
 
 /// Mount onto a directory of the tree, pinned by an fd opened inside the root, so a
 /// planted symlink (`/proc -> /`) can never redirect the mount onto the host.
-fn mount_in(root: &Root, rel: &str, source: &str, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<MountGuard> {
+fn mount_in(
+    root: &Root,
+    rel: &str,
+    source: &str,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<MountGuard> {
     let rel_path = Path::new(rel);
     let fail = |e| Error::Mount {
         what: source.to_string(),
         target: root.host_path(rel_path).display().to_string(),
         source: e,
     };
-    let is_file = flags.contains(MsFlags::MS_BIND) && Path::new(source).metadata().map(|m| !m.is_dir()).unwrap_or(false);
+    let is_file = flags.contains(MsFlags::MS_BIND)
+        && Path::new(source)
+            .metadata()
+            .map(|m| !m.is_dir())
+            .unwrap_or(false);
     if is_file {
         root.write_file(rel_path, b"", 0o644)?;
     } else {
@@ -110,18 +125,42 @@ impl<'a> ChrootSession<'a> {
             resolv_backup: None,
         };
         let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-        s.mounts.push(mount_in(root, "proc", "proc", Some("proc"), nodev, None)?);
-        s.mounts.push(mount_in(root, "dev", "tmpfs", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=755"))?);
+        s.mounts
+            .push(mount_in(root, "proc", "proc", Some("proc"), nodev, None)?);
+        s.mounts.push(mount_in(
+            root,
+            "dev",
+            "tmpfs",
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=755"),
+        )?);
         for node in ["null", "zero", "full", "random", "urandom", "tty"] {
             let host = format!("/dev/{node}");
-            s.mounts.push(mount_in(root, &format!("dev/{node}"), &host, None, MsFlags::MS_BIND, None)?);
+            s.mounts.push(mount_in(
+                root,
+                &format!("dev/{node}"),
+                &host,
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )?);
         }
-        s.mounts.push(mount_in(root, "dev/pts", "devpts", Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=620"))?);
+        s.mounts.push(mount_in(
+            root,
+            "dev/pts",
+            "devpts",
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=620"),
+        )?);
         root.create_dir_all(Path::new("dev/shm"), 0o1777)?;
         // The host's resolver while commands run; the tree's own file (or symlink) is
         // moved aside and put back afterwards.
         if root.lstat(Path::new(RESOLV))?.is_some() {
-            let (dir, name) = root.parent(Path::new(RESOLV)).map_err(|e| crate::tree::Error::io(root.host_path(RESOLV), e))?;
+            let (dir, name) = root
+                .parent(Path::new(RESOLV))
+                .map_err(|e| crate::tree::Error::io(root.host_path(RESOLV), e))?;
             rustix::fs::renameat(&dir, &name, &dir, ".resolv.conf.build-distro")
                 .map_err(|e| crate::tree::Error::io(root.host_path(RESOLV), e))?;
             s.resolv_backup = Some(PathBuf::from(RESOLV_BACKUP));
@@ -139,7 +178,10 @@ impl<'a> ChrootSession<'a> {
                 .chain(argv.iter().map(Into::into))
                 .collect(),
             env: vec![
-                ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                (
+                    "PATH".into(),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                ),
                 ("HOME".into(), "/root".into()),
                 ("LANG".into(), "C.UTF-8".into()),
                 ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
@@ -159,7 +201,8 @@ impl Drop for ChrootSession<'_> {
         let _ = self.root.remove(Path::new(RESOLV));
         if self.resolv_backup.take().is_some() {
             if let Ok((dir, _)) = self.root.parent(Path::new(RESOLV)) {
-                let _ = rustix::fs::renameat(&dir, ".resolv.conf.build-distro", &dir, "resolv.conf");
+                let _ =
+                    rustix::fs::renameat(&dir, ".resolv.conf.build-distro", &dir, "resolv.conf");
             }
         }
     }
@@ -197,10 +240,16 @@ impl PackageManager {
             PackageManager::Apt => {
                 if !install.is_empty() {
                     out.push(with(&["apt-get", "update"], &[]));
-                    out.push(with(&["apt-get", "install", "-y", "--no-install-recommends", "--"], install));
+                    out.push(with(
+                        &["apt-get", "install", "-y", "--no-install-recommends", "--"],
+                        install,
+                    ));
                 }
                 if !remove.is_empty() {
-                    out.push(with(&["apt-get", "purge", "-y", "--auto-remove", "--"], remove));
+                    out.push(with(
+                        &["apt-get", "purge", "-y", "--auto-remove", "--"],
+                        remove,
+                    ));
                 }
             }
             PackageManager::Apk => {
@@ -213,7 +262,16 @@ impl PackageManager {
             }
             PackageManager::Dnf => {
                 if !install.is_empty() {
-                    out.push(with(&["dnf", "install", "-y", "--setopt=install_weak_deps=False", "--"], install));
+                    out.push(with(
+                        &[
+                            "dnf",
+                            "install",
+                            "-y",
+                            "--setopt=install_weak_deps=False",
+                            "--",
+                        ],
+                        install,
+                    ));
                 }
                 if !remove.is_empty() {
                     out.push(with(&["dnf", "remove", "-y", "--"], remove));
@@ -226,7 +284,9 @@ impl PackageManager {
 
 /// Whether the recipe has anything that needs a chroot (so pure-copy builds skip it).
 pub fn needs_chroot(recipe: &Recipe) -> bool {
-    !recipe.packages.install.is_empty() || !recipe.packages.remove.is_empty() || !recipe.run.is_empty()
+    !recipe.packages.install.is_empty()
+        || !recipe.packages.remove.is_empty()
+        || !recipe.run.is_empty()
 }
 
 /// Whether the customize stage has anything to do at all.
@@ -235,7 +295,12 @@ pub fn has_work(recipe: &Recipe) -> bool {
 }
 
 /// Apply packages, files, run commands and removals, in that order.
-pub fn customize(root: &Root, recipe: &Recipe, runner: &dyn Runner, reporter: &Reporter) -> Result<()> {
+pub fn customize(
+    root: &Root,
+    recipe: &Recipe,
+    runner: &dyn Runner,
+    reporter: &Reporter,
+) -> Result<()> {
     if needs_chroot(recipe) {
         let session = ChrootSession::enter(root)?;
         root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
@@ -310,7 +375,10 @@ pub fn remove_globs(root: &Root, globs: &[String]) -> Result<()> {
         require_literal_separator: true,
         ..Default::default()
     };
-    let patterns: Vec<glob::Pattern> = globs.iter().filter_map(|g| glob::Pattern::new(g).ok()).collect();
+    let patterns: Vec<glob::Pattern> = globs
+        .iter()
+        .filter_map(|g| glob::Pattern::new(g).ok())
+        .collect();
     let mut doomed: Vec<PathBuf> = Vec::new();
     for (rel, _) in root.walk()? {
         let abs = Path::new("/").join(&rel);
@@ -337,8 +405,21 @@ mod tests {
     #[test]
     fn apt_commands_end_options_before_packages() {
         let c = PackageManager::Apt.commands(&["curl"], &["nano"]);
-        assert_eq!(c[1], ["apt-get", "install", "-y", "--no-install-recommends", "--", "curl"]);
-        assert_eq!(c[2], ["apt-get", "purge", "-y", "--auto-remove", "--", "nano"]);
+        assert_eq!(
+            c[1],
+            [
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "--",
+                "curl"
+            ]
+        );
+        assert_eq!(
+            c[2],
+            ["apt-get", "purge", "-y", "--auto-remove", "--", "nano"]
+        );
     }
 
     #[test]

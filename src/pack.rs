@@ -78,7 +78,9 @@ pub struct PackOptions {
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
-            clamp_mtime: std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()),
+            clamp_mtime: std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|s| s.parse().ok()),
             level: 6,
         }
     }
@@ -192,7 +194,10 @@ pub fn write_tar<W: Write>(
             if rel == Path::new(PROVENANCE) {
                 continue;
             }
-            let md = e.path().symlink_metadata().map_err(|er| Error::io(e.path(), er))?;
+            let md = e
+                .path()
+                .symlink_metadata()
+                .map_err(|er| Error::io(e.path(), er))?;
             let ft = md.file_type();
             let mtime = mtime_of(md.mtime());
             let io = |er| Error::io(e.path(), er);
@@ -249,9 +254,17 @@ pub fn write_tar<W: Write>(
     let t = b.get_mut();
     t.flush().map_err(|e| Error::io(dir, e))?;
     t.hashing = false;
-    packed.content_id = format!("sha256:{}", hex::encode(std::mem::take(&mut t.hasher).finalize()));
+    packed.content_id = format!(
+        "sha256:{}",
+        hex::encode(std::mem::take(&mut t.hasher).finalize())
+    );
     let prov = provenance(&packed.content_id);
-    let mut h = header(EntryType::Regular, 0o644, opts.clamp_mtime.unwrap_or(0), prov.len() as u64);
+    let mut h = header(
+        EntryType::Regular,
+        0o644,
+        opts.clamp_mtime.unwrap_or(0),
+        prov.len() as u64,
+    );
     b.append_data(&mut h, PROVENANCE, prov.as_slice())
         .map_err(|e| Error::io(PROVENANCE, e))?;
     b.finish().map_err(|e| Error::io(dir, e))?;
@@ -372,8 +385,14 @@ mod tests {
     }
 
     fn pack(dir: &Path) -> (Packed, Vec<u8>) {
-        let opts = PackOptions { clamp_mtime: None, level: 6 };
-        let (p, out) = write_tar(dir, Vec::new(), &opts, |id| format!("{{\"content_id\":\"{id}\"}}").into_bytes()).unwrap();
+        let opts = PackOptions {
+            clamp_mtime: None,
+            level: 6,
+        };
+        let (p, out) = write_tar(dir, Vec::new(), &opts, |id| {
+            format!("{{\"content_id\":\"{id}\"}}").into_bytes()
+        })
+        .unwrap();
         (p, out)
     }
 
@@ -392,11 +411,27 @@ mod tests {
                 let e = e.unwrap();
                 assert_eq!(e.header().uid().unwrap(), 0);
                 assert_eq!(e.header().username().unwrap(), Some(""));
-                (e.path().unwrap().display().to_string(), e.header().entry_type(), e.header().gid().unwrap())
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                    e.header().gid().unwrap(),
+                )
             })
             .collect();
         let paths: Vec<&str> = names.iter().map(|n| n.0.as_str()).collect();
-        assert_eq!(paths, ["etc", "etc/mtab", "etc/passwd", "usr", "usr/bin", "usr/bin/a", "usr/bin/b", PROVENANCE]);
+        assert_eq!(
+            paths,
+            [
+                "etc",
+                "etc/mtab",
+                "etc/passwd",
+                "usr",
+                "usr/bin",
+                "usr/bin/a",
+                "usr/bin/b",
+                PROVENANCE
+            ]
+        );
         assert_eq!(names[6].1, EntryType::Link);
         assert_eq!(a.files, 2);
         assert_eq!(a.manifest.len(), 4);

@@ -68,14 +68,22 @@ pub struct BuildReport {
 }
 
 /// Run the pipeline up to pack.
-pub fn build(loaded: &Loaded, opts: &BuildOptions, runner: &dyn Runner, reporter: &Reporter) -> Result<BuildReport> {
+pub fn build(
+    loaded: &Loaded,
+    opts: &BuildOptions,
+    runner: &dyn Runner,
+    reporter: &Reporter,
+) -> Result<BuildReport> {
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| crate::pack::Error::io(out, e))?;
     let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut build_dir = BuildDir::new(&work)?;
     if opts.keep_build {
         build_dir.keep();
-        reporter.info(&format!("keeping the build directory {}", build_dir.path().display()));
+        reporter.info(&format!(
+            "keeping the build directory {}",
+            build_dir.path().display()
+        ));
     }
     let tree = build_dir.path().join("rootfs");
     std::fs::create_dir(&tree).map_err(|e| crate::pack::Error::io(&tree, e))?;
@@ -95,7 +103,12 @@ pub fn build(loaded: &Loaded, opts: &BuildOptions, runner: &dyn Runner, reporter
 
     let stage = reporter.stage("finish");
     let finish = crate::finish::finish(&root, loaded, reporter)?;
-    stage.done(&format!("uWSGI {} with {} plugins, nss {}", finish.uwsgi_binary, finish.plugins.len(), finish.nss));
+    stage.done(&format!(
+        "uWSGI {} with {} plugins, nss {}",
+        finish.uwsgi_binary,
+        finish.plugins.len(),
+        finish.nss
+    ));
     crate::error::check_interrupted()?;
 
     let stage = reporter.stage("pack");
@@ -119,7 +132,9 @@ pub fn build(loaded: &Loaded, opts: &BuildOptions, runner: &dyn Runner, reporter
         v
     };
     let packed: Packed = match opts.format {
-        Format::TarGz | Format::Tar => crate::pack::pack_to_file(&tree, &output, opts.format, &opts.pack, provenance)?,
+        Format::TarGz | Format::Tar => {
+            crate::pack::pack_to_file(&tree, &output, opts.format, &opts.pack, provenance)?
+        }
         Format::Dir => {
             let mut prov = Vec::new();
             let (packed, _) = crate::pack::write_tar(&tree, std::io::sink(), &opts.pack, |id| {
@@ -136,7 +151,10 @@ pub fn build(loaded: &Loaded, opts: &BuildOptions, runner: &dyn Runner, reporter
     } else {
         std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0)
     };
-    stage.done(&format!("{} entries, content {}", packed.entries, packed.content_id));
+    stage.done(&format!(
+        "{} entries, content {}",
+        packed.entries, packed.content_id
+    ));
 
     let manifest = out.join(format!("{name}.manifest"));
     let report_path = out.join(format!("{name}.json"));
@@ -169,7 +187,8 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let staged = Staged::new(dest);
     let mut f = staged.create()?;
-    f.write_all(data).map_err(|e| crate::pack::Error::io(dest, e))?;
+    f.write_all(data)
+        .map_err(|e| crate::pack::Error::io(dest, e))?;
     f.flush().map_err(|e| crate::pack::Error::io(dest, e))?;
     drop(f);
     staged.commit()?;
@@ -188,7 +207,11 @@ fn replace_dir(tree: &Path, dest: &Path) -> Result<()> {
     if std::fs::rename(tree, &incoming).is_err() {
         // Another filesystem: copy exactly, then swap.
         crate::runner::System.run(
-            &crate::runner::Cmd::new("cp").arg("-a").arg("--reflink=auto").arg(tree).arg(&incoming),
+            &crate::runner::Cmd::new("cp")
+                .arg("-a")
+                .arg("--reflink=auto")
+                .arg(tree)
+                .arg(&incoming),
         )?;
     }
     let old = parent.join(format!(

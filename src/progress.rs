@@ -75,7 +75,10 @@ impl Reporter {
     pub fn stage(&self, name: &str) -> Stage<'_> {
         let bar = self.multi.as_ref().map(|m| {
             let pb = m.add(ProgressBar::new_spinner());
-            pb.set_style(ProgressStyle::with_template("{spinner} {prefix:>10} {wide_msg} {elapsed}").unwrap());
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:>10} {wide_msg} {elapsed}")
+                    .unwrap(),
+            );
             pb.set_prefix(name.to_string());
             pb.enable_steady_tick(Duration::from_millis(120));
             pb
@@ -100,9 +103,11 @@ impl Reporter {
                 None => ProgressBar::new_spinner(),
             });
             pb.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}")
-                    .unwrap()
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {wide_msg}",
+                )
+                .unwrap()
+                .progress_chars("=> "),
             );
             pb.set_prefix(name.to_string());
             pb

@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
 /// The recipes shipped in `recipes/`, built into the binary so a copied binary has them.
-pub const BUILTIN: &[(&str, &str)] = &[("debian-bookworm", include_str!("../recipes/debian-bookworm.toml"))];
+pub const BUILTIN: &[(&str, &str)] = &[(
+    "debian-bookworm",
+    include_str!("../recipes/debian-bookworm.toml"),
+)];
 
 /// The recipe used when none is named.
 pub const DEFAULT: &str = "debian-bookworm";
@@ -19,7 +22,12 @@ pub const DEFAULT: &str = "debian-bookworm";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{file}:{line}:{col}: {msg}")]
-    Parse { file: String, line: usize, col: usize, msg: String },
+    Parse {
+        file: String,
+        line: usize,
+        col: usize,
+        msg: String,
+    },
     #[error("{file}: {msg}")]
     Invalid { file: String, msg: String },
     #[error("recipe {name:?} not found: no such file and no recipes/{name}.toml (built in: {available})")]
@@ -82,14 +90,21 @@ fn charset(s: &str, what: &str, ok: fn(char) -> bool, allowed: &str) -> Result<(
     }
     if let Some(c) = s.chars().find(|c| !ok(*c)) {
         let fixed: String = s.chars().map(|c| if ok(c) { c } else { '-' }).collect();
-        return Err(format!("{what} {s:?} has {c:?}: only {allowed} are allowed; try {fixed:?}"));
+        return Err(format!(
+            "{what} {s:?} has {c:?}: only {allowed} are allowed; try {fixed:?}"
+        ));
     }
     Ok(())
 }
 
 /// The API path charset, `A-Za-z0-9._-`.
 pub fn check_api_path(s: &str) -> Result<(), String> {
-    charset(s, "path", |c| c.is_ascii_alphanumeric() || "._-".contains(c), "A-Za-z0-9._-")?;
+    charset(
+        s,
+        "path",
+        |c| c.is_ascii_alphanumeric() || "._-".contains(c),
+        "A-Za-z0-9._-",
+    )?;
     if s == "." || s == ".." {
         return Err(format!("path {s:?} is not a directory name"));
     }
@@ -444,7 +459,11 @@ fn locate(spec: &str, relative_to: Option<&Path>) -> Result<Located> {
         _ => candidates.push(as_path.to_path_buf()),
     }
     if !spec.contains('/') {
-        let file = if spec.ends_with(".toml") { spec.to_string() } else { format!("{spec}.toml") };
+        let file = if spec.ends_with(".toml") {
+            spec.to_string()
+        } else {
+            format!("{spec}.toml")
+        };
         candidates.push(Path::new("recipes").join(file));
     }
     if let Some(found) = candidates.into_iter().find(|p| p.is_file()) {
@@ -456,7 +475,11 @@ fn locate(spec: &str, relative_to: Option<&Path>) -> Result<Located> {
     }
     Err(Error::NotFound {
         name: spec.to_string(),
-        available: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        available: BUILTIN
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
@@ -510,10 +533,14 @@ fn merge(base: &mut Table, child: Table, top: bool) {
     for (k, v) in child {
         let same_source_type = |b: &Table, c: &Table| b.get("type") == c.get("type");
         match (base.get_mut(&k), v) {
-            (Some(Value::Table(b)), Value::Table(c)) if !(top && k == "source" && !same_source_type(b, &c)) => {
+            (Some(Value::Table(b)), Value::Table(c))
+                if !(top && k == "source" && !same_source_type(b, &c)) =>
+            {
                 merge(b, c, false)
             }
-            (Some(Value::Array(b)), Value::Array(c)) if top && (k == "files" || k == "run") => b.extend(c),
+            (Some(Value::Array(b)), Value::Array(c)) if top && (k == "files" || k == "run") => {
+                b.extend(c)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
@@ -522,7 +549,11 @@ fn merge(base: &mut Table, child: Table, top: bool) {
 }
 
 /// Read one recipe file and what it extends, merged, with relative paths anchored.
-fn load_table(spec: &str, relative_to: Option<&Path>, seen: &mut BTreeSet<String>) -> Result<(Table, String)> {
+fn load_table(
+    spec: &str,
+    relative_to: Option<&Path>,
+    seen: &mut BTreeSet<String>,
+) -> Result<(Table, String)> {
     let located = locate(spec, relative_to)?;
     let (origin, text, dir) = match located {
         Located::File(p) => {
@@ -531,10 +562,18 @@ fn load_table(spec: &str, relative_to: Option<&Path>, seen: &mut BTreeSet<String
                 source: e,
             })?;
             let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
-            let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            };
             (p.display().to_string(), text, dir)
         }
-        Located::Builtin(name, text) => (format!("builtin:{name}"), text.to_string(), PathBuf::from(".")),
+        Located::Builtin(name, text) => (
+            format!("builtin:{name}"),
+            text.to_string(),
+            PathBuf::from("."),
+        ),
     };
     if !seen.insert(origin.clone()) {
         return Err(Error::Invalid {
@@ -550,7 +589,11 @@ fn load_table(spec: &str, relative_to: Option<&Path>, seen: &mut BTreeSet<String
         return Ok((table, origin));
     };
     table.remove("extends");
-    let base_dir = if origin.starts_with("builtin:") { None } else { Some(dir.as_path()) };
+    let base_dir = if origin.starts_with("builtin:") {
+        None
+    } else {
+        Some(dir.as_path())
+    };
     let (mut base, _) = load_table(&parent, base_dir, seen).map_err(|e| match e {
         Error::NotFound { .. } => Error::Invalid {
             file: origin.clone(),
@@ -569,7 +612,9 @@ fn apply_set(table: &mut Table, arg: &str) -> Result<()> {
         arg: arg.to_string(),
         msg: msg.to_string(),
     };
-    let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected key=value, e.g. source.suite=trixie"))?;
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected key=value, e.g. source.suite=trixie"))?;
     let value = toml::from_str::<Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"))
@@ -580,7 +625,9 @@ fn apply_set(table: &mut Table, arg: &str) -> Result<()> {
     }
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
-        let entry = cur.entry(p.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Table(Table::new()));
         cur = entry
             .as_table_mut()
             .ok_or_else(|| err(&format!("`{p}` is not a table")))?;
@@ -626,24 +673,30 @@ impl Recipe {
             file: file.to_string(),
             msg,
         };
-        let name = self
-            .distro
-            .name
-            .as_ref()
-            .ok_or_else(|| invalid("[distro] name is missing; add name = \"my-distro\"".into()))?;
+        let name =
+            self.distro.name.as_ref().ok_or_else(|| {
+                invalid("[distro] name is missing; add name = \"my-distro\"".into())
+            })?;
         if self.distro.path.is_none() {
             check_api_path(name).map_err(|m| {
-                invalid(format!("[distro] name {name:?} cannot serve as the path ({m}); add path = \"...\""))
+                invalid(format!(
+                    "[distro] name {name:?} cannot serve as the path ({m}); add path = \"...\""
+                ))
             })?;
         }
-        let source = self
-            .source
-            .as_ref()
-            .ok_or_else(|| invalid("[source] is missing; add type = \"debootstrap\" and suite = \"bookworm\"".into()))?;
+        let source = self.source.as_ref().ok_or_else(|| {
+            invalid(
+                "[source] is missing; add type = \"debootstrap\" and suite = \"bookworm\"".into(),
+            )
+        })?;
         if let SourceSpec::Rootfs(r) = source {
             match (&r.dir, &r.tar) {
                 (Some(_), None) | (None, Some(_)) => {}
-                _ => return Err(invalid("[source] type = \"rootfs\" takes exactly one of dir or tar".into())),
+                _ => {
+                    return Err(invalid(
+                        "[source] type = \"rootfs\" takes exactly one of dir or tar".into(),
+                    ))
+                }
             }
         }
         for (i, f) in self.files.iter().enumerate() {
@@ -658,12 +711,18 @@ impl Recipe {
                         )));
                     }
                 }
-                _ => return Err(invalid(format!("{key}: give exactly one of content or source"))),
+                _ => {
+                    return Err(invalid(format!(
+                        "{key}: give exactly one of content or source"
+                    )))
+                }
             }
         }
         for g in &self.remove.paths {
             if !g.starts_with('/') || g.split('/').any(|p| p == "..") {
-                return Err(invalid(format!("[remove] paths: {g:?} must be absolute and without `..`")));
+                return Err(invalid(format!(
+                    "[remove] paths: {g:?} must be absolute and without `..`"
+                )));
             }
             glob::Pattern::new(g).map_err(|e| invalid(format!("[remove] paths: {g:?}: {e}")))?;
         }
@@ -679,7 +738,8 @@ mod tests {
         parse_str(text, "t.toml").unwrap_err().to_string()
     }
 
-    const BASE: &str = "[distro]\nname = \"x\"\n[source]\ntype = \"debootstrap\"\nsuite = \"bookworm\"\n";
+    const BASE: &str =
+        "[distro]\nname = \"x\"\n[source]\ntype = \"debootstrap\"\nsuite = \"bookworm\"\n";
 
     #[test]
     fn builtin_default_parses() {
@@ -697,7 +757,10 @@ mod tests {
     #[test]
     fn bad_path_names_charset_and_fix() {
         let e = err("[distro]\nname = \"x\"\npath = \"my distro\"\n");
-        assert!(e.starts_with("t.toml:3:8: path \"my distro\" has ' '"), "{e}");
+        assert!(
+            e.starts_with("t.toml:3:8: path \"my distro\" has ' '"),
+            "{e}"
+        );
         assert!(e.contains("try \"my-distro\""), "{e}");
     }
 
@@ -705,12 +768,17 @@ mod tests {
     fn unknown_source_type() {
         let e = err("[distro]\nname = \"x\"\n[source]\ntype = \"dockr\"\n");
         assert!(e.contains("unknown variant `dockr`"), "{e}");
-        assert!(e.contains("`debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`"), "{e}");
+        assert!(
+            e.contains("`debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn package_names_cannot_be_options() {
-        let e = err(&format!("{BASE}[packages]\ninstall = [\"--allow-unauthenticated\"]\n"));
+        let e = err(&format!(
+            "{BASE}[packages]\ninstall = [\"--allow-unauthenticated\"]\n"
+        ));
         assert!(e.contains("would be read as an option"), "{e}");
     }
 
@@ -720,7 +788,9 @@ mod tests {
         apply_set(&mut t, "source.suite=trixie").unwrap();
         apply_set(&mut t, "nss.uids=[30001, 30002]").unwrap();
         let r = Recipe::deserialize(t).unwrap();
-        let Some(SourceSpec::Debootstrap(b)) = r.source else { panic!() };
+        let Some(SourceSpec::Debootstrap(b)) = r.source else {
+            panic!()
+        };
         assert_eq!(&*b.suite, "trixie");
         assert_eq!(r.nss.uids, vec![30001, 30002]);
     }
@@ -745,12 +815,18 @@ mod tests {
         let cmds: Vec<_> = l.recipe.run.iter().map(|r| r.command.as_str()).collect();
         assert_eq!(cmds, ["a", "b"]);
         let src = l.recipe.files[0].source.as_ref().unwrap();
-        assert_eq!(src.canonicalize().unwrap(), d.path().join("x").canonicalize().unwrap());
+        assert_eq!(
+            src.canonicalize().unwrap(),
+            d.path().join("x").canonicalize().unwrap()
+        );
     }
 
     #[test]
     fn not_found_lists_builtins() {
         let e = load(Some("no-such-recipe"), &[]).unwrap_err().to_string();
-        assert!(e.contains("not found") && e.contains("debian-bookworm"), "{e}");
+        assert!(
+            e.contains("not found") && e.contains("debian-bookworm"),
+            "{e}"
+        );
     }
 }

@@ -73,7 +73,8 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(items.into_iter().map(|a| a.as_ref().to_os_string()));
+        self.args
+            .extend(items.into_iter().map(|a| a.as_ref().to_os_string()));
         self
     }
 
@@ -229,12 +230,17 @@ mod tests {
     #[test]
     fn display_quotes_what_a_shell_would_split() {
         let c = Cmd::new("chroot").args(["/t", "/bin/sh", "-c", "echo 'hi there'"]);
-        assert_eq!(c.display(), "chroot /t /bin/sh -c 'echo '\\''hi there'\\'''");
+        assert_eq!(
+            c.display(),
+            "chroot /t /bin/sh -c 'echo '\\''hi there'\\'''"
+        );
     }
 
     #[test]
     fn missing_program_names_the_package() {
-        let err = System.run(&Cmd::new("definitely-not-a-program-xyz")).unwrap_err();
+        let err = System
+            .run(&Cmd::new("definitely-not-a-program-xyz"))
+            .unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }));
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("apt-get install"));
@@ -245,6 +251,9 @@ mod tests {
         let err = System
             .run(&Cmd::new("sh").args(["-c", "echo boom >&2; exit 3"]))
             .unwrap_err();
-        assert_eq!(err.to_string(), "`sh -c 'echo boom >&2; exit 3'` failed with exit code 3: boom");
+        assert_eq!(
+            err.to_string(),
+            "`sh -c 'echo boom >&2; exit 3'` failed with exit code 3: boom"
+        );
     }
 }

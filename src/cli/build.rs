@@ -38,7 +38,11 @@ pub struct Args {
 pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let loaded = build_distro::recipe::load(a.recipe.as_deref(), &a.sets)?;
     let reporter = ctx.reporter();
-    reporter.info(&format!("building {} from {}", loaded.name(), loaded.origin));
+    reporter.info(&format!(
+        "building {} from {}",
+        loaded.name(),
+        loaded.origin
+    ));
     let opts = BuildOptions {
         out: a.out,
         format: a.format,
@@ -54,7 +58,11 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         print_json(&report);
     } else {
         let total: f64 = report.timings.iter().map(|t| t.1).sum();
-        let times: Vec<String> = report.timings.iter().map(|(s, t)| format!("{s} {t:.1}s")).collect();
+        let times: Vec<String> = report
+            .timings
+            .iter()
+            .map(|(s, t)| format!("{s} {t:.1}s"))
+            .collect();
         println!("built {} ({})", report.output.display(), report.content_id);
         println!(
             "  {} entries, {} files, {:.1} MiB content, {:.1} MiB archive",
@@ -63,7 +71,11 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             report.bytes as f64 / 1048576.0,
             report.archive_bytes as f64 / 1048576.0
         );
-        println!("  manifest {}, report {}", report.manifest.display(), report.report.display());
+        println!(
+            "  manifest {}, report {}",
+            report.manifest.display(),
+            report.report.display()
+        );
         println!("  time {total:.1}s: {}", times.join(", "));
     }
     Ok(ExitStatus::Ok)

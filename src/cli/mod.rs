@@ -126,11 +126,15 @@ impl Ctx {
             return Ok(true);
         }
         if !self.stdin_is_tty {
-            return Err(format!("{question}: no terminal to confirm on; pass --yes to proceed"));
+            return Err(format!(
+                "{question}: no terminal to confirm on; pass --yes to proceed"
+            ));
         }
         eprint!("{question} [y/N] ");
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
         Ok(matches!(line.trim(), "y" | "Y" | "yes"))
     }
 }

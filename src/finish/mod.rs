@@ -23,7 +23,11 @@ pub enum Error {
     #[error("{root}: no uWSGI binary found (looked for {looked}); install uwsgi-core (Debian) or uwsgi (Alpine), or set [uwsgi] binary")]
     NoUwsgi { root: String, looked: String },
     #[error("[uwsgi] {key} = {path}: {msg}")]
-    Uwsgi { key: String, path: String, msg: String },
+    Uwsgi {
+        key: String,
+        path: String,
+        msg: String,
+    },
     #[error("nss: {0}")]
     Nss(String),
     #[error(transparent)]
@@ -44,7 +48,16 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every directory the platform mounts onto (platform.md, "How a container boots").
 pub const MOUNT_POINTS: &[&str] = &[
-    "/proc", "/dev", "/containers", "/run", "/tmp", "/var/tmp", "/var/log", "/var/spool", "/usr/local", "/etc",
+    "/proc",
+    "/dev",
+    "/containers",
+    "/run",
+    "/tmp",
+    "/var/tmp",
+    "/var/log",
+    "/var/spool",
+    "/usr/local",
+    "/etc",
     "/.old_root",
 ];
 
@@ -62,7 +75,8 @@ pub const UWSGI_PLUGINS: &str = "/opt/unbit/uwsgi/plugins";
 pub const UWSGI_SHORTCUTS: &str = "/opt/unbit/uwsgi/shortcuts.ini";
 
 /// The default `/etc/rc.local` (run as the container's user at every start).
-pub const RC_LOCAL: &[u8] = b"#!/bin/sh\n# Runs as the container's user at every container start (uwsgi.it).\nexit 0\n";
+pub const RC_LOCAL: &[u8] =
+    b"#!/bin/sh\n# Runs as the container's user at every container start (uwsgi.it).\nexit 0\n";
 
 /// Where the provenance goes.
 pub const PROVENANCE: &str = "etc/build-distro.json";
@@ -88,7 +102,11 @@ pub fn finish(root: &Root, loaded: &Loaded, reporter: &Reporter) -> Result<Finis
     for (link, target) in ETC_SYMLINKS {
         root.symlink(Path::new(target), Path::new(link))?;
     }
-    root.write_file(Path::new("usr/sbin/policy-rc.d"), crate::customize::POLICY_RC_D, 0o755)?;
+    root.write_file(
+        Path::new("usr/sbin/policy-rc.d"),
+        crate::customize::POLICY_RC_D,
+        0o755,
+    )?;
     if root.lstat(Path::new("etc/rc.local"))?.is_none() {
         root.write_file(Path::new("etc/rc.local"), RC_LOCAL, 0o755)?;
     }
@@ -109,9 +127,14 @@ fn remove_leftovers(root: &Root, report: &mut FinishReport) -> Result<()> {
             }
             continue;
         }
-        let Some(st) = root.lstat(&rel)? else { continue };
+        let Some(st) = root.lstat(&rel)? else {
+            continue;
+        };
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
+            FileType::CharacterDevice
+            | FileType::BlockDevice
+            | FileType::Fifo
+            | FileType::Socket => {
                 root.remove(&rel)?;
                 report.removed_special += 1;
             }

@@ -24,16 +24,31 @@ pub const SHORTCUTS_OPTIONS: &[&str] = &[
 ];
 
 /// Binaries tried in order when `[uwsgi] binary` is unset (Debian, Alpine, pip).
-const BINARIES: &[&str] = &["/usr/bin/uwsgi-core", "/usr/bin/uwsgi", "/usr/sbin/uwsgi", "/usr/local/bin/uwsgi"];
+const BINARIES: &[&str] = &[
+    "/usr/bin/uwsgi-core",
+    "/usr/bin/uwsgi",
+    "/usr/sbin/uwsgi",
+    "/usr/local/bin/uwsgi",
+];
 /// Plugin directories tried in order when `[uwsgi] plugins` is unset.
-const PLUGIN_DIRS: &[&str] = &["/usr/lib/uwsgi/plugins", "/usr/lib/uwsgi", "/usr/lib64/uwsgi"];
+const PLUGIN_DIRS: &[&str] = &[
+    "/usr/lib/uwsgi/plugins",
+    "/usr/lib/uwsgi",
+    "/usr/lib64/uwsgi",
+];
 
 /// The path inside the root that `rel` finally resolves to (symlinks followed in-root).
 pub fn resolve(root: &Root, rel: &Path) -> Option<PathBuf> {
     let fd = root.open_at(rel, OFlags::PATH, 0).ok()?;
-    let host = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
+    let host = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .ok()?;
     let base = root.path().canonicalize().ok()?;
-    host.strip_prefix(&base).ok().map(|p| Path::new("/").join(p))
+    host.strip_prefix(&base)
+        .ok()
+        .map(|p| Path::new("/").join(p))
 }
 
 fn is_file(root: &Root, rel: &Path) -> bool {
@@ -79,9 +94,10 @@ pub fn install(root: &Root, spec: &Uwsgi, report: &mut FinishReport) -> Result<(
 
     let plugin_dir = match &spec.plugins {
         Some(p) => Some(PathBuf::from(&**p)),
-        None => PLUGIN_DIRS.iter().map(PathBuf::from).find(|p| {
-            root.file_type(p).ok().flatten() == Some(FileType::Directory)
-        }),
+        None => PLUGIN_DIRS
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| root.file_type(p).ok().flatten() == Some(FileType::Directory)),
     };
     if let Some(dir) = plugin_dir {
         let host_dir = root.host_path(&dir);
@@ -97,7 +113,9 @@ pub fn install(root: &Root, spec: &Uwsgi, report: &mut FinishReport) -> Result<(
             .collect();
         names.sort();
         for n in names {
-            let Some(real) = resolve(root, &dir.join(&n)) else { continue };
+            let Some(real) = resolve(root, &dir.join(&n)) else {
+                continue;
+            };
             if !is_file(root, &real) {
                 continue;
             }

@@ -104,7 +104,10 @@ mod tests {
     fn debootstrap_arguments_with_mirror() {
         let b = spec("mirror = \"http://mirror.example/debian\"\narch = \"amd64\"\n");
         let c = command(Tool::Debootstrap, &b, Path::new("/t/root"));
-        assert_eq!(c.display(), "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian");
+        assert_eq!(
+            c.display(),
+            "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian"
+        );
     }
 
     #[test]

@@ -26,7 +26,9 @@ impl<R: std::io::Read> std::io::Read for HashingReader<R> {
 }
 
 /// A reader over a tar that may be gzip-compressed (detected by its magic bytes).
-pub fn open_maybe_gzip<'a, R: std::io::Read + 'a>(r: R) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+pub fn open_maybe_gzip<'a, R: std::io::Read + 'a>(
+    r: R,
+) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
     let mut br = BufReader::with_capacity(1 << 20, r);
     let magic = br.fill_buf()?;
     if magic.starts_with(&[0x1f, 0x8b]) {
@@ -43,13 +45,21 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
     };
     if let Some(dir) = &r.dir {
         if !dir.is_dir() {
-            return Err(input(dir, "not a directory; fix [source] dir in the recipe".into()));
+            return Err(input(
+                dir,
+                "not a directory; fix [source] dir in the recipe".into(),
+            ));
         }
         // cp -a keeps hardlinks, modes, times, xattrs and special files exactly.
         let mut src = dir.as_os_str().to_os_string();
         src.push("/.");
-        ctx.runner
-            .run(&Cmd::new("cp").arg("-a").arg("--reflink=auto").arg(src).arg(target))?;
+        ctx.runner.run(
+            &Cmd::new("cp")
+                .arg("-a")
+                .arg("--reflink=auto")
+                .arg(src)
+                .arg(target),
+        )?;
         return Ok(SourceInfo {
             kind: "rootfs".into(),
             reference: dir.display().to_string(),
@@ -63,7 +73,8 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
         hasher: Sha256::new(),
     };
     let root = Root::open(target)?;
-    let reader = open_maybe_gzip(&mut hashing).map_err(|e| input(tar, format!("cannot read: {e}")))?;
+    let reader =
+        open_maybe_gzip(&mut hashing).map_err(|e| input(tar, format!("cannot read: {e}")))?;
     let opts = UnpackOptions {
         label: tar.display().to_string(),
         ..Default::default()
@@ -72,7 +83,10 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
     // Drain what the tar reader left (end-of-archive padding) so the hash covers the file.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| input(tar, e.to_string()))?;
     if stats.skipped_special > 0 {
-        ctx.reporter.info(&format!("rootfs: dropped {} device nodes / FIFOs", stats.skipped_special));
+        ctx.reporter.info(&format!(
+            "rootfs: dropped {} device nodes / FIFOs",
+            stats.skipped_special
+        ));
     }
     Ok(SourceInfo {
         kind: "rootfs".into(),

@@ -73,7 +73,10 @@ fn split(rel: &Path) -> std::io::Result<(PathBuf, OsString)> {
         }
     }
     let name = parts.pop().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "path names the root itself")
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "path names the root itself",
+        )
     })?;
     Ok((parts.iter().collect(), name.to_os_string()))
 }
@@ -118,7 +121,11 @@ impl Root {
     /// Open `rel` resolving every component inside the root.
     pub fn open_at(&self, rel: &Path, flags: OFlags, mode: u32) -> std::io::Result<OwnedFd> {
         let rel = rel.strip_prefix("/").unwrap_or(rel);
-        let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        let rel = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
         Ok(rustix::fs::openat2(
             &self.fd,
             rel,
@@ -152,7 +159,9 @@ impl Root {
 
     /// The file type at `rel` without following a final symlink.
     pub fn file_type(&self, rel: &Path) -> Result<Option<FileType>> {
-        Ok(self.lstat(rel)?.map(|st| FileType::from_raw_mode(st.st_mode)))
+        Ok(self
+            .lstat(rel)?
+            .map(|st| FileType::from_raw_mode(st.st_mode)))
     }
 
     /// Read a file (following symlinks inside the root).
@@ -173,7 +182,8 @@ impl Root {
             return Ok(None);
         }
         let (dir, name) = self.parent(rel).map_err(|e| self.err(rel, e))?;
-        let target = rustix::fs::readlinkat(&dir, &name, Vec::new()).map_err(|e| self.err(rel, e))?;
+        let target =
+            rustix::fs::readlinkat(&dir, &name, Vec::new()).map_err(|e| self.err(rel, e))?;
         Ok(Some(PathBuf::from(OsStr::from_bytes(target.as_bytes()))))
     }
 
@@ -197,7 +207,8 @@ impl Root {
                 None => {}
             }
             let (dir, name) = self.parent(&cur).map_err(|e| self.err(&cur, e))?;
-            rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(mode)).map_err(|e| self.err(&cur, e))?;
+            rustix::fs::mkdirat(&dir, &name, Mode::from_raw_mode(mode))
+                .map_err(|e| self.err(&cur, e))?;
             rustix::fs::chmodat(&dir, &name, Mode::from_raw_mode(mode), AtFlags::empty())
                 .map_err(|e| self.err(&cur, e))?;
         }
@@ -264,7 +275,8 @@ impl Root {
             self.remove(to)?;
         }
         let (tdir, tname) = self.parent(to).map_err(|e| self.err(to, e))?;
-        rustix::fs::linkat(&fdir, &fname, &tdir, &tname, AtFlags::empty()).map_err(|e| self.err(to, e))
+        rustix::fs::linkat(&fdir, &fname, &tdir, &tname, AtFlags::empty())
+            .map_err(|e| self.err(to, e))
     }
 
     /// Set permission bits of `rel` (not following a final symlink).
@@ -291,8 +303,15 @@ impl Root {
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             let mounts = mount_points_under(&self.path);
             let mut skipped = Vec::new();
-            remove_dir_contents(&dir, &name, &self.host_path(rel), st.st_dev, &mounts, &mut skipped)
-                .map_err(|e| self.err(rel, e))?;
+            remove_dir_contents(
+                &dir,
+                &name,
+                &self.host_path(rel),
+                st.st_dev,
+                &mounts,
+                &mut skipped,
+            )
+            .map_err(|e| self.err(rel, e))?;
             if !skipped.is_empty() {
                 return Err(Error::Refused {
                     entry: self.host_path(rel).display().to_string(),
@@ -318,7 +337,9 @@ impl Root {
                 let p = e.path().map(Path::to_path_buf).unwrap_or_default();
                 Error::io(p, std::io::Error::other(e.to_string()))
             })?;
-            let md = e.metadata().map_err(|er| Error::io(e.path(), std::io::Error::other(er.to_string())))?;
+            let md = e
+                .metadata()
+                .map_err(|er| Error::io(e.path(), std::io::Error::other(er.to_string())))?;
             let rel = e.path().strip_prefix(&self.path).unwrap().to_path_buf();
             out.push((rel, md));
         }
@@ -342,7 +363,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len() + 0
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
             i += 4;
         } else {
@@ -415,11 +439,16 @@ pub fn remove_tree(dir: &Path) -> Result<Vec<String>> {
     }
     let parent = canon.parent().unwrap_or(Path::new("/"));
     let name = canon.file_name().unwrap_or_default();
-    let pfd = rustix::fs::open(parent, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| Error::io(parent, e))?;
+    let pfd = rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io(parent, e))?;
     let mut skipped = Vec::new();
     use std::os::unix::fs::MetadataExt;
-    remove_dir_contents(&pfd, name, &canon, meta.dev(), &mounts, &mut skipped).map_err(|e| Error::io(dir, e))?;
+    remove_dir_contents(&pfd, name, &canon, meta.dev(), &mounts, &mut skipped)
+        .map_err(|e| Error::io(dir, e))?;
     if skipped.is_empty() {
         rustix::fs::unlinkat(&pfd, name, AtFlags::REMOVEDIR).map_err(|e| Error::io(dir, e))?;
     }
@@ -477,7 +506,10 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), t.path().join("evil")).unwrap();
         let root = Root::open(t.path()).unwrap();
         root.write_file(Path::new("/evil/x"), b"hi", 0o644).unwrap();
-        assert!(!outside.path().join("x").exists(), "wrote through a symlink out of the root");
+        assert!(
+            !outside.path().join("x").exists(),
+            "wrote through a symlink out of the root"
+        );
         // The link dangled inside the root, so it was replaced by a real directory.
         assert_eq!(std::fs::read(t.path().join("evil/x")).unwrap(), b"hi");
         // A link that resolves inside the root is followed there, as the tree's own `/`.
@@ -494,8 +526,11 @@ mod tests {
         assert!(root.write_file(Path::new("etc/a"), b"1", 0o640).unwrap());
         assert!(!root.write_file(Path::new("etc/a"), b"1", 0o640).unwrap());
         assert!(root.write_file(Path::new("etc/a"), b"1", 0o644).unwrap());
-        root.symlink(Path::new("/etc/a"), Path::new("etc/b")).unwrap();
-        assert!(!root.symlink(Path::new("/etc/a"), Path::new("etc/b")).unwrap());
+        root.symlink(Path::new("/etc/a"), Path::new("etc/b"))
+            .unwrap();
+        assert!(!root
+            .symlink(Path::new("/etc/a"), Path::new("etc/b"))
+            .unwrap());
         root.write_file(Path::new("etc/b"), b"2", 0o644).unwrap();
         assert_eq!(std::fs::read(t.path().join("etc/a")).unwrap(), b"1");
         assert_eq!(std::fs::read(t.path().join("etc/b")).unwrap(), b"2");

@@ -63,7 +63,11 @@ fn ts(secs: u64) -> Timespec {
 /// Extract a tar stream into `root`.
 pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<UnpackStats, Error> {
     let mut archive = tar::Archive::new(reader);
-    let label = if opts.label.is_empty() { "tar" } else { &opts.label };
+    let label = if opts.label.is_empty() {
+        "tar"
+    } else {
+        &opts.label
+    };
     let refuse = |entry: &str, reason: String| Error::Refused {
         entry: format!("{label}: {entry}"),
         reason,
@@ -78,7 +82,8 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
         .map_err(|e| refuse("stream", format!("not a tar archive: {e}")))?;
     for entry in entries {
         crate::error::check_interrupted().map_err(|_| refuse("stream", "interrupted".into()))?;
-        let mut entry = entry.map_err(|e| refuse("stream", format!("corrupt or truncated: {e}")))?;
+        let mut entry =
+            entry.map_err(|e| refuse("stream", format!("corrupt or truncated: {e}")))?;
         let raw = entry
             .path()
             .map_err(|e| refuse("entry", format!("unreadable name: {e}")))?
@@ -96,7 +101,10 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
             ));
         }
 
-        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if opts.whiteouts && name.starts_with(".wh.") {
             stats.whiteouts += 1;
             let dir = rel.parent().unwrap_or(Path::new(""));
@@ -133,7 +141,10 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
             stats.cleared_setid += 1;
         }
         mode &= !0o6000;
-        let owner = (header.uid().unwrap_or(0) as u32, header.gid().unwrap_or(0) as u32);
+        let owner = (
+            header.uid().unwrap_or(0) as u32,
+            header.gid().unwrap_or(0) as u32,
+        );
 
         match kind {
             EntryType::Directory => {
@@ -153,11 +164,17 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                 if root.lstat(&rel)?.is_some() {
                     root.remove(&rel)?;
                 }
-                let (dir, fname) = root.parent(&rel).map_err(|e| Error::io(root.host_path(&rel), e))?;
+                let (dir, fname) = root
+                    .parent(&rel)
+                    .map_err(|e| Error::io(root.host_path(&rel), e))?;
                 let fd = rustix::fs::openat(
                     &dir,
                     &fname,
-                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(|e| Error::io(root.host_path(&rel), e))?;
@@ -174,7 +191,13 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                 rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(mode))
                     .map_err(|e| Error::io(root.host_path(&rel), e))?;
                 let t = ts(mtime);
-                let _ = rustix::fs::futimens(f.as_fd(), &Timestamps { last_access: t, last_modification: t });
+                let _ = rustix::fs::futimens(
+                    f.as_fd(),
+                    &Timestamps {
+                        last_access: t,
+                        last_modification: t,
+                    },
+                );
             }
             EntryType::Symlink => {
                 let target = header
@@ -182,7 +205,9 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                     .map_err(|e| refuse(&shown, format!("unreadable link target: {e}")))?
                     .ok_or_else(|| refuse(&shown, "symlink without a target".into()))?;
                 root.symlink(&target, &rel)?;
-                let (dir, fname) = root.parent(&rel).map_err(|e| Error::io(root.host_path(&rel), e))?;
+                let (dir, fname) = root
+                    .parent(&rel)
+                    .map_err(|e| Error::io(root.host_path(&rel), e))?;
                 if is_root {
                     let _ = rustix::fs::chownat(
                         &dir,
@@ -196,7 +221,10 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                 let _ = rustix::fs::utimensat(
                     &dir,
                     &fname,
-                    &Timestamps { last_access: t, last_modification: t },
+                    &Timestamps {
+                        last_access: t,
+                        last_modification: t,
+                    },
                     AtFlags::SYMLINK_NOFOLLOW,
                 );
             }
@@ -205,7 +233,8 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                     .link_name()
                     .map_err(|e| refuse(&shown, format!("unreadable link target: {e}")))?
                     .ok_or_else(|| refuse(&shown, "hardlink without a target".into()))?;
-                let target = clean_name(&target).map_err(|r| refuse(&shown, format!("hardlink target: {r}")))?;
+                let target = clean_name(&target)
+                    .map_err(|r| refuse(&shown, format!("hardlink target: {r}")))?;
                 match root.file_type(&target)? {
                     Some(FileType::Directory) => {
                         return Err(refuse(&shown, "hardlink to a directory".into()))
@@ -213,7 +242,10 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                     None => {
                         return Err(refuse(
                             &shown,
-                            format!("hardlink to {} which is not in the archive", target.display()),
+                            format!(
+                                "hardlink to {} which is not in the archive",
+                                target.display()
+                            ),
                         ))
                     }
                     Some(_) => {}
@@ -242,8 +274,18 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
     dir_times.sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
     for (rel, mtime) in dir_times {
         let t = ts(mtime);
-        if let Ok(fd) = root.open_at(&rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW, 0) {
-            let _ = rustix::fs::futimens(&fd, &Timestamps { last_access: t, last_modification: t });
+        if let Ok(fd) = root.open_at(
+            &rel,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+            0,
+        ) {
+            let _ = rustix::fs::futimens(
+                &fd,
+                &Timestamps {
+                    last_access: t,
+                    last_modification: t,
+                },
+            );
         }
     }
     Ok(stats)

@@ -1,0 +1,236 @@
+//! `build`: recipes, errors, the finished tree, reproducible packing.
+
+use std::path::Path;
+
+use crate::support::{self, bin, run, write_recipe};
+
+fn build_err(recipe_text: &str) -> (i32, String) {
+    let d = support::tempdir();
+    let r = write_recipe(d.path(), "r.toml", recipe_text);
+    let (code, out, err) = run(bin()
+        .arg("build")
+        .arg(&r)
+        .arg("--out")
+        .arg(d.path().join("out")));
+    assert!(out.is_empty(), "nothing on stdout for an error: {out}");
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    assert!(
+        !d.path().join("out").exists()
+            || std::fs::read_dir(d.path().join("out")).unwrap().count() == 0
+    );
+    (code, err.replace(&d.path().display().to_string(), "DIR"))
+}
+
+#[test]
+fn unknown_key_is_exit_2_with_position() {
+    let (code, err) = build_err("[distro]\nname = \"x\"\nnmae = \"y\"\n");
+    assert_eq!(code, 2);
+    assert!(err.starts_with("build-distro: error: DIR/r.toml:3:1: unknown field `nmae`, expected one of `name`, `path`, `note`"), "{err}");
+}
+
+#[test]
+fn bad_path_characters_are_exit_2() {
+    let (code, err) = build_err("[distro]\nname = \"x\"\npath = \"my/distro\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("DIR/r.toml:3:8: path \"my/distro\" has '/': only A-Za-z0-9._- are allowed; try \"my-distro\""), "{err}");
+}
+
+#[test]
+fn missing_files_source_is_exit_2() {
+    let (code, err) = build_err(
+        "[distro]\nname = \"x\"\n[source]\ntype = \"rootfs\"\ndir = \"/\"\n[[files]]\npath = \"/etc/motd\"\nsource = \"files/motd\"\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("DIR/r.toml: [[files]] #1 (/etc/motd): source DIR/files/motd is not a file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_source_type_is_exit_2() {
+    let (code, err) = build_err("[distro]\nname = \"x\"\n[source]\ntype = \"debootsrap\"\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("DIR/r.toml:4:8: unknown variant `debootsrap`, expected one of `debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`"), "{err}");
+}
+
+#[test]
+fn recipe_not_found_is_exit_2() {
+    let (code, _, err) = run(bin().args(["build", "no-such-recipe"]));
+    assert_eq!(code, 2);
+    assert_eq!(
+        err.trim(),
+        "build-distro: error: recipe \"no-such-recipe\" not found: no such file and no recipes/no-such-recipe.toml (built in: debian-bookworm)"
+    );
+}
+
+/// A tiny tree from the host's static busybox: enough for finish and pack, no network.
+pub fn busybox_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ifconfig", "route"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
+    std::fs::copy("/usr/bin/uwsgi-core", dir.join("usr/bin/uwsgi-core")).unwrap();
+}
+
+#[test]
+fn failing_run_leaves_no_mount_and_no_partial_output() {
+    crate::require_root!();
+    let d = support::tempdir();
+    let tree = d.path().join("tree");
+    busybox_tree(&tree);
+    let r = write_recipe(
+        d.path(),
+        "r.toml",
+        "[distro]\nname = \"x\"\n[source]\ntype = \"rootfs\"\ndir = \"tree\"\n[nss]\nmode = \"none\"\n[[run]]\ncommand = \"test -e /proc/self && exit 7\"\n",
+    );
+    let work = d.path().join("work");
+    let out = d.path().join("out");
+    let (code, _, err) = run(bin()
+        .arg("build")
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(&work));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("[[run]] #1 `test -e /proc/self && exit 7` failed"),
+        "{err}"
+    );
+    assert!(
+        support::mounts_under(d.path()).is_empty(),
+        "mounts left: {:?}",
+        support::mounts_under(d.path())
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "partial output left in --out"
+    );
+    assert_eq!(
+        std::fs::read_dir(&work).unwrap().count(),
+        0,
+        "build directory left behind"
+    );
+}
+
+#[test]
+fn rootfs_build_is_byte_reproducible_and_content_id_survives_a_round_trip() {
+    crate::require_root!();
+    let d = support::tempdir();
+    let tree = d.path().join("tree");
+    busybox_tree(&tree);
+    let r = write_recipe(
+        d.path(),
+        "r.toml",
+        "[distro]\nname = \"bb\"\n[source]\ntype = \"rootfs\"\ndir = \"tree\"\n[nss]\nmode = \"none\"\n",
+    );
+    let build = |out: &Path| -> serde_json::Value {
+        let (code, stdout, err) = run(bin()
+            .arg("build")
+            .arg(&r)
+            .arg("--json")
+            .arg("--out")
+            .arg(out));
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let a = build(&d.path().join("a"));
+    let b = build(&d.path().join("b"));
+    assert_eq!(a["content_id"], b["content_id"]);
+    let bytes_a = std::fs::read(d.path().join("a/bb.tar.gz")).unwrap();
+    assert_eq!(
+        bytes_a,
+        std::fs::read(d.path().join("b/bb.tar.gz")).unwrap(),
+        "same tree, different bytes"
+    );
+    // Build again from the archive itself: the content id must not move.
+    let r2 = write_recipe(
+        d.path(),
+        "r2.toml",
+        "[distro]\nname = \"bb\"\n[source]\ntype = \"rootfs\"\ntar = \"a/bb.tar.gz\"\n[nss]\nmode = \"none\"\n",
+    );
+    let (code, stdout, err) = run(bin()
+        .arg("build")
+        .arg(&r2)
+        .arg("--json")
+        .arg("--out")
+        .arg(d.path().join("c")));
+    assert_eq!(code, 0, "{err}");
+    let c: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(a["content_id"], c["content_id"]);
+}
+
+#[test]
+fn debian_tree_has_what_the_platform_needs() {
+    crate::require_root!();
+    let tree = support::debian_tree();
+    for m in [
+        "proc",
+        "dev",
+        "containers",
+        "run",
+        "tmp",
+        "var/tmp",
+        "var/log",
+        "var/spool",
+        "usr/local",
+        "etc",
+        ".old_root",
+    ] {
+        assert!(
+            tree.join(m).symlink_metadata().unwrap().is_dir(),
+            "mount point /{m}"
+        );
+    }
+    for p in [
+        "bin/sh",
+        "sbin/ifconfig",
+        "sbin/route",
+        "opt/unbit/uwsgi/shortcuts.ini",
+    ] {
+        assert!(tree.join(p).exists(), "/{p}");
+    }
+    let py = tree.join("opt/unbit/uwsgi/plugins/python3_plugin.so");
+    assert!(py.symlink_metadata().is_ok(), "python3 plugin");
+    for (link, target) in [
+        ("etc/mtab", "/proc/self/mounts"),
+        ("etc/hosts", "/run/resolvconf/hosts"),
+        ("etc/hostname", "/run/resolvconf/hostname"),
+        ("etc/resolv.conf", "/run/resolvconf/resolv.conf"),
+    ] {
+        assert_eq!(
+            std::fs::read_link(tree.join(link)).unwrap(),
+            Path::new(target),
+            "/{link}"
+        );
+    }
+    for e in walkdir::WalkDir::new(&tree).follow_links(false) {
+        let e = e.unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        let ft = e.file_type();
+        assert!(
+            !ft.is_char_device() && !ft.is_block_device(),
+            "device node {}",
+            e.path().display()
+        );
+    }
+    let out = std::process::Command::new("chroot")
+        .arg(&tree)
+        .args(["/opt/unbit/uwsgi/uwsgi", "--version"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "uwsgi --version in a chroot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("2."),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

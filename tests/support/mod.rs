@@ -1,0 +1,175 @@
+//! Shared test support: the binary under test, skip helpers for tests that need root,
+//! Docker or sshd, and cached fixtures (a real Debian tree built once per machine).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// `build-distro` built for this test run.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_build-distro"));
+    c.env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+/// Run and capture, with stdout/stderr as strings.
+pub fn run(c: &mut Command) -> (i32, String, String) {
+    let out: Output = c.output().expect("spawn build-distro");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Skip (return early from) a test that needs root, saying why.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::support::is_root() {
+            eprintln!("SKIPPED: needs root (mounts, chroot, device nodes); CI runs it as root");
+            return;
+        }
+    };
+}
+
+/// Whether a Docker engine answers (`DOCKER_HOST` honoured).
+pub fn docker_available() -> bool {
+    Command::new("docker")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[macro_export]
+macro_rules! require_docker {
+    () => {
+        if !$crate::support::docker_available() {
+            eprintln!("SKIPPED: no Docker engine answers; scripts/test.sh starts one");
+            return;
+        }
+    };
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("bd-test.")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Where fixtures are cached: `$BUILD_DISTRO_FIXTURES`, else `target/fixtures`.
+pub fn fixtures_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BUILD_DISTRO_FIXTURES") {
+        return PathBuf::from(d);
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_build-distro"));
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/")
+        .join("fixtures")
+}
+
+/// The recipe of the cached Debian fixture: the default recipe's packages.
+pub const DEBIAN_FIXTURE_RECIPE: &str = r#"
+[distro]
+name = "fixture-bookworm"
+[source]
+type = "mmdebstrap"
+suite = "bookworm"
+variant = "minbase"
+packages = ["net-tools", "ca-certificates", "uwsgi-core", "uwsgi-plugin-python3"]
+"#;
+
+/// A finished Debian bookworm tree (real mmdebstrap run through `build-distro build
+/// --format dir`), built once per machine and cached under `target/fixtures/`. Tests must
+/// not modify it: copy it with [`copy_tree`] first.
+pub fn debian_tree() -> PathBuf {
+    static TREE: OnceLock<PathBuf> = OnceLock::new();
+    TREE.get_or_init(|| {
+        let dir = fixtures_dir();
+        let tree = dir.join("fixture-bookworm");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Several test processes (or checkouts) may share the cache: build under a lock.
+        let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        if tree.join("etc/build-distro.json").is_file() {
+            return tree;
+        }
+        let recipe = dir.join("fixture-bookworm.toml");
+        std::fs::write(&recipe, DEBIAN_FIXTURE_RECIPE).unwrap();
+        let (code, out, err) = run(bin()
+            .arg("build")
+            .arg(&recipe)
+            .args(["--format", "dir", "--out"])
+            .arg(&dir));
+        assert_eq!(code, 0, "building the Debian fixture failed:\n{out}\n{err}");
+        tree
+    })
+    .clone()
+}
+
+/// `cp -a` a tree (keeps hard links, modes, times).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let mut src = from.as_os_str().to_os_string();
+    src.push("/.");
+    std::fs::create_dir_all(to).unwrap();
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp -a {} {}", from.display(), to.display());
+}
+
+/// Mount points currently at or below `dir` (from /proc/self/mountinfo).
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir))
+        .collect()
+}
+
+/// Write a recipe file into `dir` and return its path.
+pub fn write_recipe(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A copy of the Debian fixture finished again by *this* build of the tool (so changes
+/// to the finish stage show), as a directory under `dir`.
+pub fn finished_debian(dir: &Path) -> PathBuf {
+    let base = debian_tree();
+    let recipe = write_recipe(
+        dir,
+        "refinish.toml",
+        &format!(
+            "[distro]\nname = \"refinished\"\n[source]\ntype = \"rootfs\"\ndir = \"{}\"\n",
+            base.display()
+        ),
+    );
+    let out = dir.join("out");
+    let (code, stdout, err) = run(bin()
+        .arg("build")
+        .arg(&recipe)
+        .args(["--format", "dir", "--out"])
+        .arg(&out));
+    assert_eq!(
+        code, 0,
+        "re-finishing the Debian fixture failed:\n{stdout}\n{err}"
+    );
+    out.join("refinished")
+}
