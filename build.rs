@@ -11,9 +11,23 @@ const MODULE: &str = "libnss_unbit.so.2";
 
 fn main() {
     println!("cargo:rerun-if-changed={SOURCE}");
-    println!("cargo:rerun-if-env-changed=CC");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join(MODULE);
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_string());
+    let target = std::env::var("TARGET").unwrap_or_default();
+    // The module must match the target, not the build machine: the cc crate's variables,
+    // most specific first.
+    let vars = [
+        format!("CC_{target}"),
+        format!("CC_{}", target.replace('-', "_")),
+        "TARGET_CC".to_string(),
+        "CC".to_string(),
+    ];
+    for v in &vars {
+        println!("cargo:rerun-if-env-changed={v}");
+    }
+    let cc = vars
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .unwrap_or_else(|| "cc".to_string());
     let status = Command::new(&cc)
         .args([
             "-std=gnu99",
