@@ -41,8 +41,11 @@ impl ApiOpts {
         let mut client = Client::new(settings)?;
         let reporter = Arc::new(ctx.reporter());
         if let Some(rest) = client.base_url().strip_prefix("http://") {
-            let host = rest.split(['/', ':']).next().unwrap_or("");
-            if !matches!(host, "127.0.0.1" | "localhost" | "[") {
+            let loopback = ["127.", "localhost/", "localhost:", "[::1]"]
+                .iter()
+                .any(|p| rest.starts_with(p))
+                || rest == "localhost";
+            if !loopback {
                 reporter.warn(&format!(
                     "{} is plain http: the password travels unencrypted",
                     client.base_url()
