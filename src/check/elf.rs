@@ -366,8 +366,12 @@ impl<'a> Resolver<'a> {
                 info.describe_arch()
             )]);
         }
-        if let Some(why) = world_access(tree, &real, usage == Use::Program) {
-            problems.push(why);
+        // A program's own permissions are its rule's business (root runs some, the
+        // container's user others); a dlopen()ed object is always read by the user.
+        if usage == Use::Library {
+            if let Some(why) = world_access(tree, &real, false) {
+                problems.push(why);
+            }
         }
         if usage == Use::Program {
             match &info.interp {

@@ -214,11 +214,10 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// `error[shell] /bin/sh: message (fix: hint)`, for logs.
+    /// `[shell] /bin/sh: message (fix: hint)`, for logs (which add the severity).
     pub fn line(&self) -> String {
         format!(
-            "{}[{}] {}: {} (fix: {}){}",
-            self.severity.as_str(),
+            "[{}] {}: {} (fix: {}){}",
             self.rule,
             self.path,
             self.message,
@@ -334,3 +333,6 @@ pub fn check_tree(tree: &Tree, input: &str, opts: &Options) -> Result<Report, Er
         summary,
     })
 }
+
+#[cfg(test)]
+mod tests;
