@@ -392,7 +392,7 @@ impl<'a> Resolver<'a> {
                     Err(e) => problems.push(format!("interpreter {interp}: {e}")),
                 },
                 None if !info.needed.is_empty() => {
-                    problems.push(format!("needs shared libraries but has no PT_INTERP"))
+                    problems.push("needs shared libraries but has no PT_INTERP".to_string())
                 }
                 None => {}
             }
