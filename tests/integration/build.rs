@@ -73,6 +73,7 @@ pub fn busybox_tree(dir: &Path) {
     }
     std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
     std::fs::copy("/usr/bin/uwsgi-core", dir.join("usr/bin/uwsgi-core")).unwrap();
+    support::copy_host_libs(dir, "/usr/bin/uwsgi-core");
 }
 
 #[test]

@@ -5,5 +5,6 @@ mod support;
 
 mod api;
 mod build;
+mod check;
 mod cli;
 mod nss;

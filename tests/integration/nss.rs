@@ -117,7 +117,7 @@ fn passwd_mode_on_a_busybox_tree() {
         d.path(),
         "r.toml",
         &format!(
-            "[distro]\nname = \"bb\"\n[source]\ntype = \"rootfs\"\ndir = \"{}\"\n[nss]\nuids = [30001]\n",
+            "[distro]\nname = \"bb\"\n[source]\ntype = \"rootfs\"\ndir = \"{}\"\n[nss]\nmode = \"passwd\"\nuids = [30001]\n",
             tree.display()
         ),
     );
@@ -129,10 +129,6 @@ fn passwd_mode_on_a_busybox_tree() {
             .arg(d.path().join("out")),
     );
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(
-        err.contains("nss: no glibc libc.so.6 in the tree's library directories"),
-        "{err}"
-    );
     let built = d.path().join("out/bb");
     assert_eq!(
         std::fs::read_to_string(built.join("etc/passwd")).unwrap(),
