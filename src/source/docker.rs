@@ -11,10 +11,10 @@ use bollard::errors::Error as DockerError;
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{CreateImageOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use tokio::runtime::Runtime;
 
-use super::{Error, Interruptible, SourceCtx, SourceInfo};
+use super::{Error, SourceCtx, SourceInfo};
 use crate::progress::Reporter;
 use crate::recipe::{DockerSource, Pull};
 use crate::tree::{unpack, Root, UnpackOptions};
@@ -105,6 +105,98 @@ impl Drop for ContainerGuard<'_> {
             ));
         }
     }
+}
+
+/// Hands the export's chunks to the synchronous tar reader on the blocking thread.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk?,
+                // The sender is gone only at the end of the stream, or after an error or
+                // interrupt that the async side reports itself.
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+enum ExportError {
+    Interrupted,
+    /// The engine or the connection failed mid-stream.
+    Stream(String),
+    Unpack(crate::tree::Error),
+}
+
+/// Resolves once Ctrl-C was pressed.
+async fn interrupted() {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
+/// Stream the container's export into the tree. The async side owns the HTTP stream, so an
+/// interrupt drops it at once (closing the connection) even when the engine has stopped
+/// sending; the blocking side unpacks from a bounded channel.
+async fn export(
+    docker: &Docker,
+    id: &str,
+    target: &std::path::Path,
+    opts: UnpackOptions,
+) -> Result<crate::tree::UnpackStats, ExportError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let root_path = target.to_path_buf();
+    let task = tokio::task::spawn_blocking(move || {
+        let root = Root::open(&root_path)?;
+        let reader = ChannelReader {
+            rx,
+            chunk: bytes::Bytes::new(),
+        };
+        unpack(reader, &root, &opts)
+    });
+    let mut stream_error = None;
+    let feed = async {
+        let mut stream = docker.export_container(id);
+        while let Some(item) = stream.next().await {
+            let item = item.map_err(|e| {
+                let msg = one_line(&e);
+                stream_error = Some(msg.clone());
+                std::io::Error::other(msg)
+            });
+            let failed = item.is_err();
+            // A closed channel means the unpack stopped early; its result says why.
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+    };
+    let was_interrupted = tokio::select! {
+        _ = feed => false,
+        _ = interrupted() => true,
+    };
+    let result = task
+        .await
+        .map_err(|e| ExportError::Stream(format!("the unpack task failed: {e}")))?;
+    if was_interrupted || crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ExportError::Interrupted);
+    }
+    if let Some(msg) = stream_error {
+        return Err(ExportError::Stream(msg));
+    }
+    result.map_err(ExportError::Unpack)
 }
 
 pub fn run(
@@ -214,33 +306,17 @@ pub fn run(
     ctx.reporter
         .debug(&format!("docker: exporting container {}", guard.id));
 
-    let stream = docker
-        .export_container(&guard.id)
-        .map_err(|e| std::io::Error::other(one_line(&e)));
-    let reader = tokio_util::io::StreamReader::new(stream);
-    let root_path = target.to_path_buf();
     let opts = UnpackOptions {
         label: format!("docker export of {image}"),
         ..Default::default()
     };
-    let stats = rt.block_on(async move {
-        tokio::task::spawn_blocking(move || {
-            let root = Root::open(&root_path)?;
-            let bridge = tokio_util::io::SyncIoBridge::new(reader);
-            let r = unpack(Interruptible(bridge), &root, &opts);
-            if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(Error::Interrupted);
-            }
-            Ok(r?)
-        })
-        .await
-        .map_err(|e| Error::Docker {
-            image: String::new(),
-            msg: format!("export task failed: {e}"),
-        })?
-    });
+    let stats = rt.block_on(export(&docker, &guard.id, target, opts));
     drop(guard);
-    let stats = stats?;
+    let stats = stats.map_err(|e| match e {
+        ExportError::Interrupted => Error::Interrupted,
+        ExportError::Stream(msg) => docker_err(format!("export failed: {msg}")),
+        ExportError::Unpack(e) => e.into(),
+    })?;
     if stats.skipped_special > 0 {
         ctx.reporter.debug(&format!(
             "docker: dropped {} device nodes / FIFOs",
