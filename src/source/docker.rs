@@ -257,10 +257,9 @@ pub fn run(
         let opts = CreateImageOptionsBuilder::default()
             .from_image(&reference)
             .build();
-        rt.block_on(async {
+        let pull = async {
             let mut stream = docker.create_image(Some(opts), None, None);
             while let Some(item) = stream.next().await {
-                crate::error::check_interrupted().map_err(|_| Error::Interrupted)?;
                 let info =
                     item.map_err(|e| docker_err(format!("pull failed: {}", one_line(&e))))?;
                 if let Some(detail) = info.error_detail.and_then(|d| d.message) {
@@ -274,6 +273,13 @@ pub fn run(
                 }
             }
             Ok(())
+        };
+        // A registry that stops answering must not make Ctrl-C wait for it.
+        rt.block_on(async {
+            tokio::select! {
+                r = pull => r,
+                _ = interrupted() => Err(Error::Interrupted),
+            }
         })?;
     }
     let inspect = rt
