@@ -28,6 +28,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "alpine-docker",
         include_str!("../recipes/alpine-docker.toml"),
     ),
+    (
+        "debian-slim-docker",
+        include_str!("../recipes/debian-slim-docker.toml"),
+    ),
 ];
 
 /// The recipe used when none is named.
@@ -760,6 +764,28 @@ mod tests {
         let l = load(None, &[]).unwrap();
         assert_eq!(l.name(), "debian-bookworm");
         assert_eq!(l.source().kind(), "mmdebstrap");
+    }
+
+    #[test]
+    fn docker_builtin_parses() {
+        let l = load(Some("debian-slim-docker"), &[]).unwrap();
+        assert_eq!(l.name(), "debian-slim-docker");
+        match l.source() {
+            SourceSpec::Docker(d) => {
+                assert_eq!(d.image, "debian:bookworm-slim");
+                assert_eq!(d.pull, Pull::Missing);
+            }
+            other => panic!("not a docker source: {}", other.kind()),
+        }
+        assert_eq!(
+            load(Some("recipes/debian-slim-docker.toml"), &[])
+                .unwrap()
+                .recipe
+                .packages
+                .install
+                .len(),
+            3
+        );
     }
 
     #[test]

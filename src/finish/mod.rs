@@ -64,6 +64,12 @@ pub const MOUNT_POINTS: &[&str] = &[
     "/.old_root",
 ];
 
+/// Directories a root filesystem has although the platform mounts nothing there. Docker's
+/// export always carries `/sys` (a placeholder of the engine's init layer) while an
+/// image's own layers may lack it: creating it makes a distro the same whether its image
+/// was exported through the engine or flattened from an archive.
+pub const STANDARD_DIRS: &[&str] = &["/sys"];
+
 /// `/etc` entries the platform provides through the home's `etc/`, bound on `/run/resolvconf`.
 pub const ETC_SYMLINKS: &[(&str, &str)] = &[
     ("/etc/mtab", "/proc/self/mounts"),
@@ -102,6 +108,9 @@ pub fn finish(root: &Root, loaded: &Loaded, reporter: &Reporter) -> Result<Finis
         let mode = if *dir == "/tmp" { 0o1777 } else { 0o755 };
         root.create_dir_all(Path::new(dir), mode)?;
     }
+    for dir in STANDARD_DIRS {
+        root.create_dir_all(Path::new(dir), 0o755)?;
+    }
     for (link, target) in ETC_SYMLINKS {
         root.symlink(Path::new(target), Path::new(link))?;
     }
@@ -119,8 +128,11 @@ pub fn finish(root: &Root, loaded: &Loaded, reporter: &Reporter) -> Result<Finis
 }
 
 /// Device nodes, FIFOs and sockets anywhere (the host `/dev` is bound over `/dev`, and
-/// unprivileged extraction on the server fails on them), everything under `/dev`,
-/// `/.dockerenv`, and set-uid/set-gid bits (everything is mounted nosuid).
+/// unprivileged extraction on the server fails on them), everything under `/dev` (a
+/// Docker export has `/dev/console`, `/dev/pts`, `/dev/shm` placeholders there),
+/// `/.dockerenv`, and set-uid/set-gid bits (everything is mounted nosuid). Docker's empty
+/// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` placeholders and its
+/// `/etc/mtab` are replaced by the [`ETC_SYMLINKS`].
 fn remove_leftovers(root: &Root, report: &mut FinishReport) -> Result<()> {
     root.remove(Path::new(".dockerenv"))?;
     for (rel, _) in root.walk()? {

@@ -2,6 +2,8 @@
 //! [`SourceSpec`] enum is the list of backends; [`fetch`] dispatches to one module each.
 
 mod bootstrap;
+pub mod docker;
+pub mod image_archive;
 mod rootfs;
 
 use std::path::Path;
@@ -21,6 +23,14 @@ pub enum Error {
     Input { path: String, msg: String },
     #[error("{source_kind} source: {msg}")]
     Unsupported { source_kind: String, msg: String },
+    #[error("cannot reach the Docker engine at {host}: {msg}; start it (systemctl start docker), make sure you may use its socket (root or the docker group), or point DOCKER_HOST at a running engine")]
+    EngineUnreachable { host: String, msg: String },
+    #[error("docker image {image} is not present and [source] pull = \"never\"; docker pull or docker load it first, or set pull = \"missing\"")]
+    ImageMissing { image: String },
+    #[error("docker image {image}: {msg}")]
+    Docker { image: String, msg: String },
+    #[error("interrupted")]
+    Interrupted,
     #[error(transparent)]
     Runner(#[from] crate::runner::Error),
     #[error(transparent)]
@@ -30,7 +40,12 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::NeedsRoot { .. } | Error::Input { .. } | Error::Unsupported { .. } => 2,
+            Error::NeedsRoot { .. }
+            | Error::Input { .. }
+            | Error::Unsupported { .. }
+            | Error::EngineUnreachable { .. }
+            | Error::ImageMissing { .. } => 2,
+            Error::Docker { .. } | Error::Interrupted => 1,
             Error::Runner(e) => e.exit_code(),
             Error::Tree(e) => e.exit_code(),
         }
@@ -61,10 +76,36 @@ pub fn fetch(spec: &SourceSpec, target: &Path, ctx: &SourceCtx) -> Result<Source
         SourceSpec::Debootstrap(b) => bootstrap::run(bootstrap::Tool::Debootstrap, b, target, ctx),
         SourceSpec::Mmdebstrap(b) => bootstrap::run(bootstrap::Tool::Mmdebstrap, b, target, ctx),
         SourceSpec::Rootfs(r) => rootfs::run(r, target, ctx),
-        SourceSpec::Docker(_) | SourceSpec::ImageArchive(_) => Err(Error::Unsupported {
-            source_kind: spec.kind().into(),
-            msg: "not available in this build yet".into(),
-        }),
+        SourceSpec::Docker(d) => docker::run(d, target, ctx),
+        SourceSpec::ImageArchive(a) => image_archive::run(a, target, ctx),
+    }
+}
+
+/// A reader over a tar that may be gzip- or zstd-compressed (detected by magic bytes).
+pub fn decompressed<'a, R: std::io::Read + 'a>(
+    r: R,
+) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
+    use std::io::BufRead;
+    let mut br = std::io::BufReader::with_capacity(1 << 20, r);
+    let magic = br.fill_buf()?;
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(br)?))
+    } else {
+        Ok(Box::new(br))
+    }
+}
+
+/// A reader that fails once Ctrl-C was pressed, so a stream being unpacked (an export,
+/// a layer) stops at the next read instead of running to its end.
+pub struct Interruptible<R>(pub R);
+
+impl<R: std::io::Read> std::io::Read for Interruptible<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Not ErrorKind::Interrupted: readers retry on that.
+        crate::error::check_interrupted().map_err(|_| std::io::Error::other("interrupted"))?;
+        self.0.read(buf)
     }
 }
 

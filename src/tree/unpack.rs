@@ -114,11 +114,10 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                     let children: Vec<PathBuf> = rustix::fs::Dir::read_from(&fd)
                         .map_err(|e| Error::io(root.host_path(dir), e))?
                         .filter_map(|e| e.ok())
-                        .map(|e| dir.join(std::ffi::OsStr::new(&*e.file_name().to_string_lossy())))
-                        .filter(|p| {
-                            let n = p.file_name().unwrap_or_default();
-                            n != "." && n != ".."
-                        })
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        // Filter before joining: `dir/..` has no file name to compare.
+                        .filter(|n| n != "." && n != "..")
+                        .map(|n| dir.join(n))
                         .collect();
                     for c in children.into_iter().filter(|c| !created.contains(c)) {
                         root.remove(&c)?;

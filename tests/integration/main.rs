@@ -7,4 +7,5 @@ mod api;
 mod build;
 mod check;
 mod cli;
+mod docker;
 mod nss;
