@@ -12,6 +12,7 @@ need_pkgs=(
   pigz time                     # bench.sh comparisons, /usr/bin/time -v
   iproute2 net-tools ca-certificates xz-utils zstd file
   gcc libc6-dev                 # builds the NSS module (build.rs)
+  openssl                       # boot: the container's RSA key for signed subscriptions
 )
 
 missing=()

@@ -4,6 +4,9 @@
 mod bootstrap;
 mod rootfs;
 
+/// Tar readers that accept gzip too (also used by `boot` for tarball input).
+pub use rootfs::open_maybe_gzip;
+
 use std::path::Path;
 
 use serde::Serialize;
