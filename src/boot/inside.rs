@@ -422,6 +422,12 @@ impl Container<'_> {
 
     fn uwsgi(&mut self) -> Outcome {
         match self.command(UWSGI).arg("--version").stdin(Stdio::null()).output() {
+            // execve says ENOENT for a missing ELF interpreter too.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && Path::new(UWSGI).exists() => {
+                Outcome::Fail(format!(
+                    "{UWSGI} cannot start: its dynamic loader (ELF interpreter) is missing in the distro; the binary must come from the distro itself (build-distro build links the distro's own uWSGI there)"
+                ))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::Fail(format!(
                 "{UWSGI} is missing: the Emperor starts every vassal with it; build-distro build installs it"
             )),

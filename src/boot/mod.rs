@@ -192,10 +192,59 @@ pub struct Report {
     /// No step failed.
     pub ok: bool,
     pub steps: Vec<Step>,
-    /// The container's init as seen from the host, and its pid namespace
-    /// (`pid:[inode]`): every process of the run lived there, and is gone now.
-    pub init_pid: Option<i32>,
+    /// The container's pid namespace (`pid:[inode]`): every process of the run lived there.
     pub pid_namespace: Option<String>,
+    /// The processes of the run still there at teardown (the container's init first),
+    /// all stopped since.
+    pub processes: Vec<Process>,
+}
+
+/// A process as the host sees it; `pid` and `start` together name it uniquely.
+#[derive(Debug, Clone, Serialize)]
+pub struct Process {
+    pub pid: i32,
+    /// Start time, in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub start: u64,
+    pub command: String,
+}
+
+/// The processes in the pid namespace `ns` (`pid:[inode]`), lowest pid first. Valid
+/// only while that namespace cannot be freed (its init not yet reaped): afterwards the
+/// inode number may name another namespace.
+pub fn processes_in(ns: &str) -> Vec<Process> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out: Vec<Process> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|l| l.as_os_str() == std::ffi::OsStr::new(ns))
+        })
+        .filter_map(|pid| {
+            let start = process_start(pid)?;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let command = String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .trim()
+                .to_string();
+            Some(Process {
+                pid,
+                start,
+                command,
+            })
+        })
+        .collect();
+    out.sort_by_key(|p| p.pid);
+    out
+}
+
+/// Field 22 of `/proc/PID/stat` (after the parenthesised command, which may hold spaces).
+pub fn process_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Messages from the container to the tool, one JSON line each.
@@ -236,13 +285,13 @@ pub fn boot(
         steps: Vec::new(),
         on_step,
     };
-    let report = |run: Run, init: Option<i32>, ns: Option<String>| Report {
+    let report = |run: Run, ns: Option<String>, processes: Vec<Process>| Report {
         path: path.display().to_string(),
         uid: opts.uid,
         ok: run.steps.iter().all(|s| s.status != Status::Fail),
         steps: run.steps,
-        init_pid: init,
         pid_namespace: ns,
+        processes,
     };
 
     let root = Root::open(&input.tree())?;
@@ -253,7 +302,7 @@ pub fn boot(
         }
         Err(e) => {
             run.push(StepKind::Layout, Status::Fail, e.to_string());
-            return Ok(report(run, None, None));
+            return Ok(report(run, None, Vec::new()));
         }
     };
     let listener = UnixDatagram::bind(layout.subscribe_socket())
@@ -282,7 +331,7 @@ pub fn boot(
         Ok(c) => c,
         Err(e) => {
             run.push(StepKind::Namespaces, Status::Fail, e);
-            return Ok(report(run, None, None));
+            return Ok(report(run, None, Vec::new()));
         }
     };
     let init = container.pid.as_raw();
@@ -291,6 +340,8 @@ pub fn boot(
         .map(|p| p.display().to_string());
 
     let outcome = watch(&mut container, &listener, &layout, opts, reporter, &mut run);
+    // The init is not reaped yet, so its namespace (and the inode naming it) still exists.
+    let processes = ns.as_deref().map(processes_in).unwrap_or_default();
     // Teardown: the namespace's init dies, the kernel kills every process in the pid
     // namespace, and the mount namespace with all its mounts goes with the last of them.
     drop(container);
@@ -298,7 +349,7 @@ pub fn boot(
     drop(layout);
     drop(input);
     outcome?;
-    Ok(report(run, Some(init), ns))
+    Ok(report(run, ns, processes))
 }
 
 /// Steps collected so far, shown to the caller as they come.
@@ -516,14 +567,22 @@ fn watch(
             Next::End => break false,
             Next::TimedOut => {
                 let step = current.unwrap_or(StepKind::Namespaces);
-                run.push(
-                    step,
-                    Status::Fail,
-                    format!(
-                        "did not finish within {} s (--timeout); the container was stopped",
-                        opts.timeout.as_secs()
-                    ),
+                let mut detail = format!(
+                    "did not finish within {} s (--timeout); the container was stopped",
+                    opts.timeout.as_secs()
                 );
+                if matches!(step, StepKind::Emperor | StepKind::Vassal) {
+                    // The Emperor's log is in the home, readable from here.
+                    let log = std::fs::read(layout.paths().home.join("logs/emperor.log"))
+                        .unwrap_or_default();
+                    let log = String::from_utf8_lossy(&log);
+                    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+                    detail.push_str(&format!(
+                        "; emperor log: {}",
+                        lines[lines.len().saturating_sub(6)..].join(" | ")
+                    ));
+                }
+                run.push(step, Status::Fail, cut(&detail));
                 return Ok(());
             }
             Next::Interrupted => return Err(crate::Error::Interrupted),
@@ -596,15 +655,47 @@ fn restore_terminal() {
     let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
 }
 
-/// Cut a detail to [`DETAIL_MAX`] characters (keeping the end, where errors are).
+/// Cut a detail to about [`DETAIL_MAX`] characters, keeping its start (what failed) and
+/// its end (where log tails put the error).
 fn cut(s: &str) -> String {
     let s = s.trim();
     if s.len() <= DETAIL_MAX {
         return s.to_string();
     }
-    let mut start = s.len() - DETAIL_MAX;
-    while !s.is_char_boundary(start) {
-        start += 1;
+    let mut head = DETAIL_MAX / 3;
+    while !s.is_char_boundary(head) {
+        head -= 1;
     }
-    format!("…{}", &s[start..])
+    let mut tail = s.len() - (DETAIL_MAX - head);
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{} … {}", &s[..head], &s[tail..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_details_keep_start_and_end() {
+        let s = format!("START{}END", "x".repeat(5000));
+        let c = cut(&s);
+        assert!(c.starts_with("START") && c.ends_with("END"), "{c}");
+        assert!(c.len() <= DETAIL_MAX + 8);
+        assert_eq!(cut(" short "), "short");
+    }
+
+    #[test]
+    fn step_names_are_kebab_case_in_json() {
+        let s = Step {
+            step: StepKind::OldRoot,
+            status: Status::Fail,
+            detail: "d".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"step":"old-root","status":"fail","detail":"d"}"#
+        );
+    }
 }

@@ -43,11 +43,13 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         work_dir: a.work_dir,
     };
     let json = a.json;
-    if !json {
-        println!("boot {} as uid {}", a.path.display(), a.uid);
-    }
+    let mut first = true;
     let mut print = |s: &Step| {
         if !json {
+            if first {
+                println!("boot {} as uid {}", a.path.display(), a.uid);
+                first = false;
+            }
             println!("{}", line(s));
             let _ = std::io::stdout().flush();
         }
