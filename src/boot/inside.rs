@@ -37,8 +37,34 @@ const SHORTCUTS: &str = crate::finish::UWSGI_SHORTCUTS;
 /// How long rc.local may run before we go on without it (the platform never waits).
 const RC_LOCAL_WAIT: Duration = Duration::from_secs(5);
 
+/// The pipes' file descriptors as the container inherits them.
+pub struct Fds {
+    /// Where steps go.
+    pub msg: RawFd,
+    /// Where the tool's go-ahead comes from.
+    pub ctl: RawFd,
+    /// The tool's ends, closed first.
+    pub close: [RawFd; 2],
+}
+
 /// The container's init. Never returns.
-pub fn init(cfg: &Inside, msg_fd: RawFd, ctl_fd: RawFd) -> ! {
+pub fn init(cfg: &Inside, fds: &Fds) -> ! {
+    for fd in fds.close {
+        // SAFETY: closing our copies of the tool's pipe ends, unused here.
+        unsafe { libc::close(fd) };
+    }
+    // A panic ends this process here: unwinding must not leave the callback, which runs
+    // on its own stack inside a copy of the tool.
+    let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cfg, fds))) {
+        Ok(()) => 0,
+        Err(_) => 101,
+    };
+    // SAFETY: ending the cloned process without running the tool's exit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+fn run(cfg: &Inside, fds: &Fds) {
+    let (msg_fd, ctl_fd) = (fds.msg, fds.ctl);
     let mut c = Container {
         cfg,
         msg_fd,
@@ -57,8 +83,6 @@ pub fn init(cfg: &Inside, msg_fd: RawFd, ctl_fd: RawFd) -> ! {
             c.step(StepKind::Shell, |c| c.shell());
         }
     }
-    // SAFETY: ending the cloned process without running the tool's exit handlers.
-    unsafe { libc::_exit(0) }
 }
 
 /// A step's result before it is sent.

@@ -3,11 +3,11 @@
 //! each step, so a distro that would fall back or start without network fails here, on
 //! the user's machine, and not on the server.
 //!
-//! The tool plays the server: it builds a temporary container home ([`layout`]), listens
+//! The tool plays the server: it builds a temporary container home (`layout`), listens
 //! where the HTTP router listens (`/run/subscribe/http`), and starts one process in new
 //! mount, pid, uts, ipc and net namespaces. That process is the container: it repeats the
 //! platform's bind mounts and `pivot_root`, brings up `lo`, drops to the uid, runs
-//! `/etc/rc.local`, starts the Emperor and checks a vassal ([`inside`]). Steps travel
+//! `/etc/rc.local`, starts the Emperor and checks a vassal (`inside`). Steps travel
 //! back over a pipe as JSON lines. Everything the container mounted lives only in its own
 //! mount namespace and every process it started lives in its own pid namespace, so
 //! killing the namespace's init undoes all of it; the temporary directories are removed
@@ -443,10 +443,15 @@ impl Container {
         // stack; it never returns into our code: `inside::init` ends with `_exit`.
         let mut stack = vec![0u8; 8 << 20];
         let child = {
-            let msg_w = &msg_w;
-            let ctl_r = &ctl_r;
+            let fds = inside::Fds {
+                msg: msg_w.as_raw_fd(),
+                ctl: ctl_r.as_raw_fd(),
+                // Our ends, which the container must not hold: it would never see the
+                // control pipe close.
+                close: [msg_r.as_raw_fd(), ctl_w.as_raw_fd()],
+            };
             let cb = Box::new(move || -> isize {
-                inside::init(cfg, msg_w.as_raw_fd(), ctl_r.as_raw_fd());
+                inside::init(cfg, &fds);
             });
             // SAFETY: the callback runs in a new process (no CLONE_VM), like after fork.
             unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
@@ -464,7 +469,7 @@ impl Container {
         })
     }
 
-    /// The next message, or `None` at end of stream (the container exited).
+    /// The next message, [`Next::End`] when the container exited.
     fn next(&mut self, deadline: Option<Instant>) -> Next {
         loop {
             if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
@@ -489,23 +494,6 @@ impl Container {
     fn proceed(&mut self) {
         if let Some(fd) = &self.to {
             let _ = nix::unistd::write(fd, b"g");
-        }
-    }
-
-    /// Wait for the container to exit by itself (after the shell).
-    fn wait_end(&mut self) -> bool {
-        let mut sink = Vec::new();
-        loop {
-            if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-                return false;
-            }
-            if poll_in(self.from.get_ref().as_fd(), 100) {
-                sink.clear();
-                match self.from.read_until(b'\n', &mut sink) {
-                    Ok(0) | Err(_) => return true,
-                    Ok(_) => {}
-                }
-            }
         }
     }
 }
@@ -606,7 +594,7 @@ fn watch(
     }
     if opts.shell {
         c.proceed();
-        let ended = c.wait_end_collect(run);
+        let ended = c.wait_shell(run);
         restore_terminal();
         if !ended {
             return Err(crate::Error::Interrupted);
@@ -616,13 +604,13 @@ fn watch(
 }
 
 impl Container {
-    /// After `proceed`, collect the shell step until the container exits.
-    fn wait_end_collect(&mut self, run: &mut Run) -> bool {
+    /// After `proceed`, collect the shell step until the container exits; `false` on Ctrl-C.
+    fn wait_shell(&mut self, run: &mut Run) -> bool {
         loop {
             match self.next(None) {
                 Next::Msg(Msg::Done(s)) => run.add(s),
                 Next::Msg(_) | Next::Garbled(_) => {}
-                Next::End => return self.wait_end(),
+                Next::End => return true,
                 Next::TimedOut => {}
                 Next::Interrupted => return false,
             }
