@@ -13,6 +13,7 @@ need_pkgs=(
   openssl                       # self-signed certificate for the API client's TLS tests
   iproute2 net-tools ca-certificates xz-utils zstd file
   gcc libc6-dev                 # builds the NSS module (build.rs)
+  openssl                       # boot: the container's RSA key for signed subscriptions
 )
 
 missing=()

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod image_archive;
 mod rootfs;
 
+/// Tar readers that accept gzip too (also used by `boot` for tarball input).
 use std::path::Path;
 
 use serde::Serialize;
