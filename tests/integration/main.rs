@@ -10,3 +10,4 @@ mod check;
 mod cli;
 mod docker;
 mod nss;
+mod recipes;
