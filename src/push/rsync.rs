@@ -29,7 +29,11 @@ impl Rsync {
         }
         let mut src: OsString = src.as_os_str().to_os_string();
         src.push("/");
-        let mut c = Cmd::new("rsync").args(["-rlptH", "-z", "--stats"]);
+        // --checksum: size and mtime say nothing here. Packing clamps mtimes to
+        // SOURCE_DATE_EPOCH and the provenance file always has the same size and time, so
+        // a changed file can look unchanged and would be hard-linked to the old content.
+        // Checksums cost reading both trees, never sending them.
+        let mut c = Cmd::new("rsync").args(["-rlptH", "-z", "--checksum", "--stats"]);
         if let Some(b) = self.bwlimit {
             c = c.arg(format!("--bwlimit={b}"));
         }
@@ -136,6 +140,7 @@ mod tests {
             [
                 "-rlptH",
                 "-z",
+                "--checksum",
                 "--stats",
                 "--bwlimit=500",
                 "--link-dest=../deb-aaaaaaaaaaaa",

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod sshd;
+
 /// `build-distro` built for this test run.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_build-distro"));
