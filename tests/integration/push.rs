@@ -4,7 +4,6 @@
 use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use build_distro::pack::{Format, PackOptions};
@@ -138,7 +137,11 @@ fn ssh_push_lands_owned_by_the_storage_user_and_identical_content_is_not_sent_ag
     assert_eq!(v["bytes_sent"].as_u64(), Some(sent));
 
     let distros = lab.distros(39001);
-    assert_eq!(listing(&distros), [dest.clone()], "no temporaries left");
+    assert_eq!(
+        listing(&distros),
+        std::slice::from_ref(&dest),
+        "no temporaries left"
+    );
     let root = distros.join(&dest);
     assert!(root.join(".old_root").is_dir());
     assert_eq!(std::fs::read(root.join("etc/motd")).unwrap(), b"GOOD");
@@ -303,7 +306,7 @@ fn to_all_pushes_to_every_server_and_registers_each() {
     ] {
         assert_eq!(t.status, Status::Uploaded);
         assert_eq!(t.target, format!("{uid}@{addr}"));
-        assert_eq!(listing(&lab.distros(uid)), [dest.clone()]);
+        assert_eq!(listing(&lab.distros(uid)), std::slice::from_ref(&dest));
     }
     let regs = reg.distros.lock().unwrap().clone();
     assert_eq!(regs.len(), 2);
@@ -497,7 +500,7 @@ fn local_push_of_archive_and_tree() {
     );
     let dest = format!("deb-{}", id12(&tarball));
     let distros = homes.join("30001/distros");
-    assert_eq!(listing(&distros), [dest.clone()]);
+    assert_eq!(listing(&distros), std::slice::from_ref(&dest));
     assert_eq!(
         std::fs::read(distros.join(&dest).join("etc/motd")).unwrap(),
         b"GOOD"
