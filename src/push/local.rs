@@ -123,16 +123,16 @@ impl Transport for Local {
                 }
             }
             Payload::Tree(_) => {
-                // The same stream the ssh transport sends, through a pipe.
+                // The tar the ssh transport sends (uncompressed: no network), through a pipe.
                 let (reader, mut writer) = std::io::pipe().map_err(|e| self.io(&dir, e))?;
                 std::thread::scope(|s| -> Result<()> {
-                    let producer = s.spawn(move || d.write_stream(&mut writer));
+                    let producer = s.spawn(move || d.write_stream(&mut writer, false));
                     let r = CountingRead {
                         inner: reader,
                         count: &mut sent,
                         bar,
                     };
-                    let res = unpack(flate2::read::GzDecoder::new(r), &root, &opts);
+                    let res = unpack(r, &root, &opts);
                     let produced = producer.join().expect("tar producer");
                     res?;
                     produced.map_err(|e| self.io(&dir, e))

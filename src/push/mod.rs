@@ -376,17 +376,18 @@ impl Distro {
         }
     }
 
-    /// Write the upload stream: the archive as it is, or the tree packed on the fly
-    /// (gzip-compressed when `gzip`, at a fast level: it only crosses the network).
-    /// Returns whether the stream is gzip.
-    pub fn stream_is_gzip(&self) -> bool {
+    /// Whether [`Distro::write_stream`] writes gzip: an archive as it was built; a tree is
+    /// packed on the fly, compressed only when it crosses a network (`compress_tree`).
+    pub fn stream_is_gzip(&self, compress_tree: bool) -> bool {
         match &self.payload {
             Payload::Archive { gzip, .. } => *gzip,
-            Payload::Tree(_) => true,
+            Payload::Tree(_) => compress_tree,
         }
     }
 
-    pub fn write_stream(&self, w: &mut dyn Write) -> std::io::Result<()> {
+    /// Write the upload stream: the archive as it is, or the tree packed on the fly (at a
+    /// fast gzip level when compressed: the stream is only in transit).
+    pub fn write_stream(&self, w: &mut dyn Write, compress_tree: bool) -> std::io::Result<()> {
         match &self.payload {
             Payload::Archive { file, .. } => {
                 let mut f = std::fs::File::open(file)?;
@@ -395,14 +396,20 @@ impl Distro {
             }
             Payload::Tree(dir) => {
                 let prov = std::fs::read(dir.join(PROVENANCE))?;
-                let gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(1));
                 let opts = PackOptions {
                     clamp_mtime: None,
                     level: 1,
                 };
-                let (_, gz) = crate::pack::write_tar(dir, gz, &opts, |_| prov)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                gz.finish()?;
+                let other = |e: crate::pack::Error| std::io::Error::other(e.to_string());
+                if compress_tree {
+                    let gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(1));
+                    let (_, gz) =
+                        crate::pack::write_tar(dir, gz, &opts, |_| prov).map_err(other)?;
+                    gz.finish()?;
+                } else {
+                    let (_, w) = crate::pack::write_tar(dir, w, &opts, |_| prov).map_err(other)?;
+                    w.flush()?;
+                }
                 Ok(())
             }
         }

@@ -295,7 +295,7 @@ impl Transport for Ssh {
     }
 
     fn upload(&self, d: &Distro, tmp: &Name, _prev: Option<&Name>, bar: &Bar) -> Result<u64> {
-        let cmd = self.command(&upload_script(tmp, d.stream_is_gzip()));
+        let cmd = self.command(&upload_script(tmp, d.stream_is_gzip(true)));
         let mut sent = 0u64;
         self.runner
             .run_fed(&cmd, &mut |w| {
@@ -304,7 +304,7 @@ impl Transport for Ssh {
                     count: 0,
                     bar: Some(bar),
                 };
-                let r = d.write_stream(&mut c);
+                let r = d.write_stream(&mut c, true);
                 sent = c.count;
                 r
             })
