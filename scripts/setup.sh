@@ -10,6 +10,7 @@ need_pkgs=(
   openssh-server openssh-client rsync   # push transports and their tests
   uwsgi-core uwsgi-plugin-python3       # boot test trees, check fixtures
   pigz time                     # bench.sh comparisons, /usr/bin/time -v
+  openssl                       # self-signed certificate for the API client's TLS tests
   iproute2 net-tools ca-certificates xz-utils zstd file
   gcc libc6-dev                 # builds the NSS module (build.rs)
 )

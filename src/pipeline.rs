@@ -25,6 +25,8 @@ pub struct BuildOptions {
     /// Keep the build directory after the build (debugging).
     pub keep_build: bool,
     pub pack: PackOptions,
+    /// Check rules accepted knowingly, on top of the recipe's `[check] allow`.
+    pub allow: Vec<String>,
 }
 
 /// `/etc/build-distro.json`: how this distro was made.
@@ -63,6 +65,7 @@ pub struct BuildReport {
     pub archive_bytes: u64,
     pub source: SourceInfo,
     pub finish: FinishReport,
+    pub check: crate::check::Summary,
     /// Seconds per stage.
     pub timings: Vec<(String, f64)>,
 }
@@ -74,6 +77,8 @@ pub fn build(
     runner: &dyn Runner,
     reporter: &Reporter,
 ) -> Result<BuildReport> {
+    let allow = allowed_rules(loaded, opts);
+    crate::check::validate_allow(&allow)?;
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| crate::pack::Error::io(out, e))?;
     let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
@@ -111,6 +116,14 @@ pub fn build(
     ));
     crate::error::check_interrupted()?;
 
+    let stage = reporter.stage("check");
+    let check = run_check(&tree, loaded, &allow, reporter)?;
+    stage.done(&format!(
+        "{} errors, {} warnings, {} allowed",
+        check.errors, check.warnings, check.allowed
+    ));
+    crate::error::check_interrupted()?;
+
     let stage = reporter.stage("pack");
     let name = loaded.path().to_string();
     let output = out.join(format!("{name}{}", opts.format.extension()));
@@ -125,7 +138,7 @@ pub fn build(
             note: loaded.recipe.distro.note.clone(),
             source: source.clone(),
             content_id: content_id.to_string(),
-            allowed_rules: loaded.recipe.check.allow.clone(),
+            allowed_rules: allow.clone(),
         };
         let mut v = serde_json::to_vec_pretty(&p).expect("serializable");
         v.push(b'\n');
@@ -173,6 +186,7 @@ pub fn build(
         archive_bytes,
         source,
         finish,
+        check,
         timings: reporter.timings(),
     };
     write_atomic(&manifest, crate::pack::manifest_text(&packed).as_bytes())?;
@@ -180,6 +194,41 @@ pub fn build(
     json.push(b'\n');
     write_atomic(&report_path, &json)?;
     Ok(report)
+}
+
+/// The recipe's `[check] allow` and `--allow`, once each, in that order.
+fn allowed_rules(loaded: &Loaded, opts: &BuildOptions) -> Vec<String> {
+    let mut allow: Vec<String> = Vec::new();
+    for id in loaded.recipe.check.allow.iter().chain(&opts.allow) {
+        if !allow.contains(id) {
+            allow.push(id.clone());
+        }
+    }
+    allow
+}
+
+/// The check stage: every error and warning goes to the log, then errors outside the
+/// allowed rules stop the build before anything is packed.
+fn run_check(
+    tree: &Path,
+    loaded: &Loaded,
+    allow: &[String],
+    reporter: &Reporter,
+) -> Result<crate::check::Summary> {
+    let opts = crate::check::Options {
+        allow: allow.to_vec(),
+        path: Some(loaded.path().to_string()),
+    };
+    let view = crate::check::Tree::open(tree)?;
+    let report = crate::check::check_tree(&view, &tree.display().to_string(), &opts)?;
+    for f in &report.findings {
+        match f.severity {
+            crate::check::Severity::Error if !f.allowed => reporter.error(&f.line()),
+            crate::check::Severity::Info => reporter.debug(&f.line()),
+            _ => reporter.warn(&f.line()),
+        }
+    }
+    Ok(report.into_result()?.summary)
 }
 
 /// Write a small file under a temporary name and rename it into place.

@@ -65,6 +65,11 @@ impl Reporter {
         self.line(&format!("warning: {msg}"));
     }
 
+    /// Errors about the result (e.g. check findings), shown even with -q.
+    pub fn error(&self, msg: &str) {
+        self.line(&format!("error: {msg}"));
+    }
+
     pub fn debug(&self, msg: &str) {
         if self.verbosity == Verbosity::Verbose {
             self.line(msg);

@@ -11,10 +11,24 @@ use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
 
 /// The recipes shipped in `recipes/`, built into the binary so a copied binary has them.
-pub const BUILTIN: &[(&str, &str)] = &[(
-    "debian-bookworm",
-    include_str!("../recipes/debian-bookworm.toml"),
-)];
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "debian-bookworm",
+        include_str!("../recipes/debian-bookworm.toml"),
+    ),
+    (
+        "debian-trixie",
+        include_str!("../recipes/debian-trixie.toml"),
+    ),
+    (
+        "debian-python-web",
+        include_str!("../recipes/debian-python-web.toml"),
+    ),
+    (
+        "alpine-docker",
+        include_str!("../recipes/alpine-docker.toml"),
+    ),
+];
 
 /// The recipe used when none is named.
 pub const DEFAULT: &str = "debian-bookworm";
@@ -819,6 +833,34 @@ mod tests {
             src.canonicalize().unwrap(),
             d.path().join("x").canonicalize().unwrap()
         );
+    }
+
+    #[test]
+    fn every_shipped_recipe_loads_and_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+        let mut count = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "toml") {
+                let l = load(Some(p.to_str().unwrap()), &[])
+                    .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                let stem = p.file_stem().unwrap().to_str().unwrap();
+                let (_, text) = BUILTIN
+                    .iter()
+                    .find(|(n, _)| *n == stem)
+                    .expect("recipe missing from BUILTIN");
+                assert_eq!(*text, std::fs::read_to_string(&p).unwrap());
+                assert!(
+                    std::fs::read_to_string(&p).unwrap().starts_with("# "),
+                    "{}: starts with a comment header saying what it gives",
+                    p.display()
+                );
+                let builtin = load(Some(stem), &[]).unwrap();
+                assert_eq!(builtin.name(), l.name());
+                count += 1;
+            }
+        }
+        assert_eq!(count, BUILTIN.len());
     }
 
     #[test]

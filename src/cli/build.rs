@@ -30,6 +30,9 @@ pub struct Args {
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
     pub level: u32,
+    /// Accept a check rule's errors knowingly (repeatable; recorded in the provenance).
+    #[arg(long = "allow", value_name = "RULE-ID")]
+    pub allow: Vec<String>,
     /// Print the build report as JSON on stdout (with --publish: `{"build", "publish"}`).
     #[arg(long)]
     pub json: bool,
@@ -92,6 +95,7 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             level: a.level,
             ..PackOptions::default()
         },
+        allow: a.allow,
     };
     let work_dir = opts.work_dir.clone();
     let report = build(&loaded, &opts, &System, &reporter)?;

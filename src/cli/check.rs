@@ -1,15 +1,81 @@
-//! `check` command.
+//! `check`: validate a distro directory or tarball and print the report.
 
 use std::path::PathBuf;
 
-use super::{Ctx, ExitStatus};
+use build_distro::check::{self, Options, Report, Severity};
+
+use super::{print_json, Ctx, ExitStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A distro directory or tarball.
+    /// A distro directory, or a .tar / .tar.gz archive (read in place, never extracted).
     pub path: PathBuf,
+    /// Print the report as JSON on stdout (shape: README.md, "check --json").
+    #[arg(long)]
+    pub json: bool,
+    /// Accept a rule's findings knowingly: reported, but not failing (repeatable).
+    #[arg(long = "allow", value_name = "RULE-ID")]
+    pub allow: Vec<String>,
+    /// Also check the distro's API path (the name it will be uploaded under).
+    #[arg(long = "path", value_name = "NAME")]
+    pub api_path: Option<String>,
 }
 
-pub fn run(_a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
-    Err(build_distro::check::Error::Todo.into())
+pub fn run(a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+    let opts = Options {
+        allow: a.allow,
+        path: a.api_path,
+    };
+    let report = check::check(&a.path, &opts)?;
+    if a.json {
+        print_json(&report);
+    } else {
+        print!("{}", text(&report));
+    }
+    Ok(if report.summary.ok {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::Failed
+    })
+}
+
+/// The report grouped by severity, then a summary line.
+pub fn text(r: &Report) -> String {
+    let mut s = String::new();
+    for (sev, title) in [
+        (Severity::Error, "errors"),
+        (Severity::Warning, "warnings"),
+        (Severity::Info, "info"),
+    ] {
+        let group: Vec<_> = r.findings.iter().filter(|f| f.severity == sev).collect();
+        if group.is_empty() {
+            continue;
+        }
+        s.push_str(&format!("{title}:\n"));
+        for f in group {
+            s.push_str(&format!(
+                "  [{}] {}: {}{}\n      fix: {}\n",
+                f.rule,
+                f.path,
+                f.message,
+                if f.allowed { " (allowed)" } else { "" },
+                f.hint
+            ));
+        }
+    }
+    let m = &r.summary;
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    s.push_str(&format!(
+        "check {}: {}, {}, {}, {} allowed; {} entries, {:.1} MiB: {}\n",
+        r.input,
+        plural(m.errors, "error", "errors"),
+        plural(m.warnings, "warning", "warnings"),
+        plural(m.infos, "info", "infos"),
+        m.allowed,
+        m.entries,
+        m.bytes as f64 / 1048576.0,
+        if m.ok { "ok" } else { "FAILED" }
+    ));
+    s
 }

@@ -69,6 +69,8 @@ pub struct PushFlags {
     /// Answer yes to every confirmation (CI).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    #[command(flatten)]
+    pub api: super::api_cmds::ApiOpts,
 }
 
 fn usage(msg: impl Into<String>) -> build_distro::Error {
@@ -96,15 +98,16 @@ pub fn parse_to(values: &[String]) -> build_distro::Result<To> {
         .map(To::Uids)
 }
 
-/// The API as publish sees it. The API client plugs in here (`impl Registry for
-/// api::Client`); without it only `--no-register` pushes to explicit uids can run.
-fn registry(_f: &PushFlags, need: bool) -> build_distro::Result<Option<Box<dyn Registry>>> {
+/// The API, when the push needs it (to find storage containers, register, assign).
+fn registry(
+    f: &PushFlags,
+    need: bool,
+    ctx: &Ctx,
+) -> build_distro::Result<Option<Box<dyn Registry>>> {
     if !need {
         return Ok(None);
     }
-    Err(usage(
-        "this build has no API client yet: pass --no-register with --to UID and --ssh-host",
-    ))
+    Ok(Some(Box::new(f.api.client(ctx)?)))
 }
 
 /// Push `path` as `flags` say; shared by `push` and `build --publish`.
@@ -137,8 +140,11 @@ pub fn publish(
             return Err(usage("not confirmed: nothing pushed"));
         }
     }
-    let need_api = !flags.no_register || to == To::All || !assign.is_empty();
-    let reg = registry(flags, need_api)?;
+    // The API also knows each storage container's address, unless --ssh-host or local:DIR
+    // make it unneeded.
+    let need_api =
+        !flags.no_register || to == To::All || !assign.is_empty() || transport.needs_address();
+    let reg = registry(flags, need_api, ctx)?;
     let mut distro = Distro::open(path)?;
     let opts = PublishOptions {
         to,

@@ -30,6 +30,9 @@ pub enum Error {
     },
     #[error("nss: {0}")]
     Nss(String),
+    /// The recipe's `[nss]` cannot work for this tree.
+    #[error("[nss] {0}")]
+    NssRecipe(String),
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
 }
@@ -37,7 +40,7 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::NoUwsgi { .. } | Error::Uwsgi { .. } => 2,
+            Error::NoUwsgi { .. } | Error::Uwsgi { .. } | Error::NssRecipe(_) => 2,
             Error::Nss(_) => 1,
             Error::Tree(e) => e.exit_code(),
         }

@@ -43,6 +43,35 @@ pub trait Registry {
     fn assign(&self, container: u32, id: u64) -> crate::Result<()>;
 }
 
+/// The real API: storage containers with their servers, idempotent register (finding the
+/// id by listing), assign after checking the distro is usable by the container.
+impl Registry for crate::api::Client {
+    fn storage_targets(&self) -> crate::Result<Vec<StorageTarget>> {
+        Ok(self
+            .storage_containers()?
+            .into_iter()
+            .map(|c| StorageTarget {
+                uid: c.uid,
+                server: c.server,
+                address: c.server_address,
+            })
+            .collect())
+    }
+
+    fn container_server(&self, uid: u32) -> crate::Result<String> {
+        Ok(self.container(uid)?.server)
+    }
+
+    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> crate::Result<u64> {
+        Ok(crate::api::Client::register(self, storage, name, path, note)?.id)
+    }
+
+    fn assign(&self, container: u32, id: u64) -> crate::Result<()> {
+        crate::api::Client::assign(self, container, id)?;
+        Ok(())
+    }
+}
+
 /// Which storage containers to push to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum To {

@@ -3,5 +3,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod api;
 mod build;
+mod check;
+mod cli;
+mod nss;
 mod push;

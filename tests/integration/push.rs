@@ -328,6 +328,61 @@ fn to_all_pushes_to_every_server_and_registers_each() {
     );
 }
 
+#[test]
+fn push_to_all_through_the_api_registers_and_assigns() {
+    crate::require_sshd!();
+    use crate::support::fake_api::{FakeApi, PASSWORD, USER};
+    let api = FakeApi::start();
+    api.add_container(39051, "store1", USER, "s1", true);
+    api.add_container(39052, "store2", USER, "s2", true);
+    api.add_container(39053, "web", USER, "s2", false);
+    for (uid, addr) in [(39051, "127.0.0.1"), (39052, "127.0.0.2")] {
+        api.state().containers.get_mut(&uid).unwrap().server_address = addr.into();
+    }
+    let lab = SshLab::start(&[LO1, LO2], &[39051, 39052], "");
+    let out = support::tempdir();
+    let tarball = make_distro(out.path(), "deb", &[]);
+    let tarball_arg = tarball.display().to_string();
+    let flags = lab.ssh_flags();
+    let push_all = |extra: &[&str]| {
+        let mut args = vec!["push", tarball_arg.as_str(), "--to", "all", "--json"];
+        args.extend(extra);
+        args.extend(flags.iter().map(String::as_str));
+        run(&mut api.cmd(&args))
+    };
+    let (code, stdout, err) = push_all(&["--assign", "39053", "--yes"]);
+    assert_eq!(code, 0, "{err}\n{stdout}");
+    assert!(!stdout.contains(PASSWORD) && !err.contains(PASSWORD));
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    let dest = format!("deb-{}", id12(&tarball));
+    let st = api.state();
+    let mine: Vec<_> = st.distros.values().filter(|d| d.path == dest).collect();
+    assert_eq!(mine.len(), 2, "one entry per storage container");
+    assert!(mine.iter().all(|d| d.name == dest));
+    let on2 = mine.iter().find(|d| d.container == 39052).unwrap().id;
+    assert_eq!(
+        st.containers[&39053].custom_distro,
+        Some(on2),
+        "same server's entry"
+    );
+    assert_eq!(st.containers[&39053].restarts, 1);
+    drop(st);
+    assert_eq!(v["assigned"][0]["distro_id"], on2);
+    for (i, uid) in [(0, 39051), (1, 39052)] {
+        assert_eq!(v["targets"][i]["status"], "uploaded");
+        assert_eq!(listing(&lab.distros(uid)), std::slice::from_ref(&dest));
+    }
+
+    // Rerun: nothing uploaded, nothing created.
+    let writes = api.writes().len();
+    let (code, stdout, err) = push_all(&[]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["bytes_sent"], 0);
+    assert_eq!(v["targets"][1]["distro_id"], on2);
+    assert_eq!(api.writes().len(), writes, "no new API writes");
+}
+
 /// The processes of a test user (their remote sessions), by reading /proc.
 fn processes_of(uid: u32) -> usize {
     std::fs::read_dir("/proc")
@@ -529,7 +584,8 @@ fn push_usage_errors_are_exit_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["--to", "30001,all"], "--to all cannot be combined"),
         (&["--to", "x1"], "expected a storage container uid"),
-        (&["--to", "30001", "--no-register"], "pass --ssh-host"),
+        (&["--to", "all", "--no-register"], "no API URL"),
+        (&["--to", "30001", "--no-register"], "no API URL"),
         (
             &[
                 "--to",
@@ -549,7 +605,11 @@ fn push_usage_errors_are_exit_2() {
         ),
     ];
     for (args, msg) in cases {
-        let (code, out, err) = run(bin().arg("push").arg(&tarball).args(*args));
+        let (code, out, err) = run(bin()
+            .env_remove("UWSGI_IT_API")
+            .arg("push")
+            .arg(&tarball)
+            .args(*args));
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(out.is_empty());
         assert!(err.contains(msg), "{args:?}: {err}");

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod fake_api;
 pub mod sshd;
 
 /// `build-distro` built for this test run.
@@ -174,4 +175,24 @@ pub fn finished_debian(dir: &Path) -> PathBuf {
         "re-finishing the Debian fixture failed:\n{stdout}\n{err}"
     );
     out.join("refinished")
+}
+
+/// Copy into `tree`, at the same paths, the shared libraries and the interpreter a host
+/// program needs (as the host's `ldd` lists them), so a host binary copied into a test
+/// tree has everything `check` looks for.
+pub fn copy_host_libs(tree: &Path, program: &str) {
+    let out = Command::new("ldd").arg(program).output().expect("run ldd");
+    assert!(out.status.success(), "ldd {program}");
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let lib = match line.split_once("=>") {
+            Some((_, right)) => right.trim(),
+            None => line.trim(),
+        };
+        let Some(lib) = lib.split_whitespace().next().filter(|l| l.starts_with('/')) else {
+            continue;
+        };
+        let dest = tree.join(&lib[1..]);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(lib, &dest).unwrap();
+    }
 }

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Speed and memory of build-distro next to what users would otherwise run:
+#   docker export | gzip -6, docker export | pigz -6, tar -czf, a full upload vs rsync.
+# Builds its own inputs (a ~300 MB image from a real Debian tree, its `docker save`
+# archive, the extracted tree), runs each case REPS times, and prints a table plus
+# bench-results.json. Needs root and a Docker engine (started here when none answers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+REPS=${REPS:-3}
+OUT=${BENCH_OUT:-bench-results.json}
+work=$(mktemp -d /var/tmp/bd-bench.XXXXXX)
+started_dockerd=""
+cleanup() {
+  docker rm -f bd-bench-ctr >/dev/null 2>&1 || true
+  if [ -n "$started_dockerd" ]; then
+    kill "$started_dockerd" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.2; done
+    grep -o " $work/docker[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+if ! docker version >/dev/null 2>&1; then
+  dockerd --data-root "$work/docker/data" --exec-root "$work/docker/exec" --pidfile "$work/docker/pid" \
+    --host "unix://$work/docker/sock" --storage-driver=vfs --iptables=false --ip6tables=false --bridge=none \
+    >"$work/dockerd.log" 2>&1 &
+  started_dockerd=$!
+  export DOCKER_HOST="unix://$work/docker/sock"
+  for _ in $(seq 1 100); do docker version >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
+cargo build --release --locked
+bin=$PWD/target/release/build-distro
+
+echo "bench: preparing inputs in $work"
+# A real Debian tree with uWSGI and Python (the tests' fixture recipe, built by the tool).
+cat >"$work/base.toml" <<'R'
+[distro]
+name = "bench-base"
+[source]
+type = "mmdebstrap"
+suite = "bookworm"
+variant = "minbase"
+packages = ["net-tools", "ca-certificates", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv", "python3-pip", "git", "curl"]
+R
+"$bin" -q build "$work/base.toml" --format dir --out "$work/base" >/dev/null
+tree="$work/base/bench-base"
+tar -C "$tree" -cf - . | docker import - bd-bench:latest >/dev/null
+docker save bd-bench:latest -o "$work/image.tar"
+docker create --name bd-bench-ctr bd-bench:latest /bin/true >/dev/null
+input_bytes=$(du -sb "$tree" | cut -f1)
+
+printf '[distro]\nname = "bench"\n[source]\ntype = "docker"\nimage = "bd-bench:latest"\npull = "never"\n[nss]\nmode = "none"\n' >"$work/docker.toml"
+printf '[distro]\nname = "bench"\n[source]\ntype = "image-archive"\nfile = "%s"\n[nss]\nmode = "none"\n' "$work/image.tar" >"$work/archive.toml"
+printf '[distro]\nname = "bench"\n[source]\ntype = "rootfs"\ndir = "%s"\n[nss]\nmode = "none"\n' "$tree" >"$work/dir.toml"
+
+results="$work/results.tsv"
+: >"$results"
+# run NAME OUTPUT-FILE COMMAND: REPS runs; records the best wall time, its peak RSS, output size.
+run() {
+  local name=$1 output=$2; shift 2
+  local best="" rss="" size=0
+  for _ in $(seq 1 "$REPS"); do
+    rm -rf "$work/o" && mkdir -p "$work/o"
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    /usr/bin/time -v -o "$work/time.txt" bash -c "$*" >/dev/null 2>"$work/err.txt" || {
+      echo "bench: $name failed:"; tail -n 5 "$work/err.txt"; echo -e "$name\tfailed\t\t\t" >>"$results"; return 0; }
+    local wall kb
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
+    kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
+    if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$kb; fi
+    size=$(stat -c %s "$output" 2>/dev/null || echo 0)
+  done
+  local mbs
+  mbs=$(awk "BEGIN{printf \"%.1f\", $input_bytes/1048576/$best}")
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$best" "$mbs" "$size" "$rss" >>"$results"
+  printf '  %-34s %7.2fs %8s MB/s %12s bytes %8s KB RSS\n' "$name" "$best" "$mbs" "$size" "$rss"
+}
+
+echo "bench: $REPS runs each, input $(awk "BEGIN{printf \"%.0f\", $input_bytes/1048576}") MiB, $(nproc) cores"
+run "docker export | gzip -6" "$work/o/x.tar.gz" "docker export bd-bench-ctr | gzip -6 > $work/o/x.tar.gz"
+run "docker export | pigz -6" "$work/o/x.tar.gz" "docker export bd-bench-ctr | pigz -6 > $work/o/x.tar.gz"
+run "build-distro build (docker)" "$work/o/bench.tar.gz" "$bin -q build $work/docker.toml --out $work/o"
+run "build-distro build (image-archive)" "$work/o/bench.tar.gz" "$bin -q build $work/archive.toml --out $work/o"
+run "tar -czf (directory)" "$work/o/x.tar.gz" "tar -C $tree -czf $work/o/x.tar.gz ."
+run "build-distro build (rootfs dir)" "$work/o/bench.tar.gz" "$bin -q build $work/dir.toml --out $work/o"
+
+# Pack reproducibility: two packs of the same tree, same bytes.
+"$bin" -q build "$work/dir.toml" --out "$work/r1" >/dev/null
+"$bin" -q build "$work/dir.toml" --out "$work/r2" >/dev/null
+if cmp -s "$work/r1/bench.tar.gz" "$work/r2/bench.tar.gz"; then identical=true; else identical=false; fi
+echo "  packing twice gives identical bytes: $identical"
+
+# Push: bytes sent by a full upload vs an rsync push of a one-file change.
+push_full="" push_rsync=""
+if "$bin" push --help 2>/dev/null | grep -q -- '--transport'; then
+  bash scripts/bench-push.sh "$bin" "$work" >"$work/push.txt" 2>&1 && {
+    push_full=$(awk '/^full/ {print $2}' "$work/push.txt"); push_rsync=$(awk '/^rsync/ {print $2}' "$work/push.txt"); }
+  echo "  push bytes sent: full ${push_full:-?}, rsync one-file change ${push_rsync:-?}"
+fi
+
+python3 - "$results" "$OUT" "$(nproc)" "$input_bytes" "$identical" "${push_full:-}" "${push_rsync:-}" <<'PY'
+import json, sys
+res, out, cores, inp, ident, pf, pr = sys.argv[1:8]
+rows = []
+for line in open(res):
+    f = line.rstrip("\n").split("\t")
+    if f[1] == "failed":
+        rows.append({"case": f[0], "failed": True}); continue
+    rows.append({"case": f[0], "seconds": float(f[1]), "mb_per_s": float(f[2]), "output_bytes": int(f[3]), "peak_rss_kb": int(f[4])})
+by = {r["case"]: r for r in rows if not r.get("failed")}
+def ratio(a, b):
+    return round(by[a]["seconds"] / by[b]["seconds"], 2) if a in by and b in by else None
+summary = {
+    "docker: speedup vs gzip": ratio("docker export | gzip -6", "build-distro build (docker)"),
+    "docker: speedup vs pigz": ratio("docker export | pigz -6", "build-distro build (docker)"),
+    "image-archive: speedup vs pigz": ratio("docker export | pigz -6", "build-distro build (image-archive)"),
+    "dir: speedup vs tar -czf": ratio("tar -czf (directory)", "build-distro build (rootfs dir)"),
+}
+if "build-distro build (docker)" in by and "docker export | gzip -6" in by:
+    summary["docker: size vs gzip"] = round(by["build-distro build (docker)"]["output_bytes"] / by["docker export | gzip -6"]["output_bytes"], 3)
+doc = {"cores": int(cores), "input_bytes": int(inp), "results": rows, "summary": summary,
+       "pack_identical_across_runs": ident == "true",
+       "push_bytes_sent": {"full": int(pf) if pf else None, "rsync_one_file_change": int(pr) if pr else None}}
+json.dump(doc, open(out, "w"), indent=2)
+print()
+for k, v in summary.items():
+    print(f"  {k:34} {v}")
+print(f"\nbench: results in {out}")
+PY

@@ -1,0 +1,59 @@
+//! The command line itself: help, completions and the man page come from one definition.
+
+use crate::support::{bin, run};
+
+const COMMANDS: &[&str] = &[
+    "build",
+    "check",
+    "boot",
+    "push",
+    "distros",
+    "storage",
+    "completions",
+    "man",
+];
+
+#[test]
+fn help_lists_every_command() {
+    let (code, out, _) = run(bin().arg("--help"));
+    assert_eq!(code, 0);
+    for c in COMMANDS {
+        assert!(out.contains(&format!("  {c} ")), "--help lacks {c}:\n{out}");
+    }
+}
+
+#[test]
+fn completions_cover_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, out, err) = run(bin().args(["completions", shell]));
+        assert_eq!(code, 0, "{err}");
+        for c in COMMANDS {
+            assert!(out.contains(c), "{shell} completions lack {c}");
+        }
+    }
+    let (code, _, err) = run(bin().args(["completions", "tcsh"]));
+    assert_eq!(code, 2, "unknown shell is a usage error: {err}");
+}
+
+#[test]
+fn man_page_is_roff_for_the_tool() {
+    let (code, out, err) = run(bin().arg("man"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(".ie \\n(.g .ds Aq") || out.contains(".TH build-distro"),
+        "{}",
+        &out[..200.min(out.len())]
+    );
+    assert!(out.contains(".TH build-distro"));
+    for c in COMMANDS {
+        assert!(out.contains(c), "man page lacks {c}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, _, err) = run(bin().args(["build", "--format", "zip"]));
+    assert_eq!(code, 2, "{err}");
+    let (code, _, _) = run(bin().arg("no-such-command"));
+    assert_eq!(code, 2);
+}
