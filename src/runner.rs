@@ -5,8 +5,10 @@
 //! Arguments are always vectors, never a shell string: recipe values cannot inject.
 
 use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,9 +113,15 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
+/// Writes a child's stdin (an upload stream); the pipe closes when it returns.
+pub type Feed<'a> = &'a mut dyn FnMut(&mut dyn Write) -> std::io::Result<()>;
+
 /// Runs commands. `run` fails unless the program exits 0.
 pub trait Runner: Send + Sync {
     fn run(&self, cmd: &Cmd) -> Result<Output, Error>;
+
+    /// Like `run`, with `feed` writing the child's stdin (ssh uploads). Output is captured.
+    fn run_fed(&self, cmd: &Cmd, feed: Feed<'_>) -> Result<Output, Error>;
 }
 
 /// The Debian package that provides a program, for "not found" hints.
@@ -134,8 +142,8 @@ pub fn install_hint(program: &str) -> String {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct System;
 
-impl Runner for System {
-    fn run(&self, cmd: &Cmd) -> Result<Output, Error> {
+impl System {
+    fn command(cmd: &Cmd) -> Command {
         let mut c = Command::new(&cmd.program);
         c.args(&cmd.args);
         if cmd.clear_env {
@@ -147,6 +155,51 @@ impl Runner for System {
         if let Some(d) = &cmd.cwd {
             c.current_dir(d);
         }
+        // A build-distro killed outright (SIGKILL, OOM) must not leave an upload or a
+        // debootstrap running on its own: the child gets SIGTERM when its parent thread
+        // dies. Every caller waits for the child in the thread that spawned it.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            c.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        c
+    }
+
+    fn spawn(cmd: &Cmd, c: &mut Command) -> Result<Child, Error> {
+        c.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                program: cmd.program.clone(),
+                hint: install_hint(&cmd.program),
+            },
+            _ => Error::Spawn {
+                program: cmd.program.clone(),
+                source: e,
+            },
+        })
+    }
+
+    fn finish(cmd: &Cmd, status: std::process::ExitStatus, out: Output) -> Result<Output, Error> {
+        if status.success() {
+            return Ok(out);
+        }
+        let status = match status.code() {
+            Some(c) => format!("exit code {c}"),
+            None => "a signal".to_string(),
+        };
+        Err(Error::Failed {
+            command: cmd.display(),
+            status,
+            tail: stderr_tail(&out.stderr),
+        })
+    }
+}
+
+impl Runner for System {
+    fn run(&self, cmd: &Cmd) -> Result<Output, Error> {
+        let mut c = System::command(cmd);
         c.stdin(Stdio::null());
         if cmd.passthrough {
             // Package managers talk on stdout; keep our stdout clean for --json.
@@ -156,31 +209,70 @@ impl Runner for System {
             c.stdout(Stdio::piped());
             c.stderr(Stdio::piped());
         }
-        let out = c.output().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                program: cmd.program.clone(),
-                hint: install_hint(&cmd.program),
-            },
-            _ => Error::Spawn {
-                program: cmd.program.clone(),
-                source: e,
-            },
+        let child = System::spawn(cmd, &mut c)?;
+        let out = child.wait_with_output().map_err(|e| Error::Spawn {
+            program: cmd.program.clone(),
+            source: e,
         })?;
-        if out.status.success() {
-            return Ok(Output {
+        System::finish(
+            cmd,
+            out.status,
+            Output {
                 stdout: out.stdout,
                 stderr: out.stderr,
+            },
+        )
+    }
+
+    fn run_fed(&self, cmd: &Cmd, feed: Feed<'_>) -> Result<Output, Error> {
+        let mut c = System::command(cmd);
+        c.stdin(Stdio::piped());
+        c.stdout(Stdio::piped());
+        c.stderr(Stdio::piped());
+        let mut child = System::spawn(cmd, &mut c)?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        // Drain both output pipes while feeding, or a chatty child blocks on a full pipe
+        // while we block on its full stdin.
+        let (fed, out, err) = std::thread::scope(|s| {
+            let o = s.spawn(move || {
+                let mut v = Vec::new();
+                let _ = stdout.read_to_end(&mut v);
+                v
             });
-        }
-        let status = match out.status.code() {
-            Some(c) => format!("exit code {c}"),
-            None => "a signal".to_string(),
-        };
-        Err(Error::Failed {
-            command: cmd.display(),
+            let e = s.spawn(move || {
+                let mut v = Vec::new();
+                let _ = stderr.read_to_end(&mut v);
+                v
+            });
+            let fed = feed(&mut stdin).and_then(|_| stdin.flush());
+            drop(stdin);
+            (
+                fed,
+                o.join().unwrap_or_default(),
+                e.join().unwrap_or_default(),
+            )
+        });
+        let status = child.wait().map_err(|e| Error::Spawn {
+            program: cmd.program.clone(),
+            source: e,
+        })?;
+        let out = System::finish(
+            cmd,
             status,
-            tail: stderr_tail(&out.stderr),
-        })
+            Output {
+                stdout: out,
+                stderr: err,
+            },
+        )?;
+        // The child succeeded but did not get everything: say what broke on our side.
+        fed.map_err(|e| Error::Failed {
+            command: cmd.display(),
+            status: "an incomplete input".into(),
+            tail: format!(": {e}"),
+        })?;
+        Ok(out)
     }
 }
 
@@ -221,6 +313,15 @@ impl Runner for Recording {
         }
         Ok(Output::default())
     }
+
+    fn run_fed(&self, cmd: &Cmd, feed: Feed<'_>) -> Result<Output, Error> {
+        feed(&mut std::io::sink()).map_err(|e| Error::Failed {
+            command: cmd.display(),
+            status: "an incomplete input".into(),
+            tail: format!(": {e}"),
+        })?;
+        self.run(cmd)
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +345,32 @@ mod tests {
         assert!(matches!(err, Error::NotFound { .. }));
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("apt-get install"));
+    }
+
+    #[test]
+    fn fed_child_gets_the_whole_stream() {
+        let out = System
+            .run_fed(&Cmd::new("wc").arg("-c"), &mut |w| {
+                w.write_all(&vec![b'x'; 300_000])
+            })
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "300000");
+    }
+
+    #[test]
+    fn fed_child_failure_wins_over_broken_pipe() {
+        let err = System
+            .run_fed(
+                &Cmd::new("sh").args(["-c", "echo nope >&2; exit 4"]),
+                &mut |w| {
+                    for _ in 0..100 {
+                        w.write_all(&[0u8; 65536])?;
+                    }
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("exit code 4: nope"), "{err}");
     }
 
     #[test]

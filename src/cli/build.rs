@@ -33,13 +33,53 @@ pub struct Args {
     /// Accept a check rule's errors knowingly (repeatable; recorded in the provenance).
     #[arg(long = "allow", value_name = "RULE-ID")]
     pub allow: Vec<String>,
-    /// Print the build report as JSON on stdout.
+    /// Print the build report as JSON on stdout (with --publish: `{"build", "publish"}`).
     #[arg(long)]
     pub json: bool,
+    /// Go on with push as the recipe's [publish] says (to, strategy, assign).
+    #[arg(long)]
+    pub publish: bool,
+    #[command(flatten)]
+    pub push: super::push::PushFlags,
 }
 
-pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let loaded = build_distro::recipe::load(a.recipe.as_deref(), &a.sets)?;
+    // Refuse before building for an hour when the publish settings cannot work.
+    let publish = match (a.publish, &loaded.recipe.publish) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(build_distro::push::Error::Usage(format!(
+                "{}: --publish needs a [publish] table (to = \"all\" or [uids])",
+                loaded.origin
+            ))
+            .into())
+        }
+        (true, Some(p)) => Some((
+            build_distro::push::publish::To::from_recipe(&p.to)?,
+            p.clone(),
+        )),
+    };
+    if let Some((_, p)) = &publish {
+        let mut assign: Vec<String> = p.assign.iter().map(u32::to_string).collect();
+        assign.extend(a.push.assign.iter().map(u32::to_string));
+        if !assign.is_empty() {
+            let q = format!(
+                "after the build, map container(s) {} onto the new distro? each one restarts",
+                assign.join(", ")
+            );
+            let yes = ctx
+                .confirm(&q, a.push.yes)
+                .map_err(|m| build_distro::Error::from(build_distro::push::Error::Usage(m)))?;
+            if !yes {
+                return Err(build_distro::push::Error::Usage(
+                    "not confirmed: nothing built".into(),
+                )
+                .into());
+            }
+            a.push.yes = true;
+        }
+    }
     let reporter = ctx.reporter();
     reporter.info(&format!(
         "building {} from {}",
@@ -57,9 +97,25 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         },
         allow: a.allow,
     };
+    let work_dir = opts.work_dir.clone();
     let report = build(&loaded, &opts, &System, &reporter)?;
+    let published = match publish {
+        None => None,
+        Some((to, p)) => Some(super::push::publish(
+            &report.output,
+            to,
+            p.strategy,
+            p.assign,
+            &a.push,
+            work_dir,
+            ctx,
+        )?),
+    };
     if a.json {
-        print_json(&report);
+        match &published {
+            None => print_json(&report),
+            Some(p) => print_json(&serde_json::json!({ "build": report, "publish": p })),
+        }
     } else {
         let total: f64 = report.timings.iter().map(|t| t.1).sum();
         let times: Vec<String> = report
@@ -81,6 +137,12 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             report.report.display()
         );
         println!("  time {total:.1}s: {}", times.join(", "));
+        if let Some(p) = &published {
+            super::push::print_report(p);
+        }
     }
-    Ok(ExitStatus::Ok)
+    Ok(match published {
+        Some(p) if !p.ok() => ExitStatus::Failed,
+        _ => ExitStatus::Ok,
+    })
 }

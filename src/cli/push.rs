@@ -1,15 +1,223 @@
-//! `push` command.
+//! `push`: upload a built distro into storage containers and register it. The flags that
+//! say how to push are shared with `build --publish` ([`PushFlags`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{Ctx, ExitStatus};
+use build_distro::push::publish::{To, Verify};
+use build_distro::push::ssh::SshConfig;
+use build_distro::push::{Distro, PublishOptions, PublishReport, Registry, TransportSpec};
+use build_distro::recipe::Strategy;
+use build_distro::runner::System;
+
+use super::{print_json, Ctx, ExitStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A distro directory or tarball.
+    /// A distro from `build`: NAME.tar.gz (NAME.manifest and NAME.json beside it) or a tree.
     pub path: PathBuf,
+    /// Storage container uids (repeat or separate with commas), or `all`: every storage
+    /// container the API lists.
+    #[arg(long, required = true, value_delimiter = ',', num_args = 1.., value_name = "UID|all")]
+    pub to: Vec<String>,
+    /// versioned: a new path and API entry per content (`<path>-<id12>`), never touching
+    /// what containers use; replace: swap the one path in place.
+    #[arg(long, value_enum, default_value = "versioned")]
+    pub strategy: Strategy,
+    #[command(flatten)]
+    pub flags: PushFlags,
+    /// Print the push report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
-    Err(build_distro::push::Error::Todo.into())
+/// How to push: shared by `push` and `build --publish`.
+#[derive(Debug, clap::Args)]
+pub struct PushFlags {
+    /// ssh (stream the archive into tar), rsync (incremental, unchanged files hard-linked
+    /// to the previous version) or local:DIR (DIR holds the homes, as /containers does).
+    #[arg(long, default_value = "ssh", value_name = "ssh|rsync|local:DIR")]
+    pub transport: String,
+    /// What to check before the upload goes live: size (entries and bytes) or full (also
+    /// every file's sha256 against the manifest).
+    #[arg(long, value_enum, default_value = "size")]
+    pub verify: Verify,
+    /// Connect to this host instead of the storage container's server address.
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: Option<String>,
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+    /// ssh private key (default: your ssh config and agent).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Passed to ssh as `-o KEY=VALUE` (repeatable).
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
+    pub ssh_options: Vec<String>,
+    /// Limit rsync's bandwidth (KiB/s).
+    #[arg(long, value_name = "KIBPS")]
+    pub bwlimit: Option<u32>,
+    /// Servers pushed to at the same time.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Map these containers onto the new distro once registered (each restarts; asks
+    /// unless --yes). Each must be on the server of a storage container pushed to.
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "UID")]
+    pub assign: Vec<u32>,
+    /// Upload only; do not register through the API.
+    #[arg(long)]
+    pub no_register: bool,
+    /// Answer yes to every confirmation (CI).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[command(flatten)]
+    pub api: super::api_cmds::ApiOpts,
+}
+
+fn usage(msg: impl Into<String>) -> build_distro::Error {
+    build_distro::push::Error::Usage(msg.into()).into()
+}
+
+/// `--to` values: `all` alone, or uids.
+pub fn parse_to(values: &[String]) -> build_distro::Result<To> {
+    if values.iter().any(|v| v == "all") {
+        if values.len() > 1 {
+            return Err(usage("--to all cannot be combined with uids"));
+        }
+        return Ok(To::All);
+    }
+    values
+        .iter()
+        .map(|v| {
+            v.parse::<u32>().map_err(|_| {
+                usage(format!(
+                    "--to {v:?}: expected a storage container uid or all"
+                ))
+            })
+        })
+        .collect::<build_distro::Result<Vec<u32>>>()
+        .map(To::Uids)
+}
+
+/// The API, when the push needs it (to find storage containers, register, assign).
+fn registry(
+    f: &PushFlags,
+    need: bool,
+    ctx: &Ctx,
+) -> build_distro::Result<Option<Box<dyn Registry>>> {
+    if !need {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(f.api.client(ctx)?)))
+}
+
+/// Push `path` as `flags` say; shared by `push` and `build --publish`.
+pub fn publish(
+    path: &Path,
+    to: To,
+    strategy: Strategy,
+    mut assign: Vec<u32>,
+    flags: &PushFlags,
+    work_dir: Option<PathBuf>,
+    ctx: &Ctx,
+) -> build_distro::Result<PublishReport> {
+    assign.extend(flags.assign.iter().copied());
+    assign.sort_unstable();
+    assign.dedup();
+    let ssh = SshConfig::new(
+        flags.ssh_host.clone(),
+        flags.ssh_port,
+        flags.identity.clone(),
+        &flags.ssh_options,
+    )?;
+    let transport = TransportSpec::parse(&flags.transport, ssh, flags.bwlimit)?;
+    if !assign.is_empty() {
+        let list: Vec<String> = assign.iter().map(u32::to_string).collect();
+        let q = format!(
+            "map container(s) {} onto the new distro? each one restarts",
+            list.join(", ")
+        );
+        if !ctx.confirm(&q, flags.yes).map_err(usage)? {
+            return Err(usage("not confirmed: nothing pushed"));
+        }
+    }
+    // The API also knows each storage container's address, unless --ssh-host or local:DIR
+    // make it unneeded.
+    let need_api =
+        !flags.no_register || to == To::All || !assign.is_empty() || transport.needs_address();
+    let reg = registry(flags, need_api, ctx)?;
+    let mut distro = Distro::open(path)?;
+    let opts = PublishOptions {
+        to,
+        strategy,
+        verify: flags.verify,
+        transport,
+        jobs: flags.jobs.into(),
+        register: !flags.no_register,
+        assign,
+        work_dir: work_dir.unwrap_or_else(std::env::temp_dir),
+    };
+    let reporter = ctx.reporter();
+    build_distro::push::publish(
+        &mut distro,
+        &opts,
+        reg.as_deref(),
+        Arc::new(System),
+        &reporter,
+    )
+}
+
+/// The final table on stdout.
+pub fn print_report(r: &PublishReport) {
+    println!("{} {} ({})", r.name, r.content_id, r.strategy_name());
+    println!(
+        "{:<8} {:<16} {:<10} {:>10}  {:<8} PATH",
+        "UID", "SERVER", "STATUS", "SENT", "ID"
+    );
+    for t in &r.targets {
+        let status = serde_json::to_value(t.status).unwrap_or_default();
+        println!(
+            "{:<8} {:<16} {:<10} {:>10}  {:<8} {}",
+            t.uid,
+            if t.server.is_empty() { "-" } else { &t.server },
+            status.as_str().unwrap_or("?"),
+            human_bytes(t.bytes_sent),
+            t.distro_id.map_or("-".into(), |i| i.to_string()),
+            t.path
+        );
+        if let Some(e) = &t.error {
+            println!("         error: {e}");
+        }
+    }
+    for a in &r.assigned {
+        match (&a.error, a.distro_id) {
+            (None, Some(id)) => println!("assigned container {} to distro {id}", a.container),
+            (Some(e), _) => println!("container {} not assigned: {e}", a.container),
+            _ => {}
+        }
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    if b < 1024 {
+        format!("{b} B")
+    } else if b < 1024 * 1024 {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", b as f64 / 1048576.0)
+    }
+}
+
+pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+    let to = parse_to(&a.to)?;
+    let report = publish(&a.path, to, a.strategy, Vec::new(), &a.flags, None, ctx)?;
+    if a.json {
+        print_json(&report);
+    } else {
+        print_report(&report);
+    }
+    Ok(if report.ok() {
+        ExitStatus::Ok
+    } else {
+        ExitStatus::Failed
+    })
 }

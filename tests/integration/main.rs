@@ -10,4 +10,5 @@ mod check;
 mod cli;
 mod docker;
 mod nss;
+mod push;
 mod recipes;
