@@ -57,3 +57,23 @@ fn usage_errors_exit_2() {
     let (code, _, _) = run(bin().arg("no-such-command"));
     assert_eq!(code, 2);
 }
+
+#[test]
+fn make_help_lists_every_target() {
+    let out = std::process::Command::new("make")
+        .arg("-s")
+        .arg("help")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("make");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for t in [
+        "build", "test", "bench", "distro", "check", "boot", "publish", "clean", "help",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{t} "))),
+            "make help lacks {t}:\n{text}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod api;
 mod boot;
 mod build;
 mod check;
+mod ci_examples;
 mod cli;
 mod docker;
 mod nss;
