@@ -1,6 +1,5 @@
 //! `rootfs` backend: an existing directory (copied, never changed) or a tar / tar.gz.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -22,19 +21,6 @@ impl<R: std::io::Read> std::io::Read for HashingReader<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
-    }
-}
-
-/// A reader over a tar that may be gzip-compressed (detected by its magic bytes).
-pub fn open_maybe_gzip<'a, R: std::io::Read + 'a>(
-    r: R,
-) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
-    let mut br = BufReader::with_capacity(1 << 20, r);
-    let magic = br.fill_buf()?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
-    } else {
-        Ok(Box::new(br))
     }
 }
 
@@ -73,13 +59,12 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
         hasher: Sha256::new(),
     };
     let root = Root::open(target)?;
-    let reader =
-        open_maybe_gzip(&mut hashing).map_err(|e| input(tar, format!("cannot read: {e}")))?;
     let opts = UnpackOptions {
         label: tar.display().to_string(),
+        max_bytes: ctx.max_unpack_bytes,
         ..Default::default()
     };
-    let stats = unpack(reader, &root, &opts)?;
+    let stats = unpack(&mut hashing, &root, &opts)?;
     // Drain what the tar reader left (end-of-archive padding) so the hash covers the file.
     std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| input(tar, e.to_string()))?;
     if stats.skipped_special > 0 {
