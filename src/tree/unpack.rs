@@ -376,11 +376,9 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                     let children: Vec<PathBuf> = rustix::fs::Dir::read_from(&fd)
                         .map_err(|e| Error::io(root.host_path(dir), e))?
                         .filter_map(|e| e.ok())
-                        .map(|e| dir.join(OsStr::from_bytes(e.file_name().to_bytes())))
-                        .filter(|p| {
-                            let n = p.file_name().unwrap_or_default();
-                            n != "." && n != ".."
-                        })
+                        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+                        .filter(|n| n != "." && n != "..")
+                        .map(|n| dir.join(n))
                         .collect();
                     for c in children.into_iter().filter(|c| !created.contains(c)) {
                         root.remove(&c)?;
@@ -453,10 +451,18 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                 )
                 .map_err(|e| Error::io(root.host_path(&rel), e))?;
                 let mut f = std::fs::File::from(fd);
-                copy_sparse(&mut entry, &mut f).map_err(|e| match meter.tripped.get() {
-                    Some(_) => refuse(&shown, over_limit()),
-                    None => refuse(&shown, format!("corrupt or truncated: {e}")),
-                })?;
+                let got =
+                    copy_sparse(&mut entry, &mut f).map_err(|e| match meter.tripped.get() {
+                        Some(_) => refuse(&shown, over_limit()),
+                        None => refuse(&shown, format!("corrupt or truncated: {e}")),
+                    })?;
+                // The tar reader ends an entry quietly at end of input.
+                if got != size {
+                    return Err(refuse(
+                        &shown,
+                        format!("corrupt or truncated: content ends after {got} of {size} bytes"),
+                    ));
+                }
                 if is_root {
                     let _ = rustix::fs::fchown(
                         f.as_fd(),
