@@ -178,6 +178,23 @@ impl Root {
         Ok(buf)
     }
 
+    /// The names in the directory `rel` (resolved inside the root), sorted. Use this, not
+    /// `std::fs::read_dir(host_path)`: the host would resolve a planted `/usr -> /` on
+    /// the host.
+    pub fn read_dir(&self, rel: &Path) -> Result<Vec<OsString>> {
+        let fd = self
+            .open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)
+            .map_err(|e| self.err(rel, e))?;
+        let mut names: Vec<OsString> = rustix::fs::Dir::read_from(&fd)
+            .map_err(|e| self.err(rel, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The target of the symlink at `rel`, `None` if it is not a symlink.
     pub fn read_link(&self, rel: &Path) -> Result<Option<PathBuf>> {
         if self.file_type(rel)? != Some(FileType::Symlink) {
@@ -638,6 +655,22 @@ mod tests {
         assert!(remove_tree(&d).unwrap().is_empty());
         assert!(!d.exists());
         assert!(keep.path().join("precious").exists());
+    }
+
+    #[test]
+    fn read_dir_resolves_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("host-file"), b"x").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join(host.path().strip_prefix("/").unwrap())).unwrap();
+        std::fs::write(t.path().join("in-root"), b"x").unwrap();
+        std::os::unix::fs::symlink(host.path(), t.path().join("usr")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        // `/usr` points at the host directory's path, which inside the root is empty.
+        assert!(root.read_dir(Path::new("/usr")).unwrap().is_empty());
+        std::os::unix::fs::symlink("/", t.path().join("up")).unwrap();
+        let names = root.read_dir(Path::new("/up")).unwrap();
+        assert!(names.iter().any(|n| n == "in-root"), "{names:?}");
     }
 
     #[test]
