@@ -4,6 +4,8 @@
 //! followed as if the tree were `/`, so nothing can be created outside it.
 //! [`remove_tree`] is the only recursive delete, and it never crosses a mount point.
 
+#[doc(hidden)]
+pub mod fuzz;
 mod unpack;
 
 use std::collections::HashSet;

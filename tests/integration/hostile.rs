@@ -913,3 +913,119 @@ fn root_remove_refuses_a_mount_point() {
     assert!(e.contains("it is a mount point"), "{e}");
     assert!(w.sentinel().join("a").is_file());
 }
+
+// ---------------------------------------------------------------- fuzz smoke
+
+/// xorshift64*: deterministic, so a failure here reproduces from the iteration number.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Mutate a seed the way a fuzzer would: flip bytes (mostly in headers), write
+/// interesting numbers into header fields, cut, duplicate blocks.
+fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut d = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        if d.is_empty() {
+            break;
+        }
+        match rng.below(6) {
+            0 => {
+                let i = rng.below(d.len());
+                d[i] = rng.next() as u8;
+            }
+            1 => {
+                // A header field: name, mode, size, type flag, link name, magic.
+                let block = rng.below(d.len() / 512 + 1) * 512;
+                let field = [0usize, 100, 124, 156, 157, 257][rng.below(6)];
+                let v: &[u8] = [
+                    &b"../../x"[..],
+                    b"77777777777",
+                    b"\x80\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+                    b"5",
+                    b"1",
+                    b"S",
+                    b"L",
+                    b"x",
+                    b"/",
+                    b".wh..wh..opq",
+                ][rng.below(10)];
+                for (k, b) in v.iter().enumerate() {
+                    if let Some(x) = d.get_mut(block + field + k) {
+                        *x = *b;
+                    }
+                }
+            }
+            2 => d.truncate(rng.below(d.len())),
+            3 => {
+                let from = rng.below(d.len() / 512 + 1) * 512;
+                let block: Vec<u8> = d.iter().skip(from).take(512).copied().collect();
+                let to = (rng.below(d.len() / 512 + 1) * 512).min(d.len());
+                d.splice(to..to, block);
+            }
+            4 => {
+                let i = rng.below(d.len());
+                d[i] ^= 1 << rng.below(8);
+            }
+            _ => {
+                let i = rng.below(d.len());
+                let n = rng.below(64).min(d.len() - i);
+                d.drain(i..i + n);
+            }
+        }
+    }
+    d
+}
+
+/// The fuzz target's body over mutations of every hostile case (a fixed number of
+/// iterations, not a time budget). `BUILD_DISTRO_FUZZ_SEEDS=dir` also writes the seeds
+/// there, as the corpus for `cargo fuzz run unpack` (see README, "Fuzzing").
+#[test]
+fn fuzz_smoke_over_mutated_hostile_archives() {
+    let w = World::new();
+    let mut seeds: Vec<Vec<u8>> = cases(&w)
+        .iter()
+        .filter(|c| !c.gzip)
+        .map(|c| c.stream(&[]))
+        .collect();
+    seeds.push(trap_layer(&w));
+    if let Some(dir) = std::env::var_os("BUILD_DISTRO_FUZZ_SEEDS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, s) in seeds.iter().enumerate() {
+            for mode in [0u8, 2, 4, 6] {
+                let mut input = vec![mode];
+                input.extend_from_slice(s);
+                std::fs::write(Path::new(&dir).join(format!("seed-{i:02}-{mode}")), input).unwrap();
+            }
+        }
+    }
+    let iterations: usize = std::env::var("BUILD_DISTRO_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..iterations {
+        let seed = &seeds[rng.below(seeds.len())];
+        let mut input = vec![rng.next() as u8];
+        input.extend(mutate(seed, &mut rng));
+        let r = std::panic::catch_unwind(|| tree::fuzz::fuzz_unpack(&input));
+        if r.is_err() {
+            let dump = std::env::temp_dir().join(format!("bd-fuzz-crash-{i}"));
+            std::fs::write(&dump, &input).unwrap();
+            panic!(
+                "fuzz iteration {i} failed; input saved in {}",
+                dump.display()
+            );
+        }
+    }
+}
