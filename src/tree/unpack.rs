@@ -413,10 +413,13 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
             stats.cleared_setid += 1;
         }
         mode &= !0o6000;
-        let owner = (
-            header.uid().unwrap_or(0).min(u32::MAX as u64) as u32,
-            header.gid().unwrap_or(0).min(u32::MAX as u64) as u32,
-        );
+        // An id past 2^32-2 has no file behind it (and -1 means "leave unchanged" to
+        // chown): such an owner is a corrupt or crafted header, not something to guess.
+        let id = |v: std::io::Result<u64>, what: &str| match v.unwrap_or(0) {
+            n if n < u32::MAX as u64 => Ok(n as u32),
+            n => Err(refuse(&shown, format!("{what} {n} is not a valid id"))),
+        };
+        let owner = (id(header.uid(), "uid")?, id(header.gid(), "gid")?);
 
         match kind {
             EntryType::Directory => {

@@ -567,6 +567,15 @@ fn cases(w: &World) -> Vec<Case> {
             Expect::Refused(&["extended headers longer than 1048576 bytes"]),
         )
     });
+    let mut bad_owner = Tar::default();
+    let mut h = Tar::header(b"srv/owned", EntryType::Regular, 0, 0o644);
+    h.set_uid(u32::MAX as u64);
+    bad_owner.push(h, &[]);
+    v.push(Case::new(
+        "owner id -1 is refused (found by the fuzzer)",
+        &bad_owner,
+        Expect::Refused(&["entry \"srv/owned\"", "uid 4294967295 is not a valid id"]),
+    ));
     let mut wh = Case::new(
         "whiteout that names no file",
         Tar::default().dir("srv").file("srv/.wh.", b""),
