@@ -583,7 +583,6 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
         dropped.remove(&rel);
         created.insert(rel);
     }
-    drop(entries);
     // The tar reader ends quietly at end of input; a complete archive ends with zero
     // blocks instead. Hitting the end of input first means the stream was cut.
     if meter.eof.get() {
@@ -597,7 +596,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
     }
 
     // Directory times last: creating entries inside a directory bumps its mtime.
-    dir_times.sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
+    dir_times.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     for (rel, mtime) in dir_times {
         let t = ts(mtime);
         if let Ok(fd) = root.open_at(
