@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use gzp::ZWriter;
@@ -29,6 +29,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("{path}: a mount point inside the tree; unmount it before packing (the archive must hold the distro, not what is mounted on it)")]
+    MountPoint { path: String },
 }
 
 impl Error {
@@ -185,6 +187,8 @@ pub fn write_tar<W: Write>(
     {
         b.follow_symlinks(false);
         let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+        let mounts = crate::tree::mount_points_under(dir);
+        let dev = dir.metadata().map_err(|e| Error::io(dir, e))?.dev();
         for e in walkdir::WalkDir::new(dir)
             .follow_links(false)
             .sort_by_file_name()
@@ -200,6 +204,16 @@ pub fn write_tar<W: Write>(
                 .symlink_metadata()
                 .map_err(|er| Error::io(e.path(), er))?;
             let ft = md.file_type();
+            // Never read what a leaked mount shows (the host's /proc, a bind of /home):
+            // walkdir does not follow symlinks, but it does cross mount points.
+            if md.dev() != dev
+                || (!mounts.is_empty()
+                    && e.path().canonicalize().is_ok_and(|c| mounts.contains(&c)))
+            {
+                return Err(Error::MountPoint {
+                    path: e.path().display().to_string(),
+                });
+            }
             let mtime = mtime_of(md.mtime());
             let io = |er| Error::io(e.path(), er);
             if ft.is_dir() {
@@ -229,7 +243,13 @@ pub fn write_tar<W: Write>(
                     }
                     links.insert((md.dev(), md.ino()), rel.clone());
                 }
-                let f = File::open(e.path()).map_err(io)?;
+                // O_NOFOLLOW: the name was a regular file when walked; if it is a
+                // symlink now, fail rather than read whatever it points at.
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(e.path())
+                    .map_err(io)?;
                 let mut hr = HashRead {
                     inner: f,
                     hasher: Sha256::new(),
@@ -488,6 +508,39 @@ mod tests {
             assert!(s.path().exists());
         }
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn packing_refuses_a_mount_point_and_never_follows_links() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: needs root to bind-mount");
+            return;
+        }
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("secret"), b"host").unwrap();
+        let t = tree();
+        std::os::unix::fs::symlink(host.path().join("secret"), t.path().join("etc/secret"))
+            .unwrap();
+        let (_, bytes) = pack(t.path());
+        assert!(
+            !bytes.windows(4).any(|w| w == b"host"),
+            "followed a symlink"
+        );
+        std::fs::create_dir(t.path().join("mnt")).unwrap();
+        nix::mount::mount(
+            Some(host.path()),
+            &t.path().join("mnt"),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+        let r = write_tar(t.path(), Vec::new(), &PackOptions::default(), |_| {
+            Vec::new()
+        });
+        nix::mount::umount2(&t.path().join("mnt"), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        let e = r.map(|_| ()).expect_err("packed a mount point").to_string();
+        assert!(e.contains("mnt: a mount point inside the tree"), "{e}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct BuildOptions {
     pub work_dir: Option<PathBuf>,
     /// Keep the build directory after the build (debugging).
     pub keep_build: bool,
+    /// Limit on what a source archive may expand to (0: `tree::DEFAULT_MAX_BYTES`).
+    pub max_unpack_bytes: u64,
     pub pack: PackOptions,
     /// Check rules accepted knowingly, on top of the recipe's `[check] allow`.
     pub allow: Vec<String>,
@@ -94,7 +96,15 @@ pub fn build(
     std::fs::create_dir(&tree).map_err(|e| crate::pack::Error::io(&tree, e))?;
 
     let stage = reporter.stage("source");
-    let source = crate::source::fetch(loaded.source(), &tree, &SourceCtx { runner, reporter })?;
+    let source = crate::source::fetch(
+        loaded.source(),
+        &tree,
+        &SourceCtx {
+            runner,
+            reporter,
+            max_unpack_bytes: opts.max_unpack_bytes,
+        },
+    )?;
     stage.done(&format!("{} {}", source.kind, source.reference));
     crate::error::check_interrupted()?;
     let root = Root::open(&tree)?;

@@ -170,13 +170,31 @@ checked_string!(
     }
 );
 
+/// Characters a mirror URL may hold: RFC 3986 without the ones a shell or a
+/// `sources.list` line would read as syntax (`$`, quotes, `;`, `&`, `*`, `\\`, `(`, `)`,
+/// `` ` ``). The URL reaches debootstrap (a shell script) and apt's sources.list, so it
+/// is kept to what no quoting mistake downstream can turn into code or options.
+fn mirror_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-._~:/?#[]@!+,=%".contains(c)
+}
+
 checked_string!(
     /// A package mirror URL.
     MirrorUrl,
     |s| {
-        let ok_scheme = ["http://", "https://", "file://"].iter().any(|p| s.starts_with(p));
-        if !ok_scheme || s.contains(|c: char| c.is_whitespace() || c.is_control()) {
-            return Err(format!("mirror {s:?} must be an http://, https:// or file:// URL without spaces"));
+        let rest = ["http://", "https://", "file://"]
+            .iter()
+            .find_map(|p| s.strip_prefix(p));
+        let Some(rest) = rest else {
+            return Err(format!("mirror {s:?} must be an http://, https:// or file:// URL"));
+        };
+        if let Some(c) = s.chars().find(|c| !mirror_char(*c)) {
+            return Err(format!(
+                "mirror {s:?} has {c:?}: only A-Za-z0-9 and -._~:/?#[]@!+,=% are allowed; percent-encode the rest"
+            ));
+        }
+        if !s.starts_with("file://") && (rest.is_empty() || rest.starts_with('/')) {
+            return Err(format!("mirror {s:?} has no host"));
         }
         Ok(())
     }
@@ -187,6 +205,10 @@ checked_string!(
     TreePath,
     |s| {
         let p = Path::new(s);
+        // A newline or NUL in a path breaks the manifest and the syscalls alike.
+        if s.contains(|c: char| c.is_control()) {
+            return Err(format!("path {s:?} has a control character"));
+        }
         if !p.is_absolute() {
             return Err(format!("path {s:?} must be absolute inside the distro (start with /)"));
         }
@@ -519,9 +541,33 @@ fn parse_error(file: &str, text: &str, e: toml::de::Error) -> Error {
     }
 }
 
+/// Refuse a `[[files]] source` that resolves (symlinks followed) outside `dir`, the
+/// directory of the recipe that names it: a recipe someone shared must not be able to
+/// copy the builder's `/root/.ssh/id_rsa` or `/etc/shadow` into the image. A missing
+/// file is left to [`Recipe::validate`], which names it.
+fn check_source_inside(src: &Path, dir: &Path) -> Result<(), String> {
+    let Ok(real) = src.canonicalize() else {
+        return Ok(());
+    };
+    let base = dir
+        .canonicalize()
+        .map_err(|e| format!("recipe directory {}: {e}", dir.display()))?;
+    if real.starts_with(&base) {
+        Ok(())
+    } else {
+        Err(format!(
+            "[[files]] source {} resolves to {}, outside the recipe's directory {}; copy the file next to the recipe",
+            src.display(),
+            real.display(),
+            base.display()
+        ))
+    }
+}
+
 /// Make the relative file paths a recipe names absolute against its own directory, so a
-/// recipe that extends another keeps pointing at the right files.
-fn anchor_paths(table: &mut Table, dir: &Path) {
+/// recipe that extends another keeps pointing at the right files, and check that
+/// `[[files]]` sources stay inside that directory.
+fn anchor_paths(table: &mut Table, dir: &Path) -> Result<(), String> {
     let anchor = |v: &mut Value| {
         if let Value::String(s) = v {
             if Path::new(s.as_str()).is_relative() {
@@ -540,9 +586,13 @@ fn anchor_paths(table: &mut Table, dir: &Path) {
         for f in files {
             if let Some(v) = f.as_table_mut().and_then(|t| t.get_mut("source")) {
                 anchor(v);
+                if let Value::String(s) = v {
+                    check_source_inside(Path::new(s.as_str()), dir)?;
+                }
             }
         }
     }
+    Ok(())
 }
 
 /// Lay `child` over `base`: tables merge key by key, `files` and `run` lists append,
@@ -602,7 +652,10 @@ fn load_table(
     // Typed parse first: it reports unknown keys and bad values with their position.
     let typed: Recipe = toml::from_str(&text).map_err(|e| parse_error(&origin, &text, e))?;
     let mut table: Table = toml::from_str(&text).map_err(|e| parse_error(&origin, &text, e))?;
-    anchor_paths(&mut table, &dir);
+    anchor_paths(&mut table, &dir).map_err(|msg| Error::Invalid {
+        file: origin.clone(),
+        msg,
+    })?;
     let Some(parent) = typed.extends else {
         return Ok((table, origin));
     };
@@ -887,6 +940,109 @@ mod tests {
             }
         }
         assert_eq!(count, BUILTIN.len());
+    }
+
+    #[test]
+    fn recipe_values_cannot_inject_shell_or_options() {
+        let bad_suites = ["bookworm; rm -rf /", "$(reboot)", "--foo", "a b", "x\ny"];
+        for suite in bad_suites {
+            let e = err(&format!(
+                "[distro]\nname = \"x\"\n[source]\ntype = \"debootstrap\"\nsuite = {suite:?}\n"
+            ));
+            assert!(
+                e.starts_with("t.toml:") && e.contains(&format!("value {suite:?} ")),
+                "{suite:?}: {e}"
+            );
+        }
+        for pkg in ["$(reboot)", "`id`", "a;b", "a b", "-o=APT::X", "x\n"] {
+            let e = err(&format!("{BASE}[packages]\ninstall = [{pkg:?}]\n"));
+            assert!(e.contains("package "), "{pkg:?}: {e}");
+        }
+        for m in [
+            "--option",
+            "http://mirror/debian --allow-insecure",
+            "http://mirror/debian\n--option",
+            "http://mirror/$(reboot)",
+            "http://mirror/`id`",
+            "http://mirror/a;b",
+            "http://mirror/'x'",
+            "http:///debian",
+            "ftp://mirror/debian",
+        ] {
+            let e = err(&format!("{BASE}mirror = {m:?}\n"));
+            assert!(e.contains("mirror "), "{m:?}: {e}");
+        }
+        for m in [
+            "http://deb.debian.org/debian",
+            "https://[::1]:8080/debian",
+            "file:///srv/mirror",
+            "http://user@mirror/debian?x=1",
+        ] {
+            parse_str(&format!("{BASE}mirror = {m:?}\n"), "t.toml").unwrap();
+        }
+    }
+
+    #[test]
+    fn files_paths_cannot_escape_the_tree() {
+        for p in ["/../../etc/x", "/etc/../../x", "etc/x", "/", "/etc/a\nb"] {
+            let e = err(&format!("{BASE}[[files]]\npath = {p:?}\ncontent = \"x\"\n"));
+            assert!(e.contains("path "), "{p:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn files_sources_cannot_leave_the_recipe_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let recipes = d.path().join("recipes");
+        std::fs::create_dir_all(recipes.join("sub")).unwrap();
+        std::fs::write(d.path().join("secret"), "s").unwrap();
+        std::fs::write(recipes.join("ok"), "ok").unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret"), recipes.join("sneaky")).unwrap();
+        let secret = d.path().join("secret").canonicalize().unwrap();
+        let load_with = |source: &str| {
+            let r = recipes.join("r.toml");
+            std::fs::write(
+                &r,
+                format!("{BASE}[[files]]\npath = \"/etc/x\"\nsource = {source:?}\n"),
+            )
+            .unwrap();
+            load(Some(r.to_str().unwrap()), &[])
+        };
+        load_with("ok").unwrap();
+        for source in [
+            "../secret",
+            "sneaky",
+            secret.to_str().unwrap(),
+            "sub/../../secret",
+        ] {
+            let e = load_with(source).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!(
+                    "resolves to {}, outside the recipe's directory",
+                    secret.display()
+                )),
+                "{source}: {e}"
+            );
+        }
+        // With `extends`, each recipe's sources are checked against its own directory.
+        std::fs::write(
+            recipes.join("base.toml"),
+            format!("{BASE}[[files]]\npath = \"/etc/x\"\nsource = \"ok\"\n"),
+        )
+        .unwrap();
+        let child = recipes.join("sub/child.toml");
+        std::fs::write(&child, "extends = \"../base.toml\"\n").unwrap();
+        load(Some(child.to_str().unwrap()), &[]).unwrap();
+        std::fs::write(
+            &child,
+            "extends = \"../base.toml\"\n[[files]]\npath = \"/etc/y\"\nsource = \"../ok\"\n",
+        )
+        .unwrap();
+        let e = load(Some(child.to_str().unwrap()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("outside the recipe's directory"), "{e}");
+        assert!(e.starts_with(&child.display().to_string()), "{e}");
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Args {
     /// Keep the build directory afterwards (for debugging a recipe).
     #[arg(long)]
     pub keep_build: bool,
+    /// Refuse source archives that expand past this size (declared sizes, sparse files at
+    /// full size, the decompressed stream): 512M, 64G, or bytes.
+    #[arg(long, value_name = "SIZE", env = "BUILD_DISTRO_MAX_UNPACK", default_value = "64G", value_parser = parse_size)]
+    pub max_unpack: u64,
     /// gzip level, 1 (fast) to 9 (small).
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=9))]
     pub level: u32,
@@ -91,6 +95,7 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         format: a.format,
         work_dir: a.work_dir,
         keep_build: a.keep_build,
+        max_unpack_bytes: a.max_unpack,
         pack: PackOptions {
             level: a.level,
             ..PackOptions::default()
@@ -145,4 +150,43 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Some(p) if !p.ok() => ExitStatus::Failed,
         _ => ExitStatus::Ok,
     })
+}
+
+/// `512M`, `64G`, `1T` or plain bytes (binary units).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{s:?}: unknown unit; use K, M, G or T")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size like 512M or 64G"))?;
+    if n == 0 {
+        return Err(format!("{s:?}: the limit must be above 0"));
+    }
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?}: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(super::parse_size("64G"), Ok(64 << 30));
+        assert_eq!(super::parse_size("512m"), Ok(512 << 20));
+        assert_eq!(super::parse_size("1000"), Ok(1000));
+        assert!(super::parse_size("0").is_err());
+        assert!(super::parse_size("5X").is_err());
+        assert!(super::parse_size("99999999999T").is_err());
+    }
 }

@@ -100,18 +100,18 @@ pub fn install(root: &Root, spec: &Uwsgi, report: &mut FinishReport) -> Result<(
             .find(|p| root.file_type(p).ok().flatten() == Some(FileType::Directory)),
     };
     if let Some(dir) = plugin_dir {
-        let host_dir = root.host_path(&dir);
-        let mut names: Vec<String> = std::fs::read_dir(&host_dir)
+        // Listed inside the root: a planted `/usr/lib -> /` must not list the host's.
+        let names: Vec<String> = root
+            .read_dir(&dir)
             .map_err(|e| Error::Uwsgi {
                 key: "plugins".into(),
                 path: dir.display().to_string(),
                 msg: e.to_string(),
             })?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .into_iter()
+            .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| n.ends_with("_plugin.so"))
             .collect();
-        names.sort();
         for n in names {
             let Some(real) = resolve(root, &dir.join(&n)) else {
                 continue;

@@ -314,6 +314,7 @@ pub fn run(
 
     let opts = UnpackOptions {
         label: format!("docker export of {image}"),
+        max_bytes: ctx.max_unpack_bytes,
         ..Default::default()
     };
     let stats = rt.block_on(export(&docker, &guard.id, target, opts));

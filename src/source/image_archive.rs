@@ -479,7 +479,7 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
         let opts = UnpackOptions {
             whiteouts: true,
             label,
-            ..Default::default()
+            max_bytes: ctx.max_unpack_bytes,
         };
         let result = unpack(&mut hashing, &root, &opts);
         if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {

@@ -65,10 +65,13 @@ pub struct SourceInfo {
     pub digest: Option<String>,
 }
 
-/// What every backend gets: a runner for programs and a reporter for progress.
+/// What every backend gets: a runner for programs, a reporter for progress, and the
+/// limit every tar ingest passes to [`crate::tree::unpack`] as `max_bytes`.
 pub struct SourceCtx<'a> {
     pub runner: &'a dyn Runner,
     pub reporter: &'a Reporter,
+    /// 0: [`crate::tree::DEFAULT_MAX_BYTES`].
+    pub max_unpack_bytes: u64,
 }
 
 /// Fill `target` (an existing empty directory) from `spec`.

@@ -62,6 +62,7 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
     let reader = decompressed(&mut hashing).map_err(|e| input(tar, format!("cannot read: {e}")))?;
     let opts = UnpackOptions {
         label: tar.display().to_string(),
+        max_bytes: ctx.max_unpack_bytes,
         ..Default::default()
     };
     let stats = unpack(reader, &root, &opts)?;

@@ -4,6 +4,8 @@
 //! followed as if the tree were `/`, so nothing can be created outside it.
 //! [`remove_tree`] is the only recursive delete, and it never crosses a mount point.
 
+#[doc(hidden)]
+pub mod fuzz;
 mod unpack;
 
 use std::collections::HashSet;
@@ -13,9 +15,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat};
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, StatxAttributes, StatxFlags,
+};
 
-pub use unpack::{unpack, UnpackOptions, UnpackStats};
+pub use unpack::{maybe_gunzip, unpack, UnpackOptions, UnpackStats, DEFAULT_MAX_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -176,6 +180,23 @@ impl Root {
         Ok(buf)
     }
 
+    /// The names in the directory `rel` (resolved inside the root), sorted. Use this, not
+    /// `std::fs::read_dir(host_path)`: the host would resolve a planted `/usr -> /` on
+    /// the host.
+    pub fn read_dir(&self, rel: &Path) -> Result<Vec<OsString>> {
+        let fd = self
+            .open_at(rel, OFlags::RDONLY | OFlags::DIRECTORY, 0)
+            .map_err(|e| self.err(rel, e))?;
+        let mut names: Vec<OsString> = rustix::fs::Dir::read_from(&fd)
+            .map_err(|e| self.err(rel, e))?
+            .filter_map(|e| e.ok())
+            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// The target of the symlink at `rel`, `None` if it is not a symlink.
     pub fn read_link(&self, rel: &Path) -> Result<Option<PathBuf>> {
         if self.file_type(rel)? != Some(FileType::Symlink) {
@@ -300,18 +321,37 @@ impl Root {
             Err(rustix::io::Errno::NOENT) => return Ok(()),
             Err(e) => return Err(self.err(rel, e)),
         };
+        let root_st = rustix::fs::fstat(&self.fd).map_err(|e| self.err(Path::new("/"), e))?;
+        // Reading mountinfo costs more than the removal of one file: only directories
+        // need it (a file is a mount point only as a bind, which statx tells).
+        let mounts = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            mount_points_under(&self.path)
+        } else {
+            HashSet::new()
+        };
+        let canon_root = self
+            .path
+            .canonicalize()
+            .unwrap_or_else(|_| self.path.clone());
+        let host = canon_root.join(rel.strip_prefix("/").unwrap_or(rel));
+        let fence = Fence {
+            dev: root_st.st_dev,
+            mnt_id: mount_id(&self.fd, OsStr::new(".")).0,
+            mounts: &mounts,
+        };
+        // A mount point is never removed, whatever it is: the mount is not ours.
+        if fence.crosses(&dir, &name, &st, &host) {
+            return Err(Error::Refused {
+                entry: self.host_path(rel).display().to_string(),
+                reason: "not removed: it is a mount point".into(),
+            });
+        }
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            let mounts = mount_points_under(&self.path);
+            // Mount ids and devices decide first: the host path of a name resolved
+            // inside the root need not match mountinfo's (a symlink on the way).
             let mut skipped = Vec::new();
-            remove_dir_contents(
-                &dir,
-                &name,
-                &self.host_path(rel),
-                st.st_dev,
-                &mounts,
-                &mut skipped,
-            )
-            .map_err(|e| self.err(rel, e))?;
+            remove_dir_contents(&dir, &name, &host, &fence, &mut skipped)
+                .map_err(|e| self.err(rel, e))?;
             if !skipped.is_empty() {
                 return Err(Error::Refused {
                     entry: self.host_path(rel).display().to_string(),
@@ -364,7 +404,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\'
-            && i + 3 < b.len() + 0
+            && i + 4 <= b.len()
             && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
         {
             out.push(u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?'));
@@ -377,16 +417,57 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The mount id of `name` in `dir` (not following a final symlink) and whether it is the
+/// root of a mount, by `statx`. The id is `None` when the kernel cannot tell (before
+/// Linux 5.8); the device and mountinfo checks still apply then.
+fn mount_id(dir: impl AsFd, name: &OsStr) -> (Option<u64>, bool) {
+    let Ok(sx) = rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::TYPE | StatxFlags::MNT_ID,
+    ) else {
+        return (None, false);
+    };
+    let is_root = sx.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+        && sx.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+    let id = (sx.stx_mask & StatxFlags::MNT_ID.bits() != 0).then_some(sx.stx_mnt_id);
+    (id, is_root)
+}
+
+/// Where a recursive removal stays: one device, one mount, no listed mount point.
+struct Fence<'a> {
+    dev: u64,
+    mnt_id: Option<u64>,
+    mounts: &'a HashSet<PathBuf>,
+}
+
+impl Fence<'_> {
+    /// Whether `name` in `dir` (host path `host`) lies beyond the fence. Three checks,
+    /// because each misses something alone: `st_dev` misses a bind mount of the same
+    /// filesystem; mountinfo paths miss a tree reached through another path; the mount
+    /// id needs Linux 5.8.
+    fn crosses(&self, dir: &OwnedFd, name: &OsStr, st: &Stat, host: &Path) -> bool {
+        st.st_dev != self.dev
+            || self.mounts.contains(host)
+            || match mount_id(dir, name) {
+                (_, true) => true,
+                (Some(b), _) => self.mnt_id.is_some_and(|a| a != b),
+                (None, _) => false,
+            }
+    }
+}
+
 /// Empty the directory `name` in `parent` (not the directory itself), never following a
 /// symlink and never descending into another filesystem or a mount point: a bind mount
-/// left behind (say the host's `/dev`) must survive a cleanup. Skipped mount points are
-/// collected in `skipped`.
+/// left behind (say the host's `/dev`) must survive a cleanup. Mount points (of
+/// directories or files) are left in place and collected in `skipped`, and so are the
+/// directories that lead to them.
 fn remove_dir_contents(
     parent: &OwnedFd,
     name: &OsStr,
     host: &Path,
-    dev: u64,
-    mounts: &HashSet<PathBuf>,
+    fence: &Fence,
     skipped: &mut Vec<String>,
 ) -> std::io::Result<()> {
     let fd = rustix::fs::openat(
@@ -401,15 +482,19 @@ fn remove_dir_contents(
         .filter(|n| n != "." && n != "..")
         .collect();
     for n in names {
-        let st = rustix::fs::statat(&fd, &n, AtFlags::SYMLINK_NOFOLLOW)?;
+        let st = match rustix::fs::statat(&fd, &n, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let child = host.join(&n);
+        if fence.crosses(&fd, &n, &st, &child) {
+            skipped.push(child.display().to_string());
+            continue;
+        }
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            if st.st_dev != dev || mounts.contains(&child) {
-                skipped.push(child.display().to_string());
-                continue;
-            }
             let before = skipped.len();
-            remove_dir_contents(&fd, &n, &child, dev, mounts, skipped)?;
+            remove_dir_contents(&fd, &n, &child, fence, skipped)?;
             if skipped.len() == before {
                 rustix::fs::unlinkat(&fd, &n, AtFlags::REMOVEDIR)?;
             }
@@ -421,7 +506,8 @@ fn remove_dir_contents(
 }
 
 /// Remove `dir` and everything below it, except mount points (and whatever leads to
-/// them), which are returned so the caller can warn. Symlinks are removed, not followed.
+/// them), which are returned so the caller can warn. Symlinks are removed, not followed:
+/// if `dir` itself is a symlink, only the link goes.
 pub fn remove_tree(dir: &Path) -> Result<Vec<String>> {
     let meta = match std::fs::symlink_metadata(dir) {
         Ok(m) => m,
@@ -432,8 +518,8 @@ pub fn remove_tree(dir: &Path) -> Result<Vec<String>> {
         std::fs::remove_file(dir).map_err(|e| Error::io(dir, e))?;
         return Ok(Vec::new());
     }
-    let mounts = mount_points_under(dir);
     let canon = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    let mounts = mount_points_under(&canon);
     if mounts.contains(&canon) {
         return Ok(vec![canon.display().to_string()]);
     }
@@ -445,14 +531,38 @@ pub fn remove_tree(dir: &Path) -> Result<Vec<String>> {
         Mode::empty(),
     )
     .map_err(|e| Error::io(parent, e))?;
+    // The directory we were asked to remove, as it is now (it may have been swapped for
+    // a symlink since the check above: then the NOFOLLOW open below fails, and nothing
+    // is followed).
+    let st =
+        rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| Error::io(dir, e))?;
+    let (mnt_id, is_mount_root) = mount_id(&pfd, name);
+    if is_mount_root {
+        return Ok(vec![canon.display().to_string()]);
+    }
+    let fence = Fence {
+        dev: st.st_dev,
+        mnt_id,
+        mounts: &mounts,
+    };
+    if fence.mnt_id.is_none() && !mountinfo_readable() {
+        return Err(Error::Refused {
+            entry: canon.display().to_string(),
+            reason: "not removed: cannot tell mount points apart (no /proc/self/mountinfo \
+                     and no statx mount ids); mount /proc"
+                .into(),
+        });
+    }
     let mut skipped = Vec::new();
-    use std::os::unix::fs::MetadataExt;
-    remove_dir_contents(&pfd, name, &canon, meta.dev(), &mounts, &mut skipped)
-        .map_err(|e| Error::io(dir, e))?;
+    remove_dir_contents(&pfd, name, &canon, &fence, &mut skipped).map_err(|e| Error::io(dir, e))?;
     if skipped.is_empty() {
         rustix::fs::unlinkat(&pfd, name, AtFlags::REMOVEDIR).map_err(|e| Error::io(dir, e))?;
     }
     Ok(skipped)
+}
+
+fn mountinfo_readable() -> bool {
+    std::fs::metadata("/proc/self/mountinfo").is_ok()
 }
 
 /// A temporary build directory that removes itself (safely) when dropped, unless kept.
@@ -550,8 +660,26 @@ mod tests {
     }
 
     #[test]
+    fn read_dir_resolves_inside_the_root() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("host-file"), b"x").unwrap();
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join(host.path().strip_prefix("/").unwrap())).unwrap();
+        std::fs::write(t.path().join("in-root"), b"x").unwrap();
+        std::os::unix::fs::symlink(host.path(), t.path().join("usr")).unwrap();
+        let root = Root::open(t.path()).unwrap();
+        // `/usr` points at the host directory's path, which inside the root is empty.
+        assert!(root.read_dir(Path::new("/usr")).unwrap().is_empty());
+        std::os::unix::fs::symlink("/", t.path().join("up")).unwrap();
+        let names = root.read_dir(Path::new("/up")).unwrap();
+        assert!(names.iter().any(|n| n == "in-root"), "{names:?}");
+    }
+
+    #[test]
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        // An escape at the very end (a trailing space) counts too.
+        assert_eq!(unescape_mountinfo("/tmp/x\\040"), "/tmp/x ");
     }
 }
