@@ -5,32 +5,17 @@
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
 
 use crate::support::{self, bin, run};
 
-/// Every mount point the platform binds onto (a busybox tree has none of its own).
-const MOUNT_POINTS: &[&str] = &[
-    "proc",
-    "dev",
-    "containers",
-    "run",
-    "tmp",
-    "var/tmp",
-    "var/log",
-    "var/spool",
-    "usr/local",
-    "etc",
-    ".old_root",
-];
-
 /// A static busybox tree with the platform's mount points: boots up to the uWSGI step.
 fn busybox_tree(dir: &Path) {
-    crate::build::busybox_tree(dir);
-    for m in MOUNT_POINTS {
-        std::fs::create_dir_all(dir.join(m)).unwrap();
+    support::busybox_tree(dir);
+    for m in build_distro::finish::MOUNT_POINTS {
+        std::fs::create_dir_all(dir.join(&m[1..])).unwrap();
     }
 }
 
@@ -359,15 +344,7 @@ fn tarball_is_extracted_booted_and_removed() {
     )
     .unwrap();
     let tarball = d.path().join("bb.tar.gz");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&tree)
-        .arg("-czf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::tar(&tree, &["-czf"], &tarball);
     let work = d.path().join("work");
     let (code, r, _) = boot_json(&tarball, &work, &[]);
     assert_eq!(code, 1);

@@ -64,24 +64,12 @@ fn recipe_not_found_is_exit_2() {
     );
 }
 
-/// A tiny tree from the host's static busybox: enough for finish and pack, no network.
-pub fn busybox_tree(dir: &Path) {
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ifconfig", "route"] {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
-    std::fs::copy("/usr/bin/uwsgi-core", dir.join("usr/bin/uwsgi-core")).unwrap();
-    support::copy_host_libs(dir, "/usr/bin/uwsgi-core");
-}
-
 #[test]
 fn failing_run_leaves_no_mount_and_no_partial_output() {
     crate::require_root!();
     let d = support::tempdir();
     let tree = d.path().join("tree");
-    busybox_tree(&tree);
+    support::busybox_tree(&tree);
     let r = write_recipe(
         d.path(),
         "r.toml",
@@ -123,7 +111,7 @@ fn rootfs_build_is_byte_reproducible_and_content_id_survives_a_round_trip() {
     crate::require_root!();
     let d = support::tempdir();
     let tree = d.path().join("tree");
-    busybox_tree(&tree);
+    support::busybox_tree(&tree);
     let recipe = |name: &str, source: &str| {
         write_recipe(
             d.path(),
@@ -176,19 +164,8 @@ fn rootfs_build_is_byte_reproducible_and_content_id_survives_a_round_trip() {
 fn debian_tree_has_what_the_platform_needs() {
     crate::require_root!();
     let tree = support::debian_tree();
-    for m in [
-        "proc",
-        "dev",
-        "containers",
-        "run",
-        "tmp",
-        "var/tmp",
-        "var/log",
-        "var/spool",
-        "usr/local",
-        "etc",
-        ".old_root",
-    ] {
+    for m in build_distro::finish::MOUNT_POINTS {
+        let m = &m[1..];
         assert!(
             tree.join(m).symlink_metadata().unwrap().is_dir(),
             "mount point /{m}"

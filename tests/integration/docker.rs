@@ -64,13 +64,7 @@ fn base_rootfs(dir: &Path, tag: &str) {
         std::fs::write(&p, data).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
     };
-    std::fs::create_dir_all(dir.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
-    for applet in ["sh", "ifconfig", "route"] {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
-    }
-    std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
-    std::fs::copy("/usr/bin/uwsgi-core", dir.join("usr/bin/uwsgi-core")).unwrap();
+    support::busybox_base(dir);
     w("etc/motd", b"hello\n", 0o644);
     w("etc/image-tag", tag.as_bytes(), 0o644);
     w("etc/secret", b"s3cret\n", 0o600);
@@ -100,15 +94,11 @@ fn imported_image(name: &str) -> Image {
     let tag = Image::tag(name);
     base_rootfs(&d.path().join("rootfs"), &tag);
     let tarball = d.path().join("rootfs.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(d.path().join("rootfs"))
-        .args(["--numeric-owner", "-cf"])
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::tar(
+        &d.path().join("rootfs"),
+        &["--numeric-owner", "-cf"],
+        &tarball,
+    );
     docker(&["import", &tarball.display().to_string(), &tag]);
     Image(tag)
 }
@@ -255,14 +245,7 @@ fn docker_export(image: &str, dir: &Path) {
     docker(&["export", "-o", &tarball.display().to_string(), &c]);
     docker(&["rm", &c]);
     std::fs::create_dir_all(dir).unwrap();
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(dir)
-        .args(["--numeric-owner", "-xpf"])
-        .arg(&tarball)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::tar(dir, &["--numeric-owner", "-xpf"], &tarball);
 }
 
 /// The `docker` source's tree is `docker export` minus exactly the finishing changes.
@@ -768,15 +751,7 @@ fn oci_layout_directory_and_tar_with_opaque_dirs_and_cross_layer_hardlinks() {
 
     // The same layout as a tar (docker save >= 25 and skopeo write these).
     let tarball = d.path().join("layout.tar");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::tar(&layout, &["-cf"], &tarball);
     let tree2 = build_dir(
         &recipe(d.path(), "from-tar", &src(&tarball)),
         &d.path().join("out-tar"),
@@ -813,15 +788,7 @@ fn docker_save_layout_generated_in_code_gzip_outer() {
     std::fs::rename(staging.join("l2/layer.tar"), staging.join("dup/layer.tar")).unwrap();
     std::os::unix::fs::symlink("../dup/layer.tar", staging.join("l2/layer.tar")).unwrap();
     let tarball = d.path().join("saved.tar.gz");
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&staging)
-        .arg("-czf")
-        .arg(&tarball)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
+    support::tar(&staging, &["-czf"], &tarball);
     let tree = build_dir(
         &recipe(
             d.path(),

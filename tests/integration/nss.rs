@@ -110,7 +110,7 @@ fn container_uids_resolve_in_a_finished_debian_tree() {
 fn passwd_mode_on_a_busybox_tree() {
     let d = support::tempdir();
     let tree = d.path().join("tree");
-    crate::build::busybox_tree(&tree);
+    support::busybox_tree(&tree);
     std::fs::create_dir_all(tree.join("etc")).unwrap();
     std::fs::write(tree.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
     let recipe = support::write_recipe(

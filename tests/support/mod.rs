@@ -196,3 +196,37 @@ pub fn copy_host_libs(tree: &Path, program: &str) {
         std::fs::copy(lib, &dest).unwrap();
     }
 }
+
+/// A tiny tree from the host's static busybox (`sh`, `ifconfig`, `route` applets) and the
+/// host's uWSGI binary, without its libraries: enough for layer and unpack tests.
+pub fn busybox_base(dir: &Path) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ifconfig", "route"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    std::fs::create_dir_all(dir.join("usr/bin")).unwrap();
+    std::fs::copy("/usr/bin/uwsgi-core", dir.join("usr/bin/uwsgi-core")).unwrap();
+}
+
+/// [`busybox_base`] plus the libraries uWSGI needs: a tree that finishes and passes check,
+/// without network.
+pub fn busybox_tree(dir: &Path) {
+    busybox_base(dir);
+    copy_host_libs(dir, "/usr/bin/uwsgi-core");
+}
+
+/// `tar -C dir ARGS… archive [.]`, asserting success: `args` are the mode flags
+/// (`-czf`, `--numeric-owner -cf`, `-xpf` …); a create also gets `.`.
+pub fn tar(dir: &Path, args: &[&str], archive: &Path) {
+    let mut c = Command::new("tar");
+    c.arg("-C").arg(dir).args(args).arg(archive);
+    if args
+        .iter()
+        .any(|a| !a.starts_with("--") && a.starts_with('-') && a.contains('c'))
+    {
+        c.arg(".");
+    }
+    let st = c.status().unwrap();
+    assert!(st.success(), "tar {args:?} {}", archive.display());
+}
