@@ -11,7 +11,12 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 REPS=${REPS:-3}
 OUT=${BENCH_OUT:-bench-results.json}
-work=$(mktemp -d /var/tmp/bd-bench.XXXXXX)
+# BENCH_WORK=DIR keeps the inputs there between runs (built once, reused while iterating).
+if [ -n "${BENCH_WORK:-}" ]; then
+  work=$BENCH_WORK; mkdir -p "$work"; keep_work=1
+else
+  work=$(mktemp -d /var/tmp/bd-bench.XXXXXX); keep_work=""
+fi
 started_dockerd=""
 cleanup() {
   docker rm -f bd-bench-ctr >/dev/null 2>&1 || true
@@ -20,7 +25,7 @@ cleanup() {
     for _ in $(seq 1 50); do kill -0 "$started_dockerd" 2>/dev/null || break; sleep 0.2; done
     grep -o " $work/docker[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   fi
-  rm -rf "$work"
+  if [ -n "$keep_work" ]; then rm -rf "$work/o" "$work/r1" "$work/r2"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -47,10 +52,11 @@ suite = "bookworm"
 variant = "minbase"
 packages = ["net-tools", "ca-certificates", "uwsgi-core", "uwsgi-plugin-python3", "python3-venv", "python3-pip", "git", "curl"]
 R
-"$bin" -q build "$work/base.toml" --format dir --out "$work/base" >/dev/null
 tree="$work/base/bench-base"
-tar -C "$tree" -cf - . | docker import - bd-bench:latest >/dev/null
-docker save bd-bench:latest -o "$work/image.tar"
+[ -d "$tree" ] || "$bin" -q build "$work/base.toml" --format dir --out "$work/base" >/dev/null
+docker image inspect bd-bench:latest >/dev/null 2>&1 || tar -C "$tree" -cf - . | docker import - bd-bench:latest >/dev/null
+[ -f "$work/image.tar" ] || docker save bd-bench:latest -o "$work/image.tar"
+docker rm -f bd-bench-ctr >/dev/null 2>&1 || true
 docker create --name bd-bench-ctr bd-bench:latest /bin/true >/dev/null
 input_bytes=$(du -sb "$tree" | cut -f1)
 

@@ -351,9 +351,16 @@ pub fn compression_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// A parallel gzip writer: blocks are compressed on all cores, each primed with the
-/// previous block as dictionary, into one standard gzip member (pigz's scheme) with no
-/// name and no time in the header. Bounded buffers: memory does not grow with the input.
+/// Input bytes per compressed block. gzp's pure-Rust build cannot prime a block with the
+/// previous one as dictionary (that needs its `any_zlib` feature, which drags in the C
+/// zlib), so every block restarts the window: 1 MiB blocks keep that loss near 2.5% of
+/// the output against `gzip -6` (128 KiB blocks cost about 4%), and the bounded queues
+/// (two blocks per thread) stay a few MiB.
+const GZIP_BLOCK: usize = 1 << 20;
+
+/// A parallel gzip writer: blocks are compressed on all cores (zlib-rs through flate2)
+/// into one standard gzip member (sync-flushed deflate blocks, one CRC) with no name and
+/// no time in the header. Bounded buffers: memory does not grow with the input.
 pub fn gzip_writer<W: Write + Send + 'static>(
     out: W,
     opts: &PackOptions,
@@ -362,6 +369,8 @@ pub fn gzip_writer<W: Write + Send + 'static>(
         .num_threads(compression_threads())
         .map_err(|e| Error::io("gzip", std::io::Error::other(e.to_string())))?;
     Ok(builder
+        .buffer_size(GZIP_BLOCK)
+        .map_err(|e| Error::io("gzip", std::io::Error::other(e.to_string())))?
         .compression_level(gzp::Compression::new(opts.level))
         .from_writer(out))
 }
