@@ -6,6 +6,7 @@
 //! everything nosuid). Layer whiteouts are applied when asked.
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::io::Read;
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
@@ -60,6 +61,64 @@ fn ts(secs: u64) -> Timespec {
     }
 }
 
+/// Directories this unpack made sure of, and an open descriptor of the last one used:
+/// most entries land next to the previous one, so resolving and creating their parent
+/// again (an `openat2` and a `stat` per path component) is wasted work. Whenever an
+/// existing directory or symlink is removed or replaced, a cached directory might now
+/// be gone or reached differently, so the cache is dropped and paths are resolved anew.
+#[derive(Default)]
+struct Dirs {
+    known: HashSet<PathBuf>,
+    last: Option<(PathBuf, std::os::fd::OwnedFd)>,
+}
+
+impl Dirs {
+    fn clear(&mut self) {
+        self.known.clear();
+        self.last = None;
+    }
+
+    /// Forget everything if `replaced` (what was at a path about to change) could be a
+    /// component of a cached directory's path.
+    fn replacing(&mut self, replaced: Option<FileType>) {
+        if matches!(replaced, Some(FileType::Directory | FileType::Symlink)) {
+            self.clear();
+        }
+    }
+
+    /// The directory `dir` (created like `mkdir -p` when missing), opened.
+    fn open(&mut self, root: &Root, dir: &Path) -> Result<&std::os::fd::OwnedFd, Error> {
+        if self.last.as_ref().is_none_or(|(p, _)| p != dir) {
+            if !self.known.contains(dir) {
+                root.create_dir_all(dir, 0o755)?;
+                let mut cur = PathBuf::new();
+                for c in dir.components() {
+                    cur.push(c);
+                    self.known.insert(cur.clone());
+                }
+            }
+            let fd = root
+                .open_at(dir, OFlags::PATH | OFlags::DIRECTORY, 0)
+                .map_err(|e| Error::io(root.host_path(dir), e))?;
+            self.last = Some((dir.to_path_buf(), fd));
+        }
+        Ok(&self.last.as_ref().expect("just set").1)
+    }
+}
+
+/// What is at `name` in `dir`, not following a symlink.
+fn type_at(
+    dir: &std::os::fd::OwnedFd,
+    name: &OsStr,
+    host: &Path,
+) -> Result<Option<FileType>, Error> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(Error::io(host, e)),
+    }
+}
+
 /// Extract a tar stream into `root`.
 pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<UnpackStats, Error> {
     let mut archive = tar::Archive::new(reader);
@@ -75,6 +134,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
     let mut stats = UnpackStats::default();
     let mut created: HashSet<PathBuf> = HashSet::new();
     let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
+    let mut dirs = Dirs::default();
     let is_root = rustix::process::geteuid().is_root();
 
     let entries = archive
@@ -107,6 +167,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
             .unwrap_or_default();
         if opts.whiteouts && name.starts_with(".wh.") {
             stats.whiteouts += 1;
+            dirs.clear();
             let dir = rel.parent().unwrap_or(Path::new(""));
             if name == ".wh..wh..opq" {
                 // Opaque: hide what lower layers put in `dir`, keep what this layer added.
@@ -147,28 +208,48 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
 
         match kind {
             EntryType::Directory => {
-                if let Some(t) = root.file_type(&rel)? {
-                    if t != FileType::Directory {
+                let host = root.host_path(&rel);
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                let fname = rel.file_name().expect("not the root");
+                let dir = dirs.open(root, parent)?;
+                let m = Mode::from_raw_mode(mode);
+                match type_at(dir, fname, &host)? {
+                    // A real directory (checked without following): chmod cannot leave the root.
+                    Some(FileType::Directory) => {}
+                    None => rustix::fs::mkdirat(dir, fname, m).map_err(|e| Error::io(&host, e))?,
+                    Some(t) => {
+                        dirs.replacing(Some(t));
                         root.remove(&rel)?;
+                        let dir = dirs.open(root, parent)?;
+                        rustix::fs::mkdirat(dir, fname, m).map_err(|e| Error::io(&host, e))?;
                     }
                 }
-                root.create_dir_all(&rel, mode)?;
-                root.chmod(&rel, mode)?;
+                let dir = dirs.open(root, parent)?;
+                rustix::fs::chmodat(dir, fname, m, AtFlags::empty())
+                    .map_err(|e| Error::io(&host, e))?;
+                dirs.known.insert(rel.clone());
                 dir_times.push((rel.clone(), mtime));
             }
             EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-                if let Some(parent) = rel.parent() {
-                    root.create_dir_all(parent, 0o755)?;
+                let host = root.host_path(&rel);
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                let fname = rel.file_name().expect("not the root");
+                let dir = dirs.open(root, parent)?;
+                match type_at(dir, fname, &host)? {
+                    None => {}
+                    Some(FileType::RegularFile) => {
+                        rustix::fs::unlinkat(dir, fname, AtFlags::empty())
+                            .map_err(|e| Error::io(&host, e))?
+                    }
+                    Some(t) => {
+                        dirs.replacing(Some(t));
+                        root.remove(&rel)?;
+                    }
                 }
-                if root.lstat(&rel)?.is_some() {
-                    root.remove(&rel)?;
-                }
-                let (dir, fname) = root
-                    .parent(&rel)
-                    .map_err(|e| Error::io(root.host_path(&rel), e))?;
+                let dir = dirs.open(root, parent)?;
                 let fd = rustix::fs::openat(
-                    &dir,
-                    &fname,
+                    dir,
+                    fname,
                     OFlags::CREATE
                         | OFlags::EXCL
                         | OFlags::WRONLY
@@ -176,7 +257,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                         | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
-                .map_err(|e| Error::io(root.host_path(&rel), e))?;
+                .map_err(|e| Error::io(&host, e))?;
                 let mut f = std::fs::File::from(fd);
                 std::io::copy(&mut entry, &mut f)
                     .map_err(|e| refuse(&shown, format!("corrupt or truncated: {e}")))?;
@@ -188,7 +269,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                     );
                 }
                 rustix::fs::fchmod(f.as_fd(), Mode::from_raw_mode(mode))
-                    .map_err(|e| Error::io(root.host_path(&rel), e))?;
+                    .map_err(|e| Error::io(&host, e))?;
                 let t = ts(mtime);
                 let _ = rustix::fs::futimens(
                     f.as_fd(),
@@ -203,6 +284,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                     .link_name()
                     .map_err(|e| refuse(&shown, format!("unreadable link target: {e}")))?
                     .ok_or_else(|| refuse(&shown, "symlink without a target".into()))?;
+                dirs.replacing(root.file_type(&rel)?);
                 root.symlink(&target, &rel)?;
                 let (dir, fname) = root
                     .parent(&rel)
@@ -255,6 +337,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
                 if let Some(parent) = rel.parent() {
                     root.create_dir_all(parent, 0o755)?;
                 }
+                dirs.replacing(root.file_type(&rel)?);
                 root.hard_link(&target, &rel)?;
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
