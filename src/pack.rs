@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use gzp::ZWriter;
 use serde::{Deserialize, Serialize};
@@ -152,6 +153,41 @@ impl<R: Read> Read for HashRead<R> {
     }
 }
 
+/// How many files ahead of the tar writer [`prefetch`] may ask the kernel to read.
+const PREFETCH_FILES: usize = 256;
+
+/// Sets the flag when dropped, on every way out of the packing loop.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Ask the kernel to start reading the files the tar writer will need next
+/// (`POSIX_FADV_WILLNEED`), a bounded number ahead of it: on a cold cache the writer
+/// otherwise waits for the disk file by file while the compressors idle. Only hints:
+/// a file that cannot be opened here is the writer's to report.
+fn prefetch(files: &[(usize, &Path)], done: &AtomicUsize, stop: &AtomicBool) {
+    for (n, (_, path)) in files.iter().enumerate() {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            // Files the writer has reached: those up to its current entry.
+            let reached = files.partition_point(|(i, _)| *i <= done.load(Ordering::Relaxed));
+            if n < reached + PREFETCH_FILES {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if let Ok(f) = File::open(path) {
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::WillNeed);
+        }
+    }
+}
+
 fn header(kind: EntryType, mode: u32, mtime: u64, size: u64) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
@@ -182,15 +218,28 @@ pub fn write_tar<W: Write>(
         opts.clamp_mtime.map_or(m, |c| m.min(c))
     };
     let mut b = tar::Builder::new(&mut tee);
-    {
-        b.follow_symlinks(false);
+    b.follow_symlinks(false);
+    let walked: Vec<walkdir::DirEntry> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io(dir, std::io::Error::other(e.to_string())))?;
+    let files: Vec<(usize, &Path)> = walked
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.file_type().is_file())
+        .map(|(i, e)| (i, e.path()))
+        .collect();
+    let done = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(|| prefetch(&files, &done, &stop));
+        let _stop = StopOnDrop(&stop);
         let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-        for e in walkdir::WalkDir::new(dir)
-            .follow_links(false)
-            .sort_by_file_name()
-            .min_depth(1)
-        {
-            let e = e.map_err(|e| Error::io(dir, std::io::Error::other(e.to_string())))?;
+        for (i, e) in walked.iter().enumerate() {
+            done.store(i, Ordering::Relaxed);
             let rel = e.path().strip_prefix(dir).expect("below dir").to_path_buf();
             if rel == Path::new(PROVENANCE) {
                 continue;
@@ -249,7 +298,8 @@ pub fn write_tar<W: Write>(
             }
             packed.entries += 1;
         }
-    }
+        Ok(())
+    })?;
     // One builder for the whole stream: dropping a builder writes the end-of-archive
     // blocks, and the provenance entry must come before them.
     let t = b.get_mut();
