@@ -96,15 +96,29 @@ pub fn build(
     std::fs::create_dir(&tree).map_err(|e| crate::pack::Error::io(&tree, e))?;
 
     let stage = reporter.stage("source");
-    let source = crate::source::fetch(
-        loaded.source(),
-        &tree,
-        &SourceCtx {
-            runner,
-            reporter,
-            max_unpack_bytes: opts.max_unpack_bytes,
-        },
-    )?;
+    let ctx = SourceCtx {
+        runner,
+        reporter,
+        max_unpack_bytes: opts.max_unpack_bytes,
+    };
+    // A rootfs directory that only finish changes is read in place below an overlay
+    // (dropped before `build_dir`, so it is unmounted before the directory is removed).
+    let mut _overlay = None;
+    let in_place = match loaded.source() {
+        crate::recipe::SourceSpec::Rootfs(r)
+            if opts.format != Format::Dir && !crate::customize::has_work(&loaded.recipe) =>
+        {
+            crate::source::rootfs::overlay(r, &tree, build_dir.path(), &ctx)?
+        }
+        _ => None,
+    };
+    let source = match in_place {
+        Some((info, guard)) => {
+            _overlay = Some(guard);
+            info
+        }
+        None => crate::source::fetch(loaded.source(), &tree, &ctx)?,
+    };
     stage.done(&format!("{} {}", source.kind, source.reference));
     crate::error::check_interrupted()?;
     let root = Root::open(&tree)?;

@@ -4,7 +4,7 @@
 mod bootstrap;
 pub mod docker;
 pub mod image_archive;
-mod rootfs;
+pub mod rootfs;
 
 /// Tar readers that accept gzip too (also used by `boot` for tarball input).
 use std::path::Path;

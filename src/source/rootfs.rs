@@ -1,4 +1,7 @@
 //! `rootfs` backend: an existing directory (copied, never changed) or a tar / tar.gz.
+//! When nothing but finish will write into the tree and we are root, the directory is
+//! not copied at all: an overlay mount puts finish's few changes in the build directory
+//! ([`overlay`]), so packing reads the source in place.
 
 use std::path::Path;
 
@@ -79,4 +82,91 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
         reference: tar.display().to_string(),
         digest: Some(format!("sha256:{}", hex::encode(hashing.hasher.finalize()))),
     })
+}
+
+/// A read-only-below overlay mount on the build tree; unmounted when dropped (before the
+/// build directory is removed, which never crosses a mount point).
+pub struct Overlay {
+    target: std::path::PathBuf,
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.target,
+            nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+        );
+    }
+}
+
+/// Mount `dir` as the lower layer of an overlay on `target`, with the upper and work
+/// directories under `scratch`, instead of copying it. `None` (copy instead) unless we
+/// are root, the kernel mounts it, and the path needs no escaping in mount options.
+/// `index=on` keeps hard links whole when finish changes one of their names (a chmod
+/// copies the inode up once, for every name), so the packed tree is the one a copy gives.
+/// `BUILD_DISTRO_COPY_ROOTFS=1` always copies (tests compare both ways).
+pub fn overlay(
+    r: &RootfsSource,
+    target: &Path,
+    scratch: &Path,
+    ctx: &SourceCtx,
+) -> Result<Option<(SourceInfo, Overlay)>, Error> {
+    let Some(dir) = &r.dir else { return Ok(None) };
+    if !rustix::process::geteuid().is_root()
+        || std::env::var_os("BUILD_DISTRO_COPY_ROOTFS").is_some_and(|v| v == "1")
+        || !dir.is_dir()
+    {
+        return Ok(None);
+    }
+    let Ok(lower) = dir.canonicalize() else {
+        return Ok(None);
+    };
+    let upper = scratch.join("upper");
+    let work = scratch.join("work");
+    let plain = |p: &Path| {
+        let s = p.to_string_lossy();
+        !s.is_empty() && !s.contains([',', ':', '\\', '=']) && !s.chars().any(char::is_whitespace)
+    };
+    if !plain(&lower) || !plain(&upper) || !plain(&work) {
+        return Ok(None);
+    }
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).map_err(|e| Error::Input {
+            path: d.display().to_string(),
+            msg: format!("cannot create: {e}"),
+        })?;
+    }
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={},index=on",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    if let Err(e) = nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    ) {
+        ctx.reporter.debug(&format!(
+            "rootfs: no overlay mount ({e}), copying {}",
+            dir.display()
+        ));
+        return Ok(None);
+    }
+    ctx.reporter.debug(&format!(
+        "rootfs: {} mounted read-only below an overlay, not copied",
+        dir.display()
+    ));
+    Ok(Some((
+        SourceInfo {
+            kind: "rootfs".into(),
+            reference: dir.display().to_string(),
+            digest: None,
+        },
+        Overlay {
+            target: target.to_path_buf(),
+        },
+    )))
 }

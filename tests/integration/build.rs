@@ -219,3 +219,100 @@ fn debian_tree_has_what_the_platform_needs() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A rootfs directory that only finish changes is read in place (an overlay mount as
+/// root): the distro is byte for byte the one a copy gives, even for what finish edits
+/// (a set-uid file with two names, a FIFO, `/dev` entries), and the source, the mounts
+/// and the work directory are left as they were.
+#[test]
+fn rootfs_dir_read_in_place_equals_a_copy() {
+    crate::require_root!();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = support::tempdir();
+    let tree = d.path().join("tree");
+    support::busybox_tree(&tree);
+    std::fs::write(tree.join("usr/bin/su"), b"setuid").unwrap();
+    std::fs::set_permissions(
+        tree.join("usr/bin/su"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
+    std::fs::hard_link(tree.join("usr/bin/su"), tree.join("usr/bin/su2")).unwrap();
+    nix::unistd::mkfifo(
+        &tree.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    std::fs::create_dir_all(tree.join("dev/pts")).unwrap();
+    std::fs::write(tree.join(".dockerenv"), b"").unwrap();
+    let listing = |p: &Path| -> Vec<(String, u32, u64)> {
+        walkdir::WalkDir::new(p)
+            .sort_by_file_name()
+            .into_iter()
+            .map(|e| {
+                let e = e.unwrap();
+                let md = e.path().symlink_metadata().unwrap();
+                (e.path().display().to_string(), md.mode(), md.nlink())
+            })
+            .collect()
+    };
+    let before = listing(&tree);
+    let r = write_recipe(
+        d.path(),
+        "r.toml",
+        "[distro]\nname = \"bb\"\n[source]\ntype = \"rootfs\"\ndir = \"tree\"\n[nss]\nmode = \"none\"\n",
+    );
+    let work = d.path().join("work");
+    let build = |out: &str, copy: bool| -> Vec<u8> {
+        let mut c = bin();
+        c.env("SOURCE_DATE_EPOCH", "1700000000");
+        if copy {
+            c.env("BUILD_DISTRO_COPY_ROOTFS", "1");
+        }
+        let (code, _, err) = run(c
+            .arg("-v")
+            .arg("build")
+            .arg(&r)
+            .arg("--out")
+            .arg(d.path().join(out))
+            .arg("--work-dir")
+            .arg(&work));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            err.contains("mounted read-only below an overlay"),
+            !copy,
+            "{err}"
+        );
+        std::fs::read(d.path().join(out).join("bb.tar.gz")).unwrap()
+    };
+    let in_place = build("a", false);
+    let copied = build("b", true);
+    assert!(in_place == copied, "reading in place changed the distro");
+    assert_eq!(listing(&tree), before, "the source directory changed");
+    assert!(support::mounts_under(d.path()).is_empty());
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(in_place.as_slice()));
+    let entries: Vec<(String, tar::EntryType, u32)> = ar
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().display().to_string(),
+                h.entry_type(),
+                h.mode().unwrap(),
+            )
+        })
+        .collect();
+    let su: Vec<_> = entries
+        .iter()
+        .filter(|e| e.0.starts_with("usr/bin/su"))
+        .collect();
+    assert_eq!(su.len(), 2, "{su:?}");
+    assert_eq!((su[0].1, su[0].2), (tar::EntryType::Regular, 0o755));
+    assert_eq!(su[1].1, tar::EntryType::Link, "the two names were split");
+    assert!(!entries.iter().any(|e| e.0 == "fifo"
+        || e.0 == ".dockerenv"
+        || (e.0.starts_with("dev/") && e.0 != "dev/")));
+}
