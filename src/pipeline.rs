@@ -217,6 +217,11 @@ pub fn build(
     let mut json = serde_json::to_vec_pretty(&report).expect("serializable");
     json.push(b'\n');
     write_atomic(&report_path, &json)?;
+    drop(root);
+    drop(_overlay);
+    for m in build_dir.close()? {
+        reporter.warn(&format!("left {m} in place: it is a mount point"));
+    }
     Ok(report)
 }
 

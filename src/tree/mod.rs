@@ -593,14 +593,23 @@ impl BuildDir {
     }
 }
 
+impl BuildDir {
+    /// Remove the directory now (unless kept) and return the mount points left in place,
+    /// so the caller can warn about them; dropping does the same silently.
+    pub fn close(mut self) -> Result<Vec<String>> {
+        let keep = std::mem::replace(&mut self.keep, true);
+        if keep {
+            return Ok(Vec::new());
+        }
+        remove_tree(&self.path)
+    }
+}
+
 impl Drop for BuildDir {
     fn drop(&mut self) {
         if !self.keep {
-            if let Ok(skipped) = remove_tree(&self.path) {
-                for s in skipped {
-                    eprintln!("build-distro: warning: left {s} in place: it is a mount point");
-                }
-            }
+            // The error path: nothing to report to, and a mount point is never crossed.
+            let _ = remove_tree(&self.path);
         }
     }
 }
