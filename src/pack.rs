@@ -141,13 +141,28 @@ impl<W: Write> Write for Tee<W> {
     }
 }
 
-/// Hashes a file's content as the tar builder reads it: one read for both.
-struct HashRead<R> {
+/// A reader that hashes what passes through it: one read serves both the consumer and
+/// the sha256 (file content in the manifest, a rootfs tarball, a layer's diff id).
+pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
 }
 
-impl<R: Read> Read for HashRead<R> {
+impl<R> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// The sha256 of everything read so far, as lowercase hex.
+    pub fn hex(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
@@ -301,16 +316,13 @@ pub fn write_tar<W: Write>(
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(e.path())
                     .map_err(io)?;
-                let mut hr = HashRead {
-                    inner: f,
-                    hasher: Sha256::new(),
-                };
+                let mut hr = HashingReader::new(f);
                 let mut h = header(EntryType::Regular, md.mode(), mtime, md.len());
                 b.append_data(&mut h, &rel, &mut hr).map_err(io)?;
                 packed.files += 1;
                 packed.bytes += md.len();
                 packed.manifest.push(ManifestEntry {
-                    sha256: hex::encode(hr.hasher.finalize()),
+                    sha256: hr.hex(),
                     path: format!("/{}", rel.display()),
                 });
             } else {

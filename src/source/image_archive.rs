@@ -19,6 +19,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::{decompressed, Error, Interruptible, SourceCtx, SourceInfo};
+use crate::pack::HashingReader;
 use crate::recipe::ImageArchiveSource;
 use crate::tree::{unpack, Root, UnpackOptions};
 
@@ -409,20 +410,6 @@ fn pick(images: Vec<Image>, wanted: Option<&str>) -> Result<Image, String> {
     }
 }
 
-/// Hashes what passes through, to check a layer against its diff id.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
     let file = &a.file;
     let input = |msg: String| Error::Input {
@@ -472,10 +459,8 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
         let (raw, _) = store.open_member(layer).map_err(input)?;
         let stream = decompressed(Interruptible(raw))
             .map_err(|e| input(format!("layer {layer}: cannot read: {e}")))?;
-        let mut hashing = Hashing {
-            inner: stream,
-            hasher: Sha256::new(),
-        };
+        // Hashed as it is read, to check the layer against its diff id.
+        let mut hashing = HashingReader::new(stream);
         let opts = UnpackOptions {
             whiteouts: true,
             label,
@@ -496,7 +481,7 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
         std::io::copy(&mut hashing, &mut std::io::sink())
             .map_err(|e| input(format!("layer {layer}: corrupt: {e}")))?;
         if let Some(want) = diff_ids.get(i) {
-            let got = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+            let got = format!("sha256:{}", hashing.hex());
             if &got != want {
                 return Err(input(format!(
                     "layer {layer} is corrupt: its content hashes to {got}, the config says {want}"

@@ -5,27 +5,11 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::{decompressed, Error, SourceCtx, SourceInfo};
+use crate::pack::HashingReader;
 use crate::recipe::RootfsSource;
 use crate::runner::Cmd;
 use crate::tree::{unpack, Root, UnpackOptions};
-
-/// Reads through a file while hashing it, so the provenance gets the archive's sha256
-/// without a second pass.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R: std::io::Read> std::io::Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
 
 pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
     let input = |p: &Path, msg: String| Error::Input {
@@ -57,10 +41,8 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
     }
     let tar = r.tar.as_ref().expect("validated: dir or tar");
     let file = std::fs::File::open(tar).map_err(|e| input(tar, format!("cannot open: {e}")))?;
-    let mut hashing = HashingReader {
-        inner: file,
-        hasher: Sha256::new(),
-    };
+    // Hashed as it is read, so the provenance gets the archive's sha256 without a second pass.
+    let mut hashing = HashingReader::new(file);
     let root = Root::open(target)?;
     let reader = decompressed(&mut hashing).map_err(|e| input(tar, format!("cannot read: {e}")))?;
     let opts = UnpackOptions {
@@ -80,7 +62,7 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
     Ok(SourceInfo {
         kind: "rootfs".into(),
         reference: tar.display().to_string(),
-        digest: Some(format!("sha256:{}", hex::encode(hashing.hasher.finalize()))),
+        digest: Some(format!("sha256:{}", hashing.hex())),
     })
 }
 
