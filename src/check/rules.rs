@@ -21,22 +21,9 @@ pub const DEFAULT_PATH: &[&str] = &[
     "/bin",
 ];
 
-use crate::finish::nss::{nsswitch_missing_unbit, MODULE_NAME as NSS_MODULE_FILE, NSSWITCH};
-
-/// Whether any database line of an nsswitch.conf lists the `unbit` source (a listing
-/// without the module makes glibc skip it, so any mention needs the module).
-fn lists_unbit_anywhere(text: &str) -> bool {
-    text.lines().any(|line| {
-        let line = line.split('#').next().unwrap_or("");
-        let Some((_, sources)) = line.split_once(':') else {
-            return false;
-        };
-        sources
-            .split_whitespace()
-            .filter(|t| !t.starts_with('['))
-            .any(|t| t == "unbit")
-    })
-}
+use crate::finish::nss::{
+    nsswitch_mentions_unbit, nsswitch_missing_unbit, MODULE_NAME as NSS_MODULE_FILE, NSSWITCH,
+};
 
 /// Files that are private on purpose in every stock distro (password hashes, keys, locks):
 /// not being world-readable is right for them.
@@ -368,7 +355,7 @@ fn nss(tree: &Tree, resolver: &mut Resolver, out: &mut Out) -> Result<(), Error>
         Ok(real) => String::from_utf8_lossy(&tree.read(&real)?).into_owned(),
         Err(_) => String::new(),
     };
-    let lists = lists_unbit_anywhere(&text);
+    let lists = nsswitch_mentions_unbit(&text);
     let module = resolver.find_system_library(NSS_MODULE_FILE)?;
     match (&module, lists) {
         (None, true) => out.add(
@@ -488,12 +475,12 @@ mod tests {
 
     #[test]
     fn nsswitch_parsing() {
-        assert!(lists_unbit_anywhere("passwd: compat unbit\n"));
-        assert!(lists_unbit_anywhere(
+        assert!(nsswitch_mentions_unbit("passwd: compat unbit\n"));
+        assert!(nsswitch_mentions_unbit(
             "hosts: files [NOTFOUND=return] unbit dns"
         ));
-        assert!(!lists_unbit_anywhere("passwd: files\n# passwd: unbit\n"));
-        assert!(!lists_unbit_anywhere("passwd: files unbitx\n"));
+        assert!(!nsswitch_mentions_unbit("passwd: files\n# passwd: unbit\n"));
+        assert!(!nsswitch_mentions_unbit("passwd: files unbitx\n"));
     }
 
     #[test]

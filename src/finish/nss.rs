@@ -419,6 +419,14 @@ pub fn nsswitch_missing_unbit(text: &str) -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether any database line lists `unbit` (glibc then tries to load the module, so any
+/// mention needs it installed).
+pub fn nsswitch_mentions_unbit(text: &str) -> bool {
+    text.lines()
+        .filter_map(parse_line)
+        .any(|(_, items)| items.iter().any(|i| i.text == "unbit"))
+}
+
 /// Whether passwd, group, shadow and hosts all list `unbit`.
 pub fn nsswitch_lists_unbit(text: &str) -> bool {
     nsswitch_missing_unbit(text).is_empty()
