@@ -179,7 +179,7 @@ pub fn build(
                 prov.clone()
             })?;
             root.write_file(Path::new(PROVENANCE), &prov, 0o644)?;
-            replace_dir(&tree, &output)?;
+            replace_dir(&tree, &output, runner)?;
             packed
         }
     };
@@ -275,7 +275,7 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
 
 /// Put the finished tree at `dest`, replacing an older one only once the new one is in
 /// place beside it.
-fn replace_dir(tree: &Path, dest: &Path) -> Result<()> {
+fn replace_dir(tree: &Path, dest: &Path, runner: &dyn Runner) -> Result<()> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     let incoming = parent.join(format!(
         ".{}.incoming.{}",
@@ -284,7 +284,7 @@ fn replace_dir(tree: &Path, dest: &Path) -> Result<()> {
     ));
     if std::fs::rename(tree, &incoming).is_err() {
         // Another filesystem: copy exactly, then swap.
-        crate::runner::System.run(
+        runner.run(
             &crate::runner::Cmd::new("cp")
                 .arg("-a")
                 .arg("--reflink=auto")
