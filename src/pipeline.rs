@@ -96,29 +96,16 @@ pub fn build(
     std::fs::create_dir(&tree).map_err(|e| crate::pack::Error::io(&tree, e))?;
 
     let stage = reporter.stage("source");
+    // A source that only finish changes may be read in place below an overlay (its guard
+    // is dropped before `build_dir`, so the mount is gone before the directory is removed).
+    let read_only = opts.format != Format::Dir && !crate::customize::has_work(&loaded.recipe);
     let ctx = SourceCtx {
         runner,
         reporter,
         max_unpack_bytes: opts.max_unpack_bytes,
+        in_place: read_only.then(|| build_dir.path()),
     };
-    // A rootfs directory that only finish changes is read in place below an overlay
-    // (dropped before `build_dir`, so it is unmounted before the directory is removed).
-    let mut _overlay = None;
-    let in_place = match loaded.source() {
-        crate::recipe::SourceSpec::Rootfs(r)
-            if opts.format != Format::Dir && !crate::customize::has_work(&loaded.recipe) =>
-        {
-            crate::source::rootfs::overlay(r, &tree, build_dir.path(), &ctx)?
-        }
-        _ => None,
-    };
-    let source = match in_place {
-        Some((info, guard)) => {
-            _overlay = Some(guard);
-            info
-        }
-        None => crate::source::fetch(loaded.source(), &tree, &ctx)?,
-    };
+    let (source, in_place) = crate::source::fetch(loaded.source(), &tree, &ctx)?;
     stage.done(&format!("{} {}", source.kind, source.reference));
     crate::error::check_interrupted()?;
     let root = Root::open(&tree)?;
@@ -170,7 +157,13 @@ pub fn build(
     };
     let packed: Packed = match opts.format {
         Format::TarGz | Format::Tar => {
-            crate::pack::pack_to_file(&tree, &output, opts.format, &opts.pack, provenance)?
+            // An image's creation time bounds its mtimes, so two builds of one image give
+            // one archive (a directory output keeps the times it has on disk).
+            let pack = PackOptions {
+                clamp_mtime: opts.pack.clamp_mtime.or(source.created),
+                ..opts.pack
+            };
+            crate::pack::pack_to_file(&tree, &output, opts.format, &pack, provenance)?
         }
         Format::Dir => {
             let mut prov = Vec::new();
@@ -218,7 +211,7 @@ pub fn build(
     json.push(b'\n');
     write_atomic(&report_path, &json)?;
     drop(root);
-    drop(_overlay);
+    drop(in_place);
     for m in build_dir.close()? {
         reporter.warn(&format!("left {m} in place: it is a mount point"));
     }

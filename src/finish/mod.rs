@@ -130,7 +130,8 @@ pub fn finish(root: &Root, loaded: &Loaded, reporter: &Reporter) -> Result<Finis
 /// Device nodes, FIFOs and sockets anywhere (the host `/dev` is bound over `/dev`, and
 /// unprivileged extraction on the server fails on them), everything under `/dev` (a
 /// Docker export has `/dev/console`, `/dev/pts`, `/dev/shm` placeholders there),
-/// `/.dockerenv`, and set-uid/set-gid bits (everything is mounted nosuid). Docker's empty
+/// `/.dockerenv`, and set-uid/set-gid bits of files and directories (everything is
+/// mounted nosuid; unpacking an archive drops them the same way). Docker's empty
 /// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` placeholders and its
 /// `/etc/mtab` are replaced by the [`ETC_SYMLINKS`].
 fn remove_leftovers(root: &Root, report: &mut FinishReport) -> Result<()> {
@@ -153,7 +154,7 @@ fn remove_leftovers(root: &Root, report: &mut FinishReport) -> Result<()> {
                 root.remove(&rel)?;
                 report.removed_special += 1;
             }
-            FileType::RegularFile if st.st_mode & 0o6000 != 0 => {
+            FileType::RegularFile | FileType::Directory if st.st_mode & 0o6000 != 0 => {
                 root.chmod(&rel, st.st_mode & 0o1777)?;
                 report.cleared_setid += 1;
             }

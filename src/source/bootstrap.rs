@@ -70,6 +70,7 @@ pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<
             b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR)
         ),
         digest: None,
+        created: None,
     })
 }
 

@@ -14,7 +14,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::runtime::Runtime;
 
-use super::{Error, SourceCtx, SourceInfo};
+use super::{Error, InPlace, SourceCtx, SourceInfo};
 use crate::progress::Reporter;
 use crate::recipe::{DockerSource, Pull};
 use crate::tree::{unpack, Root, UnpackOptions};
@@ -79,24 +79,28 @@ fn repo_digest(image: &str, digests: &[String]) -> Option<String> {
         .and_then(|d| d.split_once('@').map(|(_, dig)| dig.to_string()))
 }
 
-/// Removes the container when dropped, whatever path left the function.
-struct ContainerGuard<'a> {
-    rt: &'a Runtime,
-    docker: &'a Docker,
+/// The engine's client and the runtime it runs on.
+struct Engine {
+    rt: Runtime,
+    docker: Docker,
+}
+
+/// A container of the image, created but never started: it pins the image's layers while
+/// we read them, and is removed when dropped, whatever path left the build.
+pub struct Container<'a> {
+    engine: Engine,
     id: String,
     reporter: &'a Reporter,
 }
 
-impl Drop for ContainerGuard<'_> {
+impl Drop for Container<'_> {
     fn drop(&mut self) {
         let opts = RemoveContainerOptionsBuilder::default()
             .force(true)
             .v(true)
             .build();
-        if let Err(e) = self
-            .rt
-            .block_on(self.docker.remove_container(&self.id, Some(opts)))
-        {
+        let Engine { rt, docker } = &self.engine;
+        if let Err(e) = rt.block_on(docker.remove_container(&self.id, Some(opts))) {
             self.reporter.warn(&format!(
                 "could not remove container {}: {}; remove it with docker rm -f {}",
                 self.id,
@@ -199,11 +203,121 @@ async fn export(
     result.map_err(ExportError::Unpack)
 }
 
-pub fn run(
+/// The image's tree: read in place below an overlay when `ctx` allows it and the engine
+/// keeps its layers as overlay directories on this machine ([`layers`]), else through the
+/// container's export stream into `target`.
+pub fn run<'a>(
     d: &DockerSource,
     target: &std::path::Path,
-    ctx: &SourceCtx,
-) -> Result<SourceInfo, Error> {
+    ctx: &SourceCtx<'a>,
+) -> Result<(SourceInfo, Option<InPlace<'a>>), Error> {
+    let (container, info) = prepare(d, ctx)?;
+    let image = d.image.trim();
+    let docker_err = |msg: String| Error::Docker {
+        image: image.to_string(),
+        msg,
+    };
+    if let Some(scratch) = ctx.in_place {
+        match layers(&container) {
+            Ok(lowers) => match crate::tree::overlay::mount(&lowers, target, scratch) {
+                Ok(overlay) => {
+                    ctx.reporter.debug(&format!(
+                        "docker: the {} layers of container {} mounted read-only below an overlay, not exported",
+                        lowers.len(),
+                        container.id
+                    ));
+                    return Ok((info, Some(InPlace::new(overlay, Some(container)))));
+                }
+                Err(why) => ctx.reporter.debug(&format!("docker: {why}; exporting")),
+            },
+            Err(why) => ctx.reporter.debug(&format!("docker: {why}; exporting")),
+        }
+    }
+    ctx.reporter
+        .debug(&format!("docker: exporting container {}", container.id));
+    let opts = UnpackOptions {
+        label: format!("docker export of {image}"),
+        max_bytes: ctx.max_unpack_bytes,
+        ..Default::default()
+    };
+    let Engine { rt, docker } = &container.engine;
+    let stats = rt.block_on(export(docker, &container.id, target, opts));
+    drop(container);
+    let stats = stats.map_err(|e| match e {
+        ExportError::Interrupted => Error::Interrupted,
+        ExportError::Stream(msg) => docker_err(format!("export failed: {msg}")),
+        ExportError::Unpack(e) => e.into(),
+    })?;
+    if stats.skipped_special > 0 {
+        ctx.reporter.debug(&format!(
+            "docker: dropped {} device nodes / FIFOs",
+            stats.skipped_special
+        ));
+    }
+    Ok((info, None))
+}
+
+/// The directories of the container's filesystem, topmost first, when the engine keeps
+/// them as overlay layers that this process sees: the storage driver is `overlay2` (or
+/// `overlay`), and every layer is a directory here. The container's own (empty, never
+/// started) upper layer is one of them, and it was created a moment ago under a random
+/// id, so finding it proves the engine runs on this machine, in this mount namespace.
+/// `BUILD_DISTRO_DOCKER_EXPORT=1` always exports (tests compare both ways).
+fn layers(container: &Container) -> Result<Vec<std::path::PathBuf>, String> {
+    if std::env::var_os("BUILD_DISTRO_DOCKER_EXPORT").is_some_and(|v| v == "1") {
+        return Err("BUILD_DISTRO_DOCKER_EXPORT=1".into());
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Err("reading the engine's layers in place needs root".into());
+    }
+    let Engine { rt, docker } = &container.engine;
+    let inspect = rt
+        .block_on(docker.inspect_container(&container.id, None))
+        .map_err(|e| {
+            format!(
+                "cannot inspect container {}: {}",
+                container.id,
+                one_line(&e)
+            )
+        })?;
+    let driver = inspect
+        .graph_driver
+        .ok_or("the engine reported no storage driver")?;
+    if driver.name != "overlay2" && driver.name != "overlay" {
+        return Err(format!(
+            "the engine's storage driver is {}, not overlay2",
+            driver.name
+        ));
+    }
+    let upper = driver
+        .data
+        .get("UpperDir")
+        .ok_or("the engine reported no UpperDir")?;
+    let lowers = driver
+        .data
+        .get("LowerDir")
+        .map(String::as_str)
+        .unwrap_or("");
+    let dirs: Vec<std::path::PathBuf> = std::iter::once(upper.as_str())
+        .chain(lowers.split(':').filter(|l| !l.is_empty()))
+        .map(std::path::PathBuf::from)
+        .collect();
+    match dirs.iter().find(|d| !d.is_absolute() || !d.is_dir()) {
+        Some(d) => Err(format!(
+            "the engine's layer {} is not a directory here (a remote engine or another mount namespace)",
+            d.display()
+        )),
+        None => Ok(dirs),
+    }
+}
+
+/// Validate the reference, reach the engine, pull the image as `[source] pull` allows, and
+/// create a container of it (by id, so the tree is the image we recorded even if the tag
+/// moves meanwhile).
+fn prepare<'a>(
+    d: &DockerSource,
+    ctx: &SourceCtx<'a>,
+) -> Result<(Container<'a>, SourceInfo), Error> {
     let image = d.image.trim();
     if image.is_empty() || image.chars().any(char::is_whitespace) {
         return Err(Error::Docker {
@@ -232,7 +346,6 @@ pub fn run(
         .block_on(docker.negotiate_version())
         .map_err(unreachable)?;
     rt.block_on(docker.ping()).map_err(unreachable)?;
-
     let present = rt.block_on(docker.inspect_image(image));
     let present = match present {
         Ok(_) => true,
@@ -291,7 +404,6 @@ pub fn run(
         .ok_or_else(|| docker_err("the engine reported no image id".into()))?;
     crate::error::check_interrupted().map_err(|_| Error::Interrupted)?;
 
-    // Created by id, so the tree is the image we recorded even if the tag moves meanwhile.
     // The command only satisfies images without CMD/ENTRYPOINT: the container never runs.
     let body = ContainerCreateBody {
         image: Some(id.clone()),
@@ -303,44 +415,23 @@ pub fn run(
     let created = rt
         .block_on(docker.create_container(None, body))
         .map_err(|e| docker_err(format!("cannot create a container: {}", one_line(&e))))?;
-    let guard = ContainerGuard {
-        rt: &rt,
-        docker: &docker,
+    let container = Container {
+        engine: Engine { rt, docker },
         id: created.id,
         reporter: ctx.reporter,
     };
-    ctx.reporter
-        .debug(&format!("docker: exporting container {}", guard.id));
-
-    let opts = UnpackOptions {
-        label: format!("docker export of {image}"),
-        max_bytes: ctx.max_unpack_bytes,
-        ..Default::default()
-    };
-    let stats = rt.block_on(export(&docker, &guard.id, target, opts));
-    drop(guard);
-    let stats = stats.map_err(|e| match e {
-        ExportError::Interrupted => Error::Interrupted,
-        ExportError::Stream(msg) => docker_err(format!("export failed: {msg}")),
-        ExportError::Unpack(e) => e.into(),
-    })?;
-    if stats.skipped_special > 0 {
-        ctx.reporter.debug(&format!(
-            "docker: dropped {} device nodes / FIFOs",
-            stats.skipped_special
-        ));
-    }
-
     let digests = inspect.repo_digests.unwrap_or_default();
     let reference = match repo_digest(image, &digests) {
         Some(dig) if !image.contains('@') => format!("{image}@{dig}"),
         _ => image.to_string(),
     };
-    Ok(SourceInfo {
+    let info = SourceInfo {
         kind: "docker".into(),
         reference,
         digest: Some(id),
-    })
+        created: super::epoch_of(inspect.created.as_deref()),
+    };
+    Ok((container, info))
 }
 
 #[cfg(test)]

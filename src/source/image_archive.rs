@@ -273,6 +273,8 @@ struct OciManifest {
 struct Config {
     #[serde(default)]
     rootfs: Option<RootFs>,
+    #[serde(default)]
+    created: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -502,6 +504,7 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
         kind: "image-archive".into(),
         reference,
         digest: Some(id),
+        created: super::epoch_of(config.created.as_deref()),
     })
 }
 

@@ -63,6 +63,19 @@ pub struct SourceInfo {
     /// Image id / digest, or the archive's sha256, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// When the input was made (an image's `created`), in seconds since the epoch: pack
+    /// clamps mtimes to it unless `SOURCE_DATE_EPOCH` is set, so what the build adds
+    /// (finish's files, an engine's placeholders) does not make two builds of one image
+    /// differ.
+    #[serde(skip)]
+    pub created: Option<u64>,
+}
+
+/// Seconds since the epoch of an RFC 3339 time as images record it
+/// (`2024-05-01T10:20:30.123456789Z`); `None` when absent or unreadable.
+pub fn epoch_of(rfc3339: Option<&str>) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(rfc3339?.trim()).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
 }
 
 /// What every backend gets: a runner for programs, a reporter for progress, and the
@@ -72,16 +85,54 @@ pub struct SourceCtx<'a> {
     pub reporter: &'a Reporter,
     /// 0: [`crate::tree::DEFAULT_MAX_BYTES`].
     pub max_unpack_bytes: u64,
+    /// Set when nothing but finish will write the tree: a backend whose input already is a
+    /// tree on this machine (a rootfs directory, an image's overlay layers) may then mount
+    /// it in place, with the overlay's upper and work directories created in this
+    /// (scratch) directory, instead of copying it into `target`.
+    pub in_place: Option<&'a Path>,
 }
 
-/// Fill `target` (an existing empty directory) from `spec`.
-pub fn fetch(spec: &SourceSpec, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+/// What keeps a tree read in place valid until the build is done: the overlay mount, and
+/// for a Docker image the container that pins its layers. Dropped in that order (the
+/// mount goes first), and before the build directory is removed.
+pub struct InPlace<'a> {
+    _overlay: crate::tree::overlay::Overlay,
+    _pin: Option<docker::Container<'a>>,
+}
+
+impl<'a> InPlace<'a> {
+    pub(crate) fn new(
+        overlay: crate::tree::overlay::Overlay,
+        pin: Option<docker::Container<'a>>,
+    ) -> Self {
+        InPlace {
+            _overlay: overlay,
+            _pin: pin,
+        }
+    }
+}
+
+/// Fill `target` (an existing empty directory) from `spec`, or mount the source on it
+/// read-only below an overlay when `ctx.in_place` allows (then the guard comes back too).
+pub fn fetch<'a>(
+    spec: &SourceSpec,
+    target: &Path,
+    ctx: &SourceCtx<'a>,
+) -> Result<(SourceInfo, Option<InPlace<'a>>), Error> {
+    let copied = |info| Ok((info, None));
     match spec {
-        SourceSpec::Debootstrap(b) => bootstrap::run(bootstrap::Tool::Debootstrap, b, target, ctx),
-        SourceSpec::Mmdebstrap(b) => bootstrap::run(bootstrap::Tool::Mmdebstrap, b, target, ctx),
+        SourceSpec::Debootstrap(b) => copied(bootstrap::run(
+            bootstrap::Tool::Debootstrap,
+            b,
+            target,
+            ctx,
+        )?),
+        SourceSpec::Mmdebstrap(b) => {
+            copied(bootstrap::run(bootstrap::Tool::Mmdebstrap, b, target, ctx)?)
+        }
         SourceSpec::Rootfs(r) => rootfs::run(r, target, ctx),
         SourceSpec::Docker(d) => docker::run(d, target, ctx),
-        SourceSpec::ImageArchive(a) => image_archive::run(a, target, ctx),
+        SourceSpec::ImageArchive(a) => copied(image_archive::run(a, target, ctx)?),
     }
 }
 

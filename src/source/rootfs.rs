@@ -5,13 +5,20 @@
 
 use std::path::Path;
 
-use super::{decompressed, Error, SourceCtx, SourceInfo};
+use super::{decompressed, Error, InPlace, SourceCtx, SourceInfo};
 use crate::pack::HashingReader;
 use crate::recipe::RootfsSource;
 use crate::runner::Cmd;
 use crate::tree::{unpack, Root, UnpackOptions};
 
-pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+pub fn run<'a>(
+    r: &RootfsSource,
+    target: &Path,
+    ctx: &SourceCtx<'a>,
+) -> Result<(SourceInfo, Option<InPlace<'a>>), Error> {
+    if let Some(mounted) = overlay(r, target, ctx) {
+        return Ok(mounted);
+    }
     let input = |p: &Path, msg: String| Error::Input {
         path: p.display().to_string(),
         msg,
@@ -33,11 +40,13 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
                 .arg(src)
                 .arg(target),
         )?;
-        return Ok(SourceInfo {
+        let info = SourceInfo {
             kind: "rootfs".into(),
             reference: dir.display().to_string(),
             digest: None,
-        });
+            created: None,
+        };
+        return Ok((info, None));
     }
     let tar = r.tar.as_ref().expect("validated: dir or tar");
     let file = std::fs::File::open(tar).map_err(|e| input(tar, format!("cannot open: {e}")))?;
@@ -59,96 +68,45 @@ pub fn run(r: &RootfsSource, target: &Path, ctx: &SourceCtx) -> Result<SourceInf
             stats.skipped_special
         ));
     }
-    Ok(SourceInfo {
+    let info = SourceInfo {
         kind: "rootfs".into(),
         reference: tar.display().to_string(),
         digest: Some(format!("sha256:{}", hashing.hex())),
-    })
+        created: None,
+    };
+    Ok((info, None))
 }
 
-/// A read-only-below overlay mount on the build tree; unmounted when dropped (before the
-/// build directory is removed, which never crosses a mount point).
-pub struct Overlay {
-    target: std::path::PathBuf,
-}
-
-impl Drop for Overlay {
-    fn drop(&mut self) {
-        let _ = nix::mount::umount2(
-            &self.target,
-            nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
-        );
-    }
-}
-
-/// Mount `dir` as the lower layer of an overlay on `target`, with the upper and work
-/// directories under `scratch`, instead of copying it. `None` (copy instead) unless we
-/// are root, the kernel mounts it, and the path needs no escaping in mount options.
-/// `index=on` keeps hard links whole when finish changes one of their names (a chmod
-/// copies the inode up once, for every name), so the packed tree is the one a copy gives.
+/// `dir` as the lower layer of an overlay on `target` (see [`crate::tree::overlay`])
+/// instead of a copy, when `ctx.in_place` allows and the overlay can be mounted here.
 /// `BUILD_DISTRO_COPY_ROOTFS=1` always copies (tests compare both ways).
-pub fn overlay(
+fn overlay<'a>(
     r: &RootfsSource,
     target: &Path,
-    scratch: &Path,
-    ctx: &SourceCtx,
-) -> Result<Option<(SourceInfo, Overlay)>, Error> {
-    let Some(dir) = &r.dir else { return Ok(None) };
-    if !rustix::process::geteuid().is_root()
-        || std::env::var_os("BUILD_DISTRO_COPY_ROOTFS").is_some_and(|v| v == "1")
-        || !dir.is_dir()
-    {
-        return Ok(None);
+    ctx: &SourceCtx<'a>,
+) -> Option<(SourceInfo, Option<InPlace<'a>>)> {
+    let (dir, scratch) = (r.dir.as_ref()?, ctx.in_place?);
+    if std::env::var_os("BUILD_DISTRO_COPY_ROOTFS").is_some_and(|v| v == "1") || !dir.is_dir() {
+        return None;
     }
-    let Ok(lower) = dir.canonicalize() else {
-        return Ok(None);
+    let lower = dir.canonicalize().ok()?;
+    let overlay = match crate::tree::overlay::mount(&[lower], target, scratch) {
+        Ok(o) => o,
+        Err(why) => {
+            ctx.reporter
+                .debug(&format!("rootfs: {why}; copying {}", dir.display()));
+            return None;
+        }
     };
-    let upper = scratch.join("upper");
-    let work = scratch.join("work");
-    let plain = |p: &Path| {
-        let s = p.to_string_lossy();
-        !s.is_empty() && !s.contains([',', ':', '\\', '=']) && !s.chars().any(char::is_whitespace)
-    };
-    if !plain(&lower) || !plain(&upper) || !plain(&work) {
-        return Ok(None);
-    }
-    for d in [&upper, &work] {
-        std::fs::create_dir(d).map_err(|e| Error::Input {
-            path: d.display().to_string(),
-            msg: format!("cannot create: {e}"),
-        })?;
-    }
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={},index=on",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    if let Err(e) = nix::mount::mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(data.as_str()),
-    ) {
-        ctx.reporter.debug(&format!(
-            "rootfs: no overlay mount ({e}), copying {}",
-            dir.display()
-        ));
-        return Ok(None);
-    }
     ctx.reporter.debug(&format!(
         "rootfs: {} mounted read-only below an overlay, not copied",
         dir.display()
     ));
-    Ok(Some((
-        SourceInfo {
-            kind: "rootfs".into(),
-            reference: dir.display().to_string(),
-            digest: None,
-        },
-        Overlay {
-            target: target.to_path_buf(),
-        },
-    )))
+    let info = SourceInfo {
+        kind: "rootfs".into(),
+        reference: dir.display().to_string(),
+        digest: None,
+        created: None,
+    };
+    Some((info, Some(InPlace::new(overlay, None))))
 }

@@ -6,6 +6,7 @@
 
 #[doc(hidden)]
 pub mod fuzz;
+pub mod overlay;
 mod unpack;
 
 use std::collections::HashSet;

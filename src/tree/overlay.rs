@@ -1,0 +1,83 @@
+//! A tree read in place: an overlay mount whose lower layers are directories we never
+//! write (a rootfs directory, the layers of a Docker image) and whose upper layer, in the
+//! build directory, takes whatever later stages change. Nothing is copied, so packing
+//! reads the source where it lies.
+
+use std::path::{Path, PathBuf};
+
+/// The mount on the build tree; unmounted when dropped (before the build directory is
+/// removed, which never crosses a mount point).
+#[derive(Debug)]
+pub struct Overlay {
+    target: PathBuf,
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(
+            &self.target,
+            nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+        );
+    }
+}
+
+/// The kernel's limit on the option string of `mount(2)` (one page).
+const MAX_OPTIONS: usize = 4000;
+
+/// Mount `lowers` (topmost first) below an overlay on `target`, with the upper and work
+/// directories created under `scratch`. `Err` says why not (not root, a path that needs
+/// escaping in mount options, too many layers for one option string, the kernel refused),
+/// and the caller copies instead.
+///
+/// `index=on` keeps hard links whole when a later stage changes one of their names (a
+/// chmod copies the inode up once, for every name), so the tree is the one a copy gives.
+pub fn mount(lowers: &[PathBuf], target: &Path, scratch: &Path) -> Result<Overlay, String> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("mounting needs root".into());
+    }
+    let upper = scratch.join("upper");
+    let work = scratch.join("work");
+    let plain = |p: &Path| {
+        let s = p.to_string_lossy();
+        !s.is_empty() && !s.contains([',', ':', '\\', '=']) && !s.chars().any(char::is_whitespace)
+    };
+    if lowers.is_empty() {
+        return Err("no layer to mount".into());
+    }
+    if let Some(p) = lowers.iter().chain([&upper, &work]).find(|p| !plain(p)) {
+        return Err(format!(
+            "{} would need escaping in the mount options",
+            p.display()
+        ));
+    }
+    let lowerdir = lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let data = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={},index=on",
+        upper.display(),
+        work.display()
+    );
+    if data.len() > MAX_OPTIONS {
+        return Err(format!(
+            "{} layers do not fit in one mount option string",
+            lowers.len()
+        ));
+    }
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    nix::mount::mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(data.as_str()),
+    )
+    .map_err(|e| format!("the kernel refused the overlay mount: {e}"))?;
+    Ok(Overlay {
+        target: target.to_path_buf(),
+    })
+}
