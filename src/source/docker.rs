@@ -1,8 +1,11 @@
 //! `docker` backend: the tree of an image, taken through the Docker Engine API (bollard,
-//! honouring `DOCKER_HOST`). The image is pulled only as `[source] pull` allows; a
-//! container is created but never started, its export stream goes straight into
-//! [`crate::tree::unpack`], and a guard removes the container on every exit path (success,
-//! error, Ctrl-C). What the export adds for a container (`/.dockerenv`, the empty
+//! honouring `DOCKER_HOST`). The image is pulled only as `[source] pull` allows and a
+//! container of it is created but never started, which pins the image while it is read.
+//! When only finish will write the tree and the engine keeps the container's layers as
+//! overlay directories on this machine, they are mounted read-only below an overlay
+//! ([`layers`]); otherwise the container's export stream goes straight into
+//! [`crate::tree::unpack`]. A guard removes the container on every exit path (success,
+//! error, Ctrl-C). What the engine adds for a container (`/.dockerenv`, the empty
 //! `/etc/hosts`-style placeholders, `/dev` entries) is cleaned up by the finish stage.
 
 use std::time::Duration;
@@ -262,6 +265,8 @@ pub fn run<'a>(
 /// `overlay`), and every layer is a directory here. The container's own (empty, never
 /// started) upper layer is one of them, and it was created a moment ago under a random
 /// id, so finding it proves the engine runs on this machine, in this mount namespace.
+/// An engine with user namespaces (userns-remap, rootless) stores shifted owners, so it
+/// is exported instead.
 /// `BUILD_DISTRO_DOCKER_EXPORT=1` always exports (tests compare both ways).
 fn layers(container: &Container) -> Result<Vec<std::path::PathBuf>, String> {
     if std::env::var_os("BUILD_DISTRO_DOCKER_EXPORT").is_some_and(|v| v == "1") {
@@ -271,6 +276,19 @@ fn layers(container: &Container) -> Result<Vec<std::path::PathBuf>, String> {
         return Err("reading the engine's layers in place needs root".into());
     }
     let Engine { rt, docker } = &container.engine;
+    // With user namespaces (userns-remap, rootless) the layers hold shifted owners that
+    // only the engine maps back.
+    let info = rt
+        .block_on(docker.info())
+        .map_err(|e| format!("cannot read the engine's info: {}", one_line(&e)))?;
+    if let Some(opt) = info
+        .security_options
+        .unwrap_or_default()
+        .into_iter()
+        .find(|o| o.contains("name=userns") || o.contains("name=rootless"))
+    {
+        return Err(format!("the engine stores shifted owners ({opt})"));
+    }
     let inspect = rt
         .block_on(docker.inspect_container(&container.id, None))
         .map_err(|e| {

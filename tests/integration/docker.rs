@@ -2,7 +2,9 @@
 //! registry), the tree compared with `docker export` and `docker save`, containers
 //! cleaned up on success, failure and Ctrl-C, and the one-line errors. OCI layouts with
 //! opaque directories and cross-layer hardlinks are generated in code, since the `vfs`
-//! storage driver never writes `.wh..wh..opq`.
+//! storage driver never writes `.wh..wh..opq`. On an `overlay2` engine (what
+//! `scripts/test.sh` starts when the kernel allows) the image's layers are read in place,
+//! and the result is compared with the export's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -358,6 +360,145 @@ fn layered_image_equals_export_and_save() {
     );
     assert_export_minus_finish(&img.0, &tree, d.path());
     assert_save_equals(&img.0, &tree, d.path());
+}
+
+/// The image's own layer directories when the engine keeps them as overlay2 layers
+/// (`None` under another storage driver), each with its tree manifest.
+fn overlay2_layers(image: &str) -> Option<Vec<(String, BTreeMap<String, String>)>> {
+    if docker(&["info", "-f", "{{.Driver}}"]) != "overlay2" {
+        return None;
+    }
+    let data = docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .GraphDriver.Data}}",
+        image,
+    ]);
+    let data: BTreeMap<String, String> = serde_json::from_str(&data).unwrap();
+    let dirs = std::iter::once(data["UpperDir"].as_str())
+        .chain(data.get("LowerDir").map_or("", String::as_str).split(':'))
+        .filter(|d| !d.is_empty());
+    Some(
+        dirs.map(|d| (d.to_string(), tree_manifest(Path::new(d))))
+            .collect(),
+    )
+}
+
+/// `build` of a `.tar.gz` with `-v`, insisting on success: the archive and the log.
+fn build_targz(recipe: &Path, out: &Path, work: &Path, export: bool) -> (Vec<u8>, String) {
+    let mut c = bin();
+    if export {
+        c.env("BUILD_DISTRO_DOCKER_EXPORT", "1");
+    }
+    c.env_remove("SOURCE_DATE_EPOCH");
+    let (code, stdout, err) = run(c
+        .arg("-v")
+        .arg("build")
+        .arg(recipe)
+        .arg("--out")
+        .arg(out)
+        .arg("--work-dir")
+        .arg(work));
+    assert_eq!(code, 0, "build failed:\n{stdout}\n{err}");
+    let name = recipe.file_stem().unwrap().to_string_lossy().into_owned();
+    (
+        std::fs::read(out.join(format!("{name}.tar.gz"))).unwrap(),
+        err,
+    )
+}
+
+/// On an overlay2 engine the image's layers are read where they lie, below an overlay,
+/// instead of exported: the archive is byte for byte the one the export gives (the
+/// image's creation time bounds every mtime, so the container's fresh placeholders do
+/// not show), the engine's layer directories are untouched, and no container or mount
+/// is left. Under another storage driver the same build falls back to the export.
+#[test]
+fn layers_read_in_place_give_the_exports_archive() {
+    crate::require_docker!();
+    let img = layered_image("in-place");
+    let d = support::tempdir();
+    let r = recipe(d.path(), "in-place", &docker_source(&img.0));
+    let work = d.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let layers = overlay2_layers(&img.0);
+    if layers.is_none() {
+        eprintln!("NOTE: the engine's storage driver is not overlay2: only the fallback to export is tested here");
+    }
+
+    let (in_place, log) = build_targz(&r, &d.path().join("a"), &work, false);
+    assert_eq!(
+        log.contains("mounted read-only below an overlay, not exported"),
+        layers.is_some(),
+        "{log}"
+    );
+    let (exported, log) = build_targz(&r, &d.path().join("b"), &work, true);
+    assert!(
+        log.contains("BUILD_DISTRO_DOCKER_EXPORT=1; exporting"),
+        "{log}"
+    );
+    assert!(
+        in_place == exported,
+        "reading the layers in place changed the distro"
+    );
+    // Twice the same way: the same bytes (the placeholders of a new container are newer
+    // than the image, so their times are clamped).
+    let (again, _) = build_targz(&r, &d.path().join("c"), &work, false);
+    assert!(again == in_place, "two builds of one image differ");
+
+    assert_eq!(
+        overlay2_layers(&img.0),
+        layers,
+        "a layer of the image changed"
+    );
+    assert!(
+        containers_of(&img.0).is_empty(),
+        "a container was left behind"
+    );
+    assert!(support::mounts_under(d.path()).is_empty());
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+}
+
+/// A build that fails after the layers were mounted (finish refuses the recipe's uWSGI
+/// binary) leaves neither the mount nor the container behind.
+#[test]
+fn failed_in_place_build_leaves_no_mount_or_container() {
+    crate::require_docker!();
+    let img = imported_image("in-place-fails");
+    let d = support::tempdir();
+    let r = write_recipe(
+        d.path(),
+        "fails.toml",
+        &format!(
+            "[distro]\nname = \"fails\"\n[source]\n{}\n[uwsgi]\nbinary = \"/no/such/uwsgi\"\n",
+            docker_source(&img.0)
+        ),
+    );
+    let work = d.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let (code, stdout, err) = run(bin()
+        .arg("-v")
+        .arg("build")
+        .arg(&r)
+        .arg("--out")
+        .arg(d.path().join("out"))
+        .arg("--work-dir")
+        .arg(&work));
+    assert_eq!(code, 2, "{stdout}\n{err}");
+    assert!(
+        err.contains("[uwsgi] binary = /no/such/uwsgi: not a file in the tree"),
+        "{err}"
+    );
+    if overlay2_layers(&img.0).is_some() {
+        assert!(err.contains("not exported"), "{err}");
+    }
+    assert!(
+        containers_of(&img.0).is_empty(),
+        "a container was left behind"
+    );
+    assert!(support::mounts_under(d.path()).is_empty());
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    assert!(!d.path().join("out/fails.tar.gz").exists());
 }
 
 #[test]
@@ -937,6 +1078,8 @@ fn no_container_left_after_interrupt_mid_export() {
         .arg("--out")
         .arg(d.path().join("out"))
         .env("DOCKER_HOST", format!("unix://{}", proxy.socket.display()))
+        // The export is what this tests (an overlay2 engine's layers would be read in place).
+        .env("BUILD_DISTRO_DOCKER_EXPORT", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -980,7 +1123,11 @@ fn no_container_left_after_failed_export() {
     let proxy = start_proxy(d.path(), Mode::Cut);
     let r = recipe(d.path(), "cut", &docker_source(&img.0));
     let host = format!("unix://{}", proxy.socket.display());
-    let (code, err) = build_fails(&r, &d.path().join("out"), &[("DOCKER_HOST", &host)]);
+    let env = [
+        ("DOCKER_HOST", host.as_str()),
+        ("BUILD_DISTRO_DOCKER_EXPORT", "1"),
+    ];
+    let (code, err) = build_fails(&r, &d.path().join("out"), &env);
     proxy.reached.try_recv().expect("the export was cut");
     assert_eq!(code, 1, "{err}");
     assert!(
