@@ -26,8 +26,11 @@ const MAX_OPTIONS: usize = 4000;
 
 /// Mount `lowers` (topmost first) below an overlay on `target`, with the upper and work
 /// directories created under `scratch`. `Err` says why not (not root, a path that needs
-/// escaping in mount options, too many layers for one option string, the kernel refused),
-/// and the caller copies instead.
+/// escaping in mount options, the kernel refused), and the caller copies instead.
+///
+/// The layers go into one `mount(2)` option string when they fit in it; an image of many
+/// layers is mounted through the new mount API instead, one `lowerdir+` at a time (Linux
+/// 6.8 and later), as the string is limited to a page.
 ///
 /// `index=on` keeps hard links whole when a later stage changes one of their names (a
 /// chmod copies the inode up once, for every name), so the tree is the one a copy gives.
@@ -60,24 +63,58 @@ pub fn mount(lowers: &[PathBuf], target: &Path, scratch: &Path) -> Result<Overla
         upper.display(),
         work.display()
     );
-    if data.len() > MAX_OPTIONS {
-        return Err(format!(
-            "{} layers do not fit in one mount option string",
-            lowers.len()
-        ));
-    }
     for d in [&upper, &work] {
         std::fs::create_dir(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
-    nix::mount::mount(
-        Some("overlay"),
-        target,
-        Some("overlay"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(data.as_str()),
-    )
-    .map_err(|e| format!("the kernel refused the overlay mount: {e}"))?;
+    if data.len() <= MAX_OPTIONS {
+        nix::mount::mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(data.as_str()),
+        )
+        .map_err(|e| format!("the kernel refused the overlay mount: {e}"))?;
+    } else {
+        mount_layer_by_layer(lowers, &upper, &work, target).map_err(|e| {
+            format!(
+                "{} layers do not fit in one mount option string, and the kernel refused them one by one (lowerdir+ needs Linux 6.8): {e}",
+                lowers.len()
+            )
+        })?;
+    }
     Ok(Overlay {
         target: target.to_path_buf(),
     })
+}
+
+/// The same overlay through `fsopen`/`fsconfig`/`fsmount`/`move_mount`, which take each
+/// lower layer as its own parameter.
+fn mount_layer_by_layer(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> rustix::io::Result<()> {
+    use rustix::mount::*;
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for l in lowers {
+        fsconfig_set_string(&fs, "lowerdir+", l)?;
+    }
+    fsconfig_set_string(&fs, "upperdir", upper)?;
+    fsconfig_set_string(&fs, "workdir", work)?;
+    fsconfig_set_string(&fs, "index", "on")?;
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+    )?;
+    move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
 }
