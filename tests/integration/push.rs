@@ -413,6 +413,8 @@ fn sigkill_mid_transfer_leaves_the_previous_distro_and_the_next_push_succeeds() 
         .args(["--to", "39021", "--no-register", "--ssh-host", "127.0.0.1"])
         .args(lab.ssh_flags())
         .args(["--transport", "rsync", "--bwlimit", "1000"])
+        // SIGKILL leaves the local staging directory behind: keep it in this test's own.
+        .env("TMPDIR", out.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
