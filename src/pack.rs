@@ -260,6 +260,7 @@ pub fn write_tar<W: Write>(
         // Mount points below the tree (the tree itself may be an overlay mount).
         let mounts = crate::tree::mount_points_under(dir);
         let dev = dir.metadata().map_err(|e| Error::io(dir, e))?.dev();
+        let mnt_id = crate::tree::mount_id_of(dir);
         for (i, e) in walked.iter().enumerate() {
             done.store(i, Ordering::Relaxed);
             let rel = e.path().strip_prefix(dir).expect("below dir").to_path_buf();
@@ -275,7 +276,11 @@ pub fn write_tar<W: Write>(
             // walkdir does not follow symlinks, but it does cross mount points.
             // The walk starts at the canonical `dir` and never follows a symlink, so its
             // paths compare with mountinfo's as they are.
-            if md.dev() != dev || mounts.contains(e.path()) {
+            // A device of its own is another mount unless the mount id says otherwise: an
+            // overlay whose layers span filesystems gives each layer's files its st_dev.
+            let crossed = md.dev() != dev
+                && (mnt_id.is_none() || crate::tree::mount_id_of(e.path()) != mnt_id);
+            if crossed || mounts.contains(e.path()) {
                 return Err(Error::MountPoint {
                     path: e.path().display().to_string(),
                 });

@@ -418,6 +418,12 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The mount id of `path` (not following a final symlink), by `statx`; `None` when the
+/// kernel cannot tell (before Linux 5.8) or `path` cannot be read.
+pub fn mount_id_of(path: &Path) -> Option<u64> {
+    mount_id(rustix::fs::CWD, path.as_os_str()).0
+}
+
 /// The mount id of `name` in `dir` (not following a final symlink) and whether it is the
 /// root of a mount, by `statx`. The id is `None` when the kernel cannot tell (before
 /// Linux 5.8); the device and mountinfo checks still apply then.
@@ -444,17 +450,17 @@ struct Fence<'a> {
 }
 
 impl Fence<'_> {
-    /// Whether `name` in `dir` (host path `host`) lies beyond the fence. Three checks,
-    /// because each misses something alone: `st_dev` misses a bind mount of the same
-    /// filesystem; mountinfo paths miss a tree reached through another path; the mount
-    /// id needs Linux 5.8.
+    /// Whether `name` in `dir` (host path `host`) lies beyond the fence. Mountinfo paths
+    /// miss a tree reached through another path, so the mount id (Linux 5.8) decides too;
+    /// without it, `st_dev` does (which misses a bind mount of the same filesystem). The
+    /// device alone would be wrong with the id at hand: an overlay whose layers span
+    /// filesystems gives its files their layer's own `st_dev`, all in one mount.
     fn crosses(&self, dir: &OwnedFd, name: &OsStr, st: &Stat, host: &Path) -> bool {
-        st.st_dev != self.dev
-            || self.mounts.contains(host)
-            || match mount_id(dir, name) {
-                (_, true) => true,
-                (Some(b), _) => self.mnt_id.is_some_and(|a| a != b),
-                (None, _) => false,
+        self.mounts.contains(host)
+            || match (self.mnt_id, mount_id(dir, name)) {
+                (_, (_, true)) => true,
+                (Some(a), (Some(b), _)) => a != b,
+                _ => st.st_dev != self.dev,
             }
     }
 }

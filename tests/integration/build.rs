@@ -262,8 +262,7 @@ fn rootfs_dir_read_in_place_equals_a_copy() {
         "r.toml",
         "[distro]\nname = \"bb\"\n[source]\ntype = \"rootfs\"\ndir = \"tree\"\n[nss]\nmode = \"none\"\n",
     );
-    let work = d.path().join("work");
-    let build = |out: &str, copy: bool| -> Vec<u8> {
+    let build_in = |work: &Path, out: &str, copy: bool| -> Vec<u8> {
         let mut c = bin();
         c.env("SOURCE_DATE_EPOCH", "1700000000");
         if copy {
@@ -276,7 +275,7 @@ fn rootfs_dir_read_in_place_equals_a_copy() {
             .arg("--out")
             .arg(d.path().join(out))
             .arg("--work-dir")
-            .arg(&work));
+            .arg(work));
         assert_eq!(code, 0, "{err}");
         assert_eq!(
             err.contains("mounted read-only below an overlay"),
@@ -285,9 +284,20 @@ fn rootfs_dir_read_in_place_equals_a_copy() {
         );
         std::fs::read(d.path().join(out).join("bb.tar.gz")).unwrap()
     };
-    let in_place = build("a", false);
-    let copied = build("b", true);
+    let work = d.path().join("work");
+    let in_place = build_in(&work, "a", false);
+    let copied = build_in(&work, "b", true);
     assert!(in_place == copied, "reading in place changed the distro");
+    // The build directory on another filesystem (a tmpfs /tmp, say): the overlay then
+    // spans two filesystems and gives each layer's files that layer's st_dev.
+    let tmpfs = support::Tmpfs::mount(&d.path().join("tmpfs"));
+    let across = build_in(tmpfs.path(), "c", false);
+    assert!(
+        across == in_place,
+        "a build directory on a tmpfs changed the distro"
+    );
+    assert_eq!(std::fs::read_dir(tmpfs.path()).unwrap().count(), 0);
+    drop(tmpfs);
     assert_eq!(listing(&tree), before, "the source directory changed");
     assert!(support::mounts_under(d.path()).is_empty());
     assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);

@@ -478,6 +478,15 @@ fn layers_read_in_place_give_the_exports_archive() {
     // than the image, so their times are clamped).
     let (again, _) = build_targz(&r, &d.path().join("c"), &work, false);
     assert_same_archive(&again, &in_place, "two builds of one image differ");
+    // The build directory on another filesystem than the engine's layers (a tmpfs /tmp).
+    let tmpfs = support::Tmpfs::mount(&d.path().join("tmpfs"));
+    let (across, _) = build_targz(&r, &d.path().join("d"), tmpfs.path(), false);
+    assert_same_archive(
+        &across,
+        &in_place,
+        "a build directory on a tmpfs changed the distro",
+    );
+    drop(tmpfs);
 
     assert_eq!(
         overlay2_layers(&img.0),

@@ -133,6 +133,34 @@ pub fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
+/// A tmpfs mounted for one test (root only), unmounted when dropped.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1g"),
+        )
+        .expect("mount a tmpfs");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
 /// Mount points currently at or below `dir` (from /proc/self/mountinfo).
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
