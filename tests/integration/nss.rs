@@ -27,13 +27,42 @@ fn container_uids_resolve_in_a_finished_debian_tree() {
     crate::require_root!();
     let d = support::tempdir();
     let tree = support::finished_debian(d.path());
+    assert_container_uids_resolve(&tree, "usr/lib/x86_64-linux-gnu");
+}
 
+/// The module built here (glibc 2.36) works in Debian 11's glibc 2.31, installed next to
+/// its `libc.so.6` in `/lib` (bullseye is not merged-/usr).
+#[test]
+fn container_uids_resolve_in_an_older_glibc() {
+    crate::require_root!();
+    // Debian moves old releases off its main mirror in the end: then say so, not fail.
+    let release = "http://deb.debian.org/debian/dists/bullseye/InRelease";
+    if let Err(ureq::Error::StatusCode(404)) = ureq::head(release).call() {
+        eprintln!("SKIPPED: {release} is gone (bullseye left the main mirror)");
+        return;
+    }
+    let d = support::tempdir();
+    let tree = d.path().join("bullseye");
+    support::copy_tree(&support::bullseye_tree(), &tree);
+    let libc = std::fs::read_link(tree.join("lib/x86_64-linux-gnu/libc.so.6")).unwrap();
+    assert_eq!(
+        libc.to_string_lossy(),
+        "libc-2.31.so",
+        "not the glibc this test is about"
+    );
+    assert_container_uids_resolve(&tree, "lib/x86_64-linux-gnu");
+}
+
+/// What the platform needs of a finished glibc tree: `unbit` in nsswitch.conf, the module
+/// in `libdir` beside libc, and container uids (only those) answered inside a chroot.
+fn assert_container_uids_resolve(tree: &Path, libdir: &str) {
+    let tree = tree.to_path_buf();
     let conf = std::fs::read_to_string(tree.join("etc/nsswitch.conf")).unwrap();
     assert!(
         build_distro::finish::nss::nsswitch_lists_unbit(&conf),
         "{conf}"
     );
-    let module = tree.join("usr/lib/x86_64-linux-gnu/libnss_unbit.so.2");
+    let module = tree.join(libdir).join("libnss_unbit.so.2");
     let md = std::fs::metadata(&module).expect("module installed next to libc.so.6");
     assert_eq!(md.permissions().mode() & 0o7777, 0o644);
 

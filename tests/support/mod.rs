@@ -96,27 +96,50 @@ packages = ["net-tools", "ca-certificates", "uwsgi-core", "uwsgi-plugin-python3"
 /// not modify it: copy it with [`copy_tree`] first.
 pub fn debian_tree() -> PathBuf {
     static TREE: OnceLock<PathBuf> = OnceLock::new();
-    TREE.get_or_init(|| {
-        let dir = fixtures_dir();
-        let tree = dir.join("fixture-bookworm");
-        std::fs::create_dir_all(&dir).unwrap();
-        // Several test processes (or checkouts) may share the cache: build under a lock.
-        let lock = std::fs::File::create(dir.join(".lock")).unwrap();
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
-        if tree.join("etc/build-distro.json").is_file() {
-            return tree;
-        }
-        let recipe = dir.join("fixture-bookworm.toml");
-        std::fs::write(&recipe, DEBIAN_FIXTURE_RECIPE).unwrap();
-        let (code, out, err) = run(bin()
-            .arg("build")
-            .arg(&recipe)
-            .args(["--format", "dir", "--out"])
-            .arg(&dir));
-        assert_eq!(code, 0, "building the Debian fixture failed:\n{out}\n{err}");
-        tree
-    })
-    .clone()
+    TREE.get_or_init(|| fixture_tree("fixture-bookworm", DEBIAN_FIXTURE_RECIPE))
+        .clone()
+}
+
+/// Debian 11 (glibc 2.31, libraries in `/lib`, not merged-/usr): the NSS module must load
+/// in a glibc older than the one it is built on.
+pub const BULLSEYE_FIXTURE_RECIPE: &str = r#"
+[distro]
+name = "fixture-bullseye"
+[source]
+type = "mmdebstrap"
+suite = "bullseye"
+variant = "minbase"
+packages = ["net-tools", "uwsgi-core"]
+"#;
+
+/// The finished bullseye tree, cached like [`debian_tree`].
+pub fn bullseye_tree() -> PathBuf {
+    static TREE: OnceLock<PathBuf> = OnceLock::new();
+    TREE.get_or_init(|| fixture_tree("fixture-bullseye", BULLSEYE_FIXTURE_RECIPE))
+        .clone()
+}
+
+/// `build --format dir` of `recipe` into the fixtures directory as `name`, unless a
+/// finished tree is there already. Several test processes (or checkouts) may share the
+/// cache: the build runs under a lock.
+fn fixture_tree(name: &str, recipe: &str) -> PathBuf {
+    let dir = fixtures_dir();
+    let tree = dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    if tree.join("etc/build-distro.json").is_file() {
+        return tree;
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, recipe).unwrap();
+    let (code, out, err) = run(bin()
+        .arg("build")
+        .arg(&path)
+        .args(["--format", "dir", "--out"])
+        .arg(&dir));
+    assert_eq!(code, 0, "building the fixture {name} failed:\n{out}\n{err}");
+    tree
 }
 
 /// `cp -a` a tree (keeps hard links, modes, times).
