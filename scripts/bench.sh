@@ -51,12 +51,22 @@ tree="$work/base/bench-base"
 [ -d "$tree" ] || "$bin" -q build "$work/base.toml" --format dir --out "$work/base" >/dev/null
 docker image inspect bd-bench:latest >/dev/null 2>&1 || tar -C "$tree" -cf - . | docker import - bd-bench:latest >/dev/null
 [ -f "$work/image.tar" ] || docker save bd-bench:latest -o "$work/image.tar"
+# The same image twice over (the tree again under /srv/copy, hard links dereferenced):
+# the image-archive source's memory must not grow with the image.
+if [ ! -f "$work/image-big.tar" ]; then
+  rm -rf "$work/big" && cp -al "$tree" "$work/big" && mkdir -p "$work/big/srv" && cp -al "$tree" "$work/big/srv/copy"
+  docker image inspect bd-bench-big:latest >/dev/null 2>&1 ||
+    tar --hard-dereference -C "$work/big" -cf - . | docker import - bd-bench-big:latest >/dev/null
+  docker save bd-bench-big:latest -o "$work/image-big.tar"
+  rm -rf "$work/big"
+fi
 docker rm -f bd-bench-ctr >/dev/null 2>&1 || true
 docker create --name bd-bench-ctr bd-bench:latest /bin/true >/dev/null
 input_bytes=$(du -sb "$tree" | cut -f1)
 
 printf '[distro]\nname = "bench"\n[source]\ntype = "docker"\nimage = "bd-bench:latest"\npull = "never"\n[nss]\nmode = "none"\n' >"$work/docker.toml"
 printf '[distro]\nname = "bench"\n[source]\ntype = "image-archive"\nfile = "%s"\n[nss]\nmode = "none"\n' "$work/image.tar" >"$work/archive.toml"
+printf '[distro]\nname = "bench"\n[source]\ntype = "image-archive"\nfile = "%s"\n[nss]\nmode = "none"\n' "$work/image-big.tar" >"$work/archive-big.toml"
 printf '[distro]\nname = "bench"\n[source]\ntype = "rootfs"\ndir = "%s"\n[nss]\nmode = "none"\n' "$tree" >"$work/dir.toml"
 
 results="$work/results.tsv"
@@ -93,6 +103,7 @@ run "docker create+export | pigz -6" "$work/o/x.tar.gz" "c=\$(docker create bd-b
 run "build-distro build (docker)" "$work/o/bench.tar.gz" "$bin -q build $work/docker.toml --out $work/o"
 run "build-distro build (docker, export)" "$work/o/bench.tar.gz" "BUILD_DISTRO_DOCKER_EXPORT=1 $bin -q build $work/docker.toml --out $work/o"
 run "build-distro build (image-archive)" "$work/o/bench.tar.gz" "$bin -q build $work/archive.toml --out $work/o"
+run "build-distro build (image-archive, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/archive-big.toml --out $work/o"
 run "tar -czf (directory)" "$work/o/x.tar.gz" "tar -C $tree -czf $work/o/x.tar.gz ."
 run "build-distro build (rootfs dir)" "$work/o/bench.tar.gz" "$bin -q build $work/dir.toml --out $work/o"
 
@@ -130,6 +141,9 @@ summary = {
     "image-archive: speedup vs pigz": ratio("docker export | pigz -6", "build-distro build (image-archive)"),
     "dir: speedup vs tar -czf": ratio("tar -czf (directory)", "build-distro build (rootfs dir)"),
 }
+one, two = by.get("build-distro build (image-archive)"), by.get("build-distro build (image-archive, 2x image)")
+if one and two:
+    summary["image-archive: peak RSS MB (1x, 2x image)"] = [round(one["peak_rss_kb"] / 1024), round(two["peak_rss_kb"] / 1024)]
 if "build-distro build (docker)" in by and "docker export | gzip -6" in by:
     summary["docker: size vs gzip"] = round(by["build-distro build (docker)"]["output_bytes"] / by["docker export | gzip -6"]["output_bytes"], 3)
 doc = {"cores": int(cores), "docker_storage_driver": driver, "input_bytes": int(inp), "results": rows, "summary": summary,
