@@ -89,7 +89,7 @@ run() {
   local mbs
   mbs=$(awk "BEGIN{printf \"%.1f\", $input_bytes/1048576/$best}")
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$best" "$mbs" "$size" "$rss" >>"$results"
-  printf '  %-36s %7.2fs %8s MB/s %12s bytes %8s KB RSS\n' "$name" "$best" "$mbs" "$size" "$rss"
+  printf '  %-44s %7.2fs %8s MB/s %12s bytes %8s KB RSS\n' "$name" "$best" "$mbs" "$size" "$rss"
 }
 
 echo "bench: $REPS runs each, input $(awk "BEGIN{printf \"%.0f\", $input_bytes/1048576}") MiB, $(nproc) cores, Docker storage driver $driver"
@@ -152,6 +152,6 @@ doc = {"cores": int(cores), "docker_storage_driver": driver, "input_bytes": int(
 json.dump(doc, open(out, "w"), indent=2)
 print()
 for k, v in summary.items():
-    print(f"  {k:40} {v}")
+    print(f"  {k:44} {v}")
 print(f"\nbench: results in {out}")
 PY
