@@ -32,6 +32,9 @@ pub enum Error {
     },
     #[error("{path}: a mount point inside the tree; unmount it before packing (the archive must hold the distro, not what is mounted on it)")]
     MountPoint { path: String },
+    /// Ctrl-C while packing: the partial output is removed.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
@@ -263,6 +266,7 @@ pub fn write_tar<W: Write>(
         let mnt_id = crate::tree::mount_id_of(dir);
         for (i, e) in walked.iter().enumerate() {
             done.store(i, Ordering::Relaxed);
+            crate::error::check_interrupted().map_err(|_| Error::Interrupted)?;
             let rel = e.path().strip_prefix(dir).expect("below dir").to_path_buf();
             if rel == Path::new(PROVENANCE) {
                 continue;

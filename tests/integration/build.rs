@@ -326,3 +326,65 @@ fn rootfs_dir_read_in_place_equals_a_copy() {
         || e.0 == ".dockerenv"
         || (e.0.starts_with("dev/") && e.0 != "dev/")));
 }
+
+/// Ctrl-C while the archive is being written stops the build at once: exit 1, no partial
+/// archive, no report, no mount and an empty work directory (the Debian fixture, read in
+/// place, packs for seconds, so the signal lands mid-pack).
+#[test]
+fn interrupt_while_packing_leaves_nothing() {
+    crate::require_root!();
+    use std::io::BufRead;
+    let d = support::tempdir();
+    let r = write_recipe(
+        d.path(),
+        "deb.toml",
+        &format!(
+            "[distro]\nname = \"deb\"\n[source]\ntype = \"rootfs\"\ndir = \"{}\"\n",
+            support::debian_tree().display()
+        ),
+    );
+    let (out, work) = (d.path().join("out"), d.path().join("work"));
+    std::fs::create_dir(&work).unwrap();
+    let mut child = bin()
+        .arg("-v")
+        .arg("build")
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(&work)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("pack: started") {
+            break;
+        }
+    }
+    assert!(log.contains("pack: started"), "{log}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    for line in lines {
+        log.push_str(&line.unwrap());
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(log.ends_with("build-distro: error: interrupted\n"), "{log}");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "something was left in --out"
+    );
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    assert!(support::mounts_under(d.path()).is_empty());
+}
