@@ -221,18 +221,18 @@ pub fn run<'a>(
         msg,
     };
     if let Some(scratch) = ctx.in_place {
-        match layers(&container) {
-            Ok(lowers) => match crate::tree::overlay::mount(&lowers, target, scratch) {
-                Ok(overlay) => {
-                    ctx.reporter.debug(&format!(
-                        "docker: the {} layers of container {} mounted read-only below an overlay, not exported",
-                        lowers.len(),
-                        container.id
-                    ));
-                    return Ok((info, Some(InPlace::new(overlay, Some(container)))));
-                }
-                Err(why) => ctx.reporter.debug(&format!("docker: {why}; exporting")),
-            },
+        let mounted = layers(&container).and_then(|lowers| {
+            let overlay = crate::tree::overlay::mount(&lowers, target, scratch)?;
+            Ok((lowers.len(), overlay))
+        });
+        match mounted {
+            Ok((n, overlay)) => {
+                ctx.reporter.debug(&format!(
+                    "docker: the {n} layers of container {} mounted read-only below an overlay, not exported",
+                    container.id
+                ));
+                return Ok((info, Some(InPlace::new(overlay, Some(container)))));
+            }
             Err(why) => ctx.reporter.debug(&format!("docker: {why}; exporting")),
         }
     }
@@ -271,9 +271,6 @@ pub fn run<'a>(
 fn layers(container: &Container) -> Result<Vec<std::path::PathBuf>, String> {
     if std::env::var_os("BUILD_DISTRO_DOCKER_EXPORT").is_some_and(|v| v == "1") {
         return Err("BUILD_DISTRO_DOCKER_EXPORT=1".into());
-    }
-    if !rustix::process::geteuid().is_root() {
-        return Err("reading the engine's layers in place needs root".into());
     }
     let Engine { rt, docker } = &container.engine;
     // With user namespaces (userns-remap, rootless) the layers hold shifted owners that

@@ -16,9 +16,6 @@ pub fn run<'a>(
     target: &Path,
     ctx: &SourceCtx<'a>,
 ) -> Result<(SourceInfo, Option<InPlace<'a>>), Error> {
-    if let Some(mounted) = overlay(r, target, ctx) {
-        return Ok(mounted);
-    }
     let input = |p: &Path, msg: String| Error::Input {
         path: p.display().to_string(),
         msg,
@@ -30,6 +27,15 @@ pub fn run<'a>(
                 "not a directory; fix [source] dir in the recipe".into(),
             ));
         }
+        let info = SourceInfo {
+            kind: "rootfs".into(),
+            reference: dir.display().to_string(),
+            digest: None,
+            created: None,
+        };
+        if let Some(mounted) = overlay(dir, target, ctx) {
+            return Ok((info, Some(mounted)));
+        }
         // cp -a keeps hardlinks, modes, times, xattrs and special files exactly.
         let mut src = dir.as_os_str().to_os_string();
         src.push("/.");
@@ -40,12 +46,6 @@ pub fn run<'a>(
                 .arg(src)
                 .arg(target),
         )?;
-        let info = SourceInfo {
-            kind: "rootfs".into(),
-            reference: dir.display().to_string(),
-            digest: None,
-            created: None,
-        };
         return Ok((info, None));
     }
     let tar = r.tar.as_ref().expect("validated: dir or tar");
@@ -80,33 +80,24 @@ pub fn run<'a>(
 /// `dir` as the lower layer of an overlay on `target` (see [`crate::tree::overlay`])
 /// instead of a copy, when `ctx.in_place` allows and the overlay can be mounted here.
 /// `BUILD_DISTRO_COPY_ROOTFS=1` always copies (tests compare both ways).
-fn overlay<'a>(
-    r: &RootfsSource,
-    target: &Path,
-    ctx: &SourceCtx<'a>,
-) -> Option<(SourceInfo, Option<InPlace<'a>>)> {
-    let (dir, scratch) = (r.dir.as_ref()?, ctx.in_place?);
-    if std::env::var_os("BUILD_DISTRO_COPY_ROOTFS").is_some_and(|v| v == "1") || !dir.is_dir() {
+fn overlay<'a>(dir: &Path, target: &Path, ctx: &SourceCtx<'a>) -> Option<InPlace<'a>> {
+    let scratch = ctx.in_place?;
+    if std::env::var_os("BUILD_DISTRO_COPY_ROOTFS").is_some_and(|v| v == "1") {
         return None;
     }
     let lower = dir.canonicalize().ok()?;
-    let overlay = match crate::tree::overlay::mount(&[lower], target, scratch) {
-        Ok(o) => o,
+    match crate::tree::overlay::mount(&[lower], target, scratch) {
+        Ok(overlay) => {
+            ctx.reporter.debug(&format!(
+                "rootfs: {} mounted read-only below an overlay, not copied",
+                dir.display()
+            ));
+            Some(InPlace::new(overlay, None))
+        }
         Err(why) => {
             ctx.reporter
                 .debug(&format!("rootfs: {why}; copying {}", dir.display()));
-            return None;
+            None
         }
-    };
-    ctx.reporter.debug(&format!(
-        "rootfs: {} mounted read-only below an overlay, not copied",
-        dir.display()
-    ));
-    let info = SourceInfo {
-        kind: "rootfs".into(),
-        reference: dir.display().to_string(),
-        digest: None,
-        created: None,
-    };
-    Some((info, Some(InPlace::new(overlay, None))))
+    }
 }
