@@ -74,6 +74,25 @@ pub struct State {
     next_distro: u64,
 }
 
+impl State {
+    /// A new distro under the next id (what the server's create does once it accepted).
+    fn insert_distro(&mut self, container: u32, name: String, path: String, note: String) -> u64 {
+        let id = self.next_distro;
+        self.next_distro += 1;
+        let uuid = uuid_for(id);
+        let d = FakeDistro {
+            id,
+            container,
+            name,
+            path,
+            note,
+            uuid,
+        };
+        self.distros.insert(id, d);
+        id
+    }
+}
+
 pub struct FakeApi {
     /// Base URL to give the client, e.g. `http://127.0.0.1:PORT/api`.
     pub url: String,
@@ -165,21 +184,8 @@ impl FakeApi {
 
     /// Register directly (no request recorded); returns the id.
     pub fn add_distro(&self, container: u32, name: &str, path: &str) -> u64 {
-        let mut st = self.state();
-        let id = st.next_distro;
-        st.next_distro += 1;
-        st.distros.insert(
-            id,
-            FakeDistro {
-                id,
-                container,
-                name: name.into(),
-                path: path.into(),
-                note: String::new(),
-                uuid: uuid_for(id),
-            },
-        );
-        id
+        self.state()
+            .insert_distro(container, name.into(), path.into(), String::new())
     }
 
     pub fn set_custom_distro(&self, uid: u32, id: Option<u64>) {
@@ -588,19 +594,7 @@ fn route(
             {
                 return forbidden();
             }
-            let id = st.next_distro;
-            st.next_distro += 1;
-            st.distros.insert(
-                id,
-                FakeDistro {
-                    id,
-                    container: uid,
-                    name,
-                    path,
-                    note,
-                    uuid: uuid_for(id),
-                },
-            );
+            st.insert_distro(uid, name, path, note);
             json_resp(201, json!({"message": "Created"}))
         }
         (R::Distro(id), m @ ("GET" | "POST" | "DELETE")) => {
