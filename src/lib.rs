@@ -12,6 +12,7 @@ pub mod customize;
 pub mod error;
 pub mod finish;
 pub mod inventory;
+pub mod mirror;
 pub mod pack;
 pub mod pipeline;
 pub mod progress;

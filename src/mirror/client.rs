@@ -1,0 +1,510 @@
+//! The mirror client: fetches a suite's `InRelease` over HTTP, has gpgv verify it against
+//! the keyrings the caller trusts (refusing anything gpgv does not vouch for) and parses
+//! only the text gpgv says was signed; then fetches index files and accepts each only when
+//! its size and SHA-256 match that verified release. Verified indexes are kept on disk,
+//! named by their SHA-256, so the next run fetches only the small `InRelease` files.
+
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use super::inrelease::{self, FileHash, Release};
+use super::{apkindex, packages, Error};
+use crate::runner::{Cmd, Runner};
+
+/// A keyring gpgv may trust (binary OpenPGP, see [`super::keyring::binary`]).
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    /// Where it came from, for messages (`/etc/apt/trusted.gpg.d/x.asc` in the tree).
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The cache root: `$BUILD_DISTRO_CACHE_DIR`, else `$XDG_CACHE_HOME/build-distro`, else
+/// `~/.cache/build-distro`. Indexes go into its `indexes/` directory.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    cache_dir_from(|k| std::env::var_os(k))
+}
+
+/// [`default_cache_dir`] with the environment given as a lookup.
+pub fn cache_dir_from(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let env = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    env("BUILD_DISTRO_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("build-distro")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache/build-distro")))
+}
+
+/// Cached index files not used for this long are removed when a new one is written.
+const CACHE_KEEP: Duration = Duration::from_secs(30 * 86400);
+/// No release file is this large; a bigger answer is not one.
+const RELEASE_MAX: u64 = 32 << 20;
+
+pub struct Client {
+    agent: ureq::Agent,
+    /// `<cache root>/indexes`, or none to fetch every time.
+    cache: Option<PathBuf>,
+    runner: Arc<dyn Runner>,
+}
+
+fn interrupted() -> Result<(), Error> {
+    if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// `base/dists/suite/path` (`base` without a trailing slash).
+pub fn dists_url(base: &str, suite: &str, path: &str) -> String {
+    format!("{}/dists/{suite}/{path}", base.trim_end_matches('/'))
+}
+
+/// The gpgv run that checks `signed` (a clear-signed file) against `keyrings` and writes
+/// the signed text to `out`. `--homedir` keeps the user's own trusted keys out of it.
+pub fn gpgv_cmd(home: &Path, keyrings: &[PathBuf], signed: &Path, out: &Path) -> Cmd {
+    let mut c = Cmd::new("gpgv")
+        .arg("--homedir")
+        .arg(home)
+        .args(["--status-fd", "1"]);
+    for k in keyrings {
+        c = c.arg("--keyring").arg(k);
+    }
+    c.arg("--output").arg(out).arg(signed)
+}
+
+/// Whether gpgv's status output says a signature is good *and* valid (a good signature by
+/// an expired or revoked key is not enough, as for apt).
+pub fn gpgv_says_valid(status: &str) -> bool {
+    let has = |tag: &str| {
+        status
+            .lines()
+            .any(|l| l.starts_with(&format!("[GNUPG:] {tag} ")))
+    };
+    has("GOODSIG") && has("VALIDSIG") && !has("BADSIG") && !has("ERRSIG")
+}
+
+impl Client {
+    /// `cache_root` as from [`default_cache_dir`]; `None` disables the cache.
+    pub fn new(cache_root: Option<PathBuf>, runner: Arc<dyn Runner>) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_global(Some(Duration::from_secs(300)))
+            .user_agent(format!("build-distro/{}", crate::VERSION))
+            .build();
+        Client {
+            agent: config.into(),
+            cache: cache_root.map(|r| r.join("indexes")),
+            runner,
+        }
+    }
+
+    /// GET `url`: the body reader on 200, an error naming the URL otherwise.
+    fn get(&self, url: &str) -> Result<ureq::Body, Error> {
+        interrupted()?;
+        let resp = self.agent.get(url).call().map_err(|e| Error::Unreachable {
+            url: url.to_string(),
+            detail: match e {
+                ureq::Error::Io(io) => io.to_string(),
+                ureq::Error::HostNotFound => "host not found".into(),
+                ureq::Error::ConnectionFailed => "connection refused".into(),
+                other => other.to_string(),
+            },
+        })?;
+        match resp.status().as_u16() {
+            200 => Ok(resp.into_body()),
+            404 => Err(Error::NotFound {
+                url: url.to_string(),
+            }),
+            status => Err(Error::Http {
+                url: url.to_string(),
+                status,
+            }),
+        }
+    }
+
+    /// The whole body of `url`, at most `limit` bytes.
+    pub fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let mut body = self.get(url)?;
+        body.with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| Error::Unreachable {
+                url: url.to_string(),
+                detail: e.to_string(),
+            })
+    }
+
+    /// The verified release of `suite` at `base`: `InRelease` fetched, its signature
+    /// checked by gpgv against `keyrings`, the signed text parsed, its suite and freshness
+    /// checked.
+    pub fn release(&self, base: &str, suite: &str, keyrings: &[Keyring]) -> Result<Release, Error> {
+        let url = dists_url(base, suite, "InRelease");
+        let signed = self.fetch(&url, RELEASE_MAX)?;
+        let text = self.verify(&url, &signed, keyrings)?;
+        let rel = inrelease::parse(&text).map_err(|e| match e {
+            Error::Parse { msg, .. } => Error::Parse {
+                what: url.clone(),
+                msg,
+            },
+            e => e,
+        })?;
+        // A signed release of another suite (an older stable, say) must not stand in for
+        // this one. Old-style names (`buster/updates`) carry only the codename.
+        let names = [rel.suite.as_deref(), rel.codename.as_deref()];
+        let wanted = suite.split('/').next().unwrap_or(suite);
+        if !names.iter().flatten().any(|n| *n == suite || *n == wanted) {
+            return Err(Error::WrongSuite {
+                url,
+                wanted: suite.to_string(),
+                found: names
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            });
+        }
+        if let (Some(until), Some(text)) = (rel.valid_until_epoch(), rel.valid_until.as_ref()) {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if until < now {
+                return Err(Error::Expired {
+                    url,
+                    valid_until: text.clone(),
+                });
+            }
+        }
+        Ok(rel)
+    }
+
+    /// gpgv over `signed`; the signed text on success.
+    fn verify(&self, url: &str, signed: &[u8], keyrings: &[Keyring]) -> Result<Vec<u8>, Error> {
+        let refuse = |detail: String| Error::Signature {
+            url: url.to_string(),
+            detail,
+        };
+        if keyrings.is_empty() {
+            return Err(refuse("no keyring given".into()));
+        }
+        if !signed.starts_with(b"-----BEGIN PGP SIGNED MESSAGE-----") {
+            return Err(refuse("not a clear-signed file".into()));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("build-distro-gpgv.")
+            .tempdir()
+            .map_err(|e| refuse(format!("cannot make a temporary directory: {e}")))?;
+        let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, Error> {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).map_err(|e| refuse(format!("write {}: {e}", p.display())))?;
+            Ok(p)
+        };
+        let mut rings = Vec::new();
+        for (i, k) in keyrings.iter().enumerate() {
+            rings.push(write(&format!("keyring-{i}.gpg"), &k.bytes)?);
+        }
+        let input = write("InRelease", signed)?;
+        let out = dir.path().join("signed-text");
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).map_err(|e| refuse(e.to_string()))?;
+        let cmd = gpgv_cmd(&home, &rings, &input, &out);
+        let status = match self.runner.run(&cmd) {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+            Err(crate::runner::Error::Failed { tail, .. }) => {
+                let tail = tail.trim_start_matches(": ").to_string();
+                return Err(refuse(if tail.is_empty() {
+                    "gpgv failed".into()
+                } else {
+                    format!("gpgv: {tail}")
+                }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !gpgv_says_valid(&status) {
+            return Err(refuse("gpgv reported no good, valid signature".into()));
+        }
+        std::fs::read(&out).map_err(|e| refuse(format!("gpgv wrote no signed text: {e}")))
+    }
+
+    /// The compressed bytes of `path` (as listed in `rel`), verified against `rel`: from
+    /// the cache when a verified copy is there, else fetched (by hash when the mirror
+    /// offers it, which survives a mirror update between the two requests).
+    pub fn index(
+        &self,
+        base: &str,
+        suite: &str,
+        rel: &Release,
+        path: &str,
+    ) -> Result<Vec<u8>, Error> {
+        let fh = rel.file(path).ok_or_else(|| Error::Parse {
+            what: dists_url(base, suite, "InRelease"),
+            msg: format!("does not list {path}"),
+        })?;
+        if let Some(bytes) = self.cached(fh)? {
+            return Ok(bytes);
+        }
+        let url = if rel.acquire_by_hash {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            dists_url(base, suite, &format!("{dir}/by-hash/SHA256/{}", fh.sha256))
+        } else {
+            dists_url(base, suite, path)
+        };
+        let mut body = self.get(&url)?;
+        let mut reader = body.as_reader();
+        let mut bytes = Vec::with_capacity(fh.size.min(256 << 20) as usize);
+        // One byte more than promised is enough to know the file is wrong.
+        (&mut reader)
+            .take(fh.size + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::Unreachable {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        check(&url, fh, &bytes)?;
+        self.store(fh, &bytes)?;
+        Ok(bytes)
+    }
+
+    /// A verified cached copy of `fh`, if any (a damaged one is removed).
+    fn cached(&self, fh: &FileHash) -> Result<Option<Vec<u8>>, Error> {
+        let Some(dir) = &self.cache else {
+            return Ok(None);
+        };
+        let p = dir.join(&fh.sha256);
+        let Ok(bytes) = std::fs::read(&p) else {
+            return Ok(None);
+        };
+        if bytes.len() as u64 != fh.size || hex_sha256(&bytes) != fh.sha256 {
+            let _ = std::fs::remove_file(&p);
+            return Ok(None);
+        }
+        // Mark it used, for the pruning in `store`.
+        if let Ok(f) = std::fs::File::options().append(true).open(&p) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Write a verified index into the cache: a temporary file renamed into place, so a
+    /// reader never sees half a file; then drop entries unused for [`CACHE_KEEP`].
+    fn store(&self, fh: &FileHash, bytes: &[u8]) -> Result<(), Error> {
+        let Some(dir) = &self.cache else {
+            return Ok(());
+        };
+        let cache_err = |source| Error::Cache {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(cache_err)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(cache_err)?;
+        tmp.write_all(bytes).map_err(cache_err)?;
+        tmp.persist(dir.join(&fh.sha256))
+            .map_err(|e| cache_err(e.error))?;
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            let now = SystemTime::now();
+            for e in rd.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|age| age > CACHE_KEEP);
+                if old {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stream the `Packages` index of `component`/`arch` of a verified release through
+    /// `each`. `Ok(false)` when the release has no such index (a component or
+    /// architecture the suite does not carry).
+    pub fn packages(
+        &self,
+        base: &str,
+        suite: &str,
+        rel: &Release,
+        component: &str,
+        arch: &str,
+        each: &mut dyn FnMut(packages::Entry),
+    ) -> Result<bool, Error> {
+        let stem = format!("{component}/binary-{arch}/Packages");
+        let Some(path) = [".xz", ".gz", ""]
+            .iter()
+            .map(|ext| format!("{stem}{ext}"))
+            .find(|p| rel.file(p).is_some())
+        else {
+            return Ok(false);
+        };
+        let bytes = self.index(base, suite, rel, &path)?;
+        let url = dists_url(base, suite, &path);
+        let reader: Box<dyn Read + '_> = if path.ends_with(".xz") {
+            Box::new(liblzma::read::XzDecoder::new_multi_decoder(&bytes[..]))
+        } else if path.ends_with(".gz") {
+            Box::new(flate2::read::MultiGzDecoder::new(&bytes[..]))
+        } else {
+            Box::new(&bytes[..])
+        };
+        for (i, e) in packages::entries(BufReader::with_capacity(1 << 16, reader)).enumerate() {
+            if i % 4096 == 0 {
+                interrupted()?;
+            }
+            let e = e.map_err(|e| match e {
+                Error::Parse { msg, .. } => Error::Parse {
+                    what: url.clone(),
+                    msg,
+                },
+                e => e,
+            })?;
+            each(e);
+        }
+        Ok(true)
+    }
+
+    /// An Alpine repository's index: `url` is the repository (`…/v3.20/main`), `arch`
+    /// the apk architecture.
+    pub fn apk_index(&self, repo: &str, arch: &str) -> Result<Vec<apkindex::Entry>, Error> {
+        let url = format!("{}/{arch}/APKINDEX.tar.gz", repo.trim_end_matches('/'));
+        let bytes = self.fetch(&url, 256 << 20)?;
+        apkindex::from_tar_gz(&bytes).map_err(|e| match e {
+            Error::Parse { msg, .. } => Error::Parse { what: url, msg },
+            e => e,
+        })
+    }
+}
+
+/// Size and SHA-256 of a fetched index against its verified entry.
+fn check(url: &str, fh: &FileHash, bytes: &[u8]) -> Result<(), Error> {
+    let expected = format!("{} bytes, sha256 {}", fh.size, fh.sha256);
+    if bytes.len() as u64 != fh.size {
+        return Err(Error::Mismatch {
+            url: url.to_string(),
+            detail: format!("size mismatch: got {} bytes", bytes.len()),
+            expected,
+        });
+    }
+    let got = hex_sha256(bytes);
+    if got != fh.sha256 {
+        return Err(Error::Mismatch {
+            url: url.to_string(),
+            detail: format!("sha256 mismatch: got {got}"),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpgv_vector() {
+        let c = gpgv_cmd(
+            Path::new("/t/home"),
+            &[PathBuf::from("/t/k0.gpg"), PathBuf::from("/t/k1.gpg")],
+            Path::new("/t/InRelease"),
+            Path::new("/t/out"),
+        );
+        assert_eq!(
+            c.display(),
+            "gpgv --homedir /t/home --status-fd 1 --keyring /t/k0.gpg --keyring /t/k1.gpg --output /t/out /t/InRelease"
+        );
+    }
+
+    #[test]
+    fn gpgv_status_needs_good_and_valid() {
+        let good = "[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG 54404762BBB6E853 Debian\n[GNUPG:] VALIDSIG ED54 2026-11-30\n";
+        assert!(gpgv_says_valid(good));
+        assert!(!gpgv_says_valid(
+            "[GNUPG:] GOODSIG 1 x\n[GNUPG:] EXPKEYSIG 1 x\n"
+        ));
+        assert!(!gpgv_says_valid(&format!("{good}[GNUPG:] BADSIG 2 y\n")));
+        assert!(!gpgv_says_valid(""));
+    }
+
+    #[test]
+    fn index_check_names_size_and_hash() {
+        let data = b"Package: a\n";
+        let fh = FileHash {
+            path: "main/binary-amd64/Packages".into(),
+            size: data.len() as u64,
+            sha256: hex_sha256(data),
+        };
+        assert!(check("u", &fh, data).is_ok());
+        let e = check("u", &fh, b"Package: b\n").unwrap_err().to_string();
+        assert!(
+            e.contains("sha256 mismatch") && e.contains("refusing"),
+            "{e}"
+        );
+        let e = check("u", &fh, b"short").unwrap_err().to_string();
+        assert!(e.contains("size mismatch: got 5 bytes"), "{e}");
+    }
+
+    #[test]
+    fn cache_stores_verified_files_and_drops_damaged_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Client::new(
+            Some(dir.path().to_path_buf()),
+            Arc::new(crate::runner::Recording::default()),
+        );
+        let data = b"xz bytes".to_vec();
+        let fh = FileHash {
+            path: "main/binary-amd64/Packages.xz".into(),
+            size: data.len() as u64,
+            sha256: hex_sha256(&data),
+        };
+        assert_eq!(c.cached(&fh).unwrap(), None);
+        c.store(&fh, &data).unwrap();
+        let file = dir.path().join("indexes").join(&fh.sha256);
+        assert!(file.is_file());
+        assert_eq!(c.cached(&fh).unwrap(), Some(data));
+        std::fs::write(&file, b"damaged!").unwrap();
+        assert_eq!(c.cached(&fh).unwrap(), None);
+        assert!(!file.exists(), "a damaged entry is removed");
+    }
+
+    #[test]
+    fn cache_dir_follows_the_environment_order() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let all = [
+            ("BUILD_DISTRO_CACHE_DIR", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ];
+        assert_eq!(cache_dir_from(env(&all)), Some("/c".into()));
+        assert_eq!(
+            cache_dir_from(env(&all[1..])),
+            Some("/x/build-distro".into())
+        );
+        assert_eq!(
+            cache_dir_from(env(&all[2..])),
+            Some("/h/.cache/build-distro".into())
+        );
+        assert_eq!(
+            cache_dir_from(env(&[("BUILD_DISTRO_CACHE_DIR", ""), ("HOME", "/h")])),
+            Some("/h/.cache/build-distro".into()),
+            "an empty variable counts as unset"
+        );
+        assert_eq!(cache_dir_from(env(&[])), None);
+    }
+}
