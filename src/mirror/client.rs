@@ -486,18 +486,18 @@ mod tests {
                     .map(|(_, v)| std::ffi::OsString::from(v))
             }
         };
-        let all = [
+        static ALL: [(&str, &str); 3] = [
             ("BUILD_DISTRO_CACHE_DIR", "/c"),
             ("XDG_CACHE_HOME", "/x"),
             ("HOME", "/h"),
         ];
-        assert_eq!(cache_dir_from(env(&all)), Some("/c".into()));
+        assert_eq!(cache_dir_from(env(&ALL)), Some("/c".into()));
         assert_eq!(
-            cache_dir_from(env(&all[1..])),
+            cache_dir_from(env(&ALL[1..])),
             Some("/x/build-distro".into())
         );
         assert_eq!(
-            cache_dir_from(env(&all[2..])),
+            cache_dir_from(env(&ALL[2..])),
             Some("/h/.cache/build-distro".into())
         );
         assert_eq!(
