@@ -26,6 +26,8 @@ pub enum Error {
     Push(#[from] crate::push::Error),
     #[error(transparent)]
     Api(#[from] crate::api::Error),
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
     Interrupted,
@@ -46,6 +48,7 @@ impl Error {
             Error::Boot(e) => e.exit_code(),
             Error::Push(e) => e.exit_code(),
             Error::Api(e) => e.exit_code(),
+            Error::Inventory(e) => e.exit_code(),
             Error::Interrupted => 1,
         }
     }
