@@ -11,6 +11,7 @@ mod ci_examples;
 mod cli;
 mod docker;
 mod hostile;
+mod inventory;
 mod nss;
 mod push;
 mod recipes;
