@@ -29,6 +29,8 @@ pub enum Error {
     #[error(transparent)]
     Mirror(#[from] crate::mirror::Error),
     #[error(transparent)]
+    Outdated(#[from] crate::outdated::Error),
+    #[error(transparent)]
     Inventory(#[from] crate::inventory::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
@@ -51,6 +53,7 @@ impl Error {
             Error::Push(e) => e.exit_code(),
             Error::Api(e) => e.exit_code(),
             Error::Mirror(e) => e.exit_code(),
+            Error::Outdated(e) => e.exit_code(),
             Error::Inventory(e) => e.exit_code(),
             Error::Interrupted => 1,
         }

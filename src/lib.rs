@@ -13,6 +13,7 @@ pub mod error;
 pub mod finish;
 pub mod inventory;
 pub mod mirror;
+pub mod outdated;
 pub mod pack;
 pub mod pipeline;
 pub mod progress;

@@ -6,6 +6,7 @@ mod boot;
 mod build;
 mod check;
 mod docs;
+mod outdated;
 mod push;
 
 use std::io::IsTerminal;
@@ -44,6 +45,9 @@ pub enum Command {
     Boot(boot::Args),
     /// Upload a distro into storage containers and register it.
     Push(push::Args),
+    /// Installed packages the distribution has updated since; exit 1 when a security
+    /// update is pending.
+    Outdated(outdated::Args),
     /// The custom-distro API: list, show, usable, register, assign, rm, gc.
     #[command(subcommand)]
     Distros(api_cmds::DistrosCmd),
@@ -73,6 +77,7 @@ pub fn run(command: Command, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Command::Check(a) => check::run(a, ctx),
         Command::Boot(a) => boot::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
+        Command::Outdated(a) => outdated::run(a, ctx),
         Command::Distros(c) => api_cmds::run_distros(c, ctx),
         Command::Storage(c) => api_cmds::run_storage(c, ctx),
         Command::Completions(a) => docs::completions(a),

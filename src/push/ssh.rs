@@ -210,6 +210,18 @@ pub fn content_id_script(n: &Name) -> String {
     )
 }
 
+/// A tar stream of those of `paths` (relative, constants of the caller) that exist in
+/// `distros/NAME`, symlinks as symlinks: `outdated` reads a published version with it,
+/// never writing. Exit status 4: no such distro.
+pub fn files_script(n: &Name, paths: &[&str]) -> String {
+    let list: Vec<String> = paths.iter().map(|p| super::sq(p)).collect();
+    format!(
+        "{CD}; cd -- {} || exit 4; set --; for p in {}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; done; if [ $# -eq 0 ]; then exec tar -cf - --no-recursion .; fi; exec tar -cf - -- \"$@\"",
+        n.arg(),
+        list.join(" ")
+    )
+}
+
 pub fn upload_script(tmp: &Name, gzip: bool) -> String {
     let z = if gzip { " -z" } else { "" };
     // -p: modes exactly as packed (the remote umask would strip world bits the other
@@ -343,6 +355,15 @@ mod tests {
         let d = Name::distro("deb-12-0123456789ab").unwrap();
         let o = Name::old(77, &d).unwrap();
         (t, d, o)
+    }
+
+    #[test]
+    fn files_script_reads_only() {
+        let n = Name::distro("deb-12-0123456789ab").unwrap();
+        assert_eq!(
+            files_script(&n, &["etc/os-release", "var/lib/dpkg/status"]),
+            "cd distros || exit 3; cd -- './deb-12-0123456789ab' || exit 4; set --; for p in 'etc/os-release' 'var/lib/dpkg/status'; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; done; if [ $# -eq 0 ]; then exec tar -cf - --no-recursion .; fi; exec tar -cf - -- \"$@\""
+        );
     }
 
     #[test]
