@@ -13,5 +13,6 @@ mod docker;
 mod hostile;
 mod inventory;
 mod nss;
+mod outdated;
 mod push;
 mod recipes;
