@@ -676,12 +676,16 @@ fn apt_security_upgrades(dir: &Path, status: &Path) -> BTreeSet<(String, String)
     .unwrap();
     let apt = |args: &[&str]| {
         let mut c = Command::new("apt-get");
+        // Lists stored uncompressed whatever the host's apt.conf.d says: the test reads
+        // them.
         c.args([
             "-q",
             "-o",
             "APT::Architecture=amd64",
             "-o",
             "Debug::NoLocking=1",
+            "-o",
+            "Acquire::GzipIndexes=false",
         ])
         .arg("-o")
         .arg(format!("Dir::State::status={}", status.display()))
