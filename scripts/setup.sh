@@ -14,6 +14,8 @@ need_pkgs=(
   iproute2 net-tools ca-certificates xz-utils zstd file
   gcc libc6-dev                 # builds the NSS module (build.rs)
   openssl                       # boot: the container's RSA key for signed subscriptions
+  gpgv debian-archive-keyring apt   # outdated: InRelease signatures; its test asks apt itself
+  gnupg                         # outdated tests: sign a loopback archive with a test key
 )
 
 missing=()
