@@ -552,17 +552,18 @@ pub fn apk_plan(
     })
 }
 
-/// The keyrings apt in the tree would trust: `Signed-By` keys of its sources, then
-/// `/etc/apt/trusted.gpg(.d)`, then the distribution's keyring in the tree; else the host's.
+/// The keyrings apt in the tree would trust: `Signed-By` keys of its sources and
+/// `/etc/apt/trusted.gpg(.d)`; else the distribution's keyring in the tree (read only then:
+/// in a tarball it costs a second pass); else the host's.
 fn keyrings(t: &Target, srcs: &[Source], family: Family) -> Result<Vec<Keyring>> {
+    let mut found: Vec<(String, Vec<u8>)> = Vec::new();
     let mut paths: Vec<String> = Vec::new();
-    let mut out = Vec::new();
     for s in srcs {
         for k in &s.signed_by {
             match k {
                 SignedBy::Path(p) => paths.push(p.clone()),
                 SignedBy::Inline(text) => {
-                    out.push(("inline Signed-By".to_string(), text.clone().into_bytes()))
+                    found.push(("inline Signed-By".to_string(), text.clone().into_bytes()))
                 }
             }
         }
@@ -573,14 +574,13 @@ fn keyrings(t: &Target, srcs: &[Source], family: Family) -> Result<Vec<Keyring>>
             .into_iter()
             .filter(|p| p.ends_with(".gpg") || p.ends_with(".asc")),
     );
-    paths.push(family.keyring().0.into());
-    paths.dedup();
-    out.extend(t.read_many(&paths)?);
+    found.extend(t.read_many(&paths)?);
+    found.retain(|(_, b)| !b.is_empty());
+    if found.is_empty() {
+        found.extend(t.read_many(&[family.keyring().0.to_string()])?);
+    }
     let mut rings = Vec::new();
-    for (name, bytes) in out {
-        if bytes.is_empty() {
-            continue;
-        }
+    for (name, bytes) in found {
         let bytes = crate::mirror::keyring::binary(&format!("{}:{name}", t.name), &bytes)?;
         rings.push(Keyring { name, bytes });
     }
