@@ -114,6 +114,7 @@ pub const APT_TRUSTED: &str = "/etc/apt/trusted.gpg";
 pub const APT_TRUSTED_D: &str = "/etc/apt/trusted.gpg.d";
 pub const PROVENANCE: &str = "/etc/build-distro.json";
 pub const APK_REPOSITORIES: &str = "/etc/apk/repositories";
+pub const APK_KEYS: &str = "/etc/apk/keys";
 
 /// The distro, indexed (a tree, a tarball, or the few files fetched over ssh).
 pub struct Target {
@@ -234,7 +235,7 @@ pub const REMOTE_FILES: &[&str] = &[
     "usr/lib/os-release",
     "etc/build-distro.json",
     "etc/apt",
-    "etc/apk/repositories",
+    "etc/apk",
     "usr/share/keyrings",
     "var/lib/dpkg/status",
     "lib/apk/db/installed",
@@ -696,9 +697,14 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>) -> Result<Report
         Ecosystem::Apk => {
             let repos = t.read(APK_REPOSITORIES)?;
             let plan = apk_plan(&t.name, &inv, repos.as_deref(), opts)?;
+            let keys: Vec<Keyring> = t
+                .read_many(&t.list(APK_KEYS))?
+                .into_iter()
+                .map(|(name, bytes)| Keyring { name, bytes })
+                .collect();
             for (i, s) in plan.suites.iter().enumerate() {
                 for a in &plan.arches {
-                    for e in client.apk_index(&s.base, a)? {
+                    for e in client.apk_index(&s.base, a, &keys)? {
                         let key = (e.name, String::new());
                         if installed.contains_key(&key) {
                             found.entry(key).or_default().push((e.version, i));

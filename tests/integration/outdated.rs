@@ -502,31 +502,55 @@ fn bad_input_gets_exit_2_and_one_line() {
 // ---------------------------------------------------------------------------------------
 // Alpine: an installed database and an APKINDEX.tar.gz generated here.
 
-/// `APKINDEX.tar.gz` laid out as Alpine's: a signature segment, then DESCRIPTION+APKINDEX.
-fn apkindex_tar_gz(index: &str) -> Vec<u8> {
-    fn gz_tar(files: &[(&str, &[u8])], end: bool) -> Vec<u8> {
-        let mut tar = tar::Builder::new(Vec::new());
-        for (name, data) in files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, name, *data).unwrap();
-        }
-        let raw = if end {
-            tar.into_inner().unwrap()
-        } else {
-            tar.get_ref().clone()
-        };
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&raw).unwrap();
-        gz.finish().unwrap()
+/// One gzip member holding a tar of `files`; `end` adds the end-of-archive blocks (the
+/// signature segment has none).
+fn gz_tar(files: &[(&str, &[u8])], end: bool) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, *data).unwrap();
     }
-    let mut out = gz_tar(&[(".SIGN.RSA.test.rsa.pub", b"signature")], false);
-    out.extend(gz_tar(
+    let raw = if end {
+        tar.into_inner().unwrap()
+    } else {
+        tar.get_ref().clone()
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap()
+}
+
+/// An RSA key pair made by openssl: (private PEM path, public PEM bytes).
+fn apk_key(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let private = dir.join("apk-key.pem");
+    sh(Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&private)
+        .arg("2048"));
+    let public = sh(Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&private));
+    (private, public)
+}
+
+/// `APKINDEX.tar.gz` laid out as Alpine's: a signature segment (RSA over SHA-1 of the
+/// rest, by `key_name`), then the member with DESCRIPTION and APKINDEX.
+fn apkindex_tar_gz(index: &str, private: &Path, key_name: &str, dir: &Path) -> Vec<u8> {
+    let body = gz_tar(
         &[("DESCRIPTION", b"v3.20"), ("APKINDEX", index.as_bytes())],
         true,
-    ));
+    );
+    let data = dir.join("apk-signed");
+    std::fs::write(&data, &body).unwrap();
+    let sig = sh(Command::new("openssl")
+        .args(["dgst", "-sha1", "-sign"])
+        .arg(private)
+        .arg(&data));
+    let mut out = gz_tar(&[(&format!(".SIGN.RSA.{key_name}"), &sig)], false);
+    out.extend(body);
     out
 }
 
@@ -539,10 +563,13 @@ fn alpine_installed_database_against_its_index() {
     let index = "P:musl\nV:1.2.5-r0\nA:x86_64\n\nP:libcrypto3\nV:3.3.2-r1\nA:x86_64\no:openssl\n\n\
                  P:busybox\nV:1.36.1-r29\nA:x86_64\n\nP:zlib\nV:1.3.1_p1-r0\nA:x86_64\n\n\
                  P:tzdata\nV:2024b-r0\nA:noarch\n\n";
-    std::fs::write(main.join("APKINDEX.tar.gz"), apkindex_tar_gz(index)).unwrap();
+    let (private, public) = apk_key(d.path());
+    let signed = apkindex_tar_gz(index, &private, "test-5f1a.rsa.pub", d.path());
+    std::fs::write(main.join("APKINDEX.tar.gz"), &signed).unwrap();
     let mirror = Mirror::serve(&www);
     let t = d.path().join("alpine");
-    std::fs::create_dir_all(t.join("etc/apk")).unwrap();
+    std::fs::create_dir_all(t.join("etc/apk/keys")).unwrap();
+    std::fs::write(t.join("etc/apk/keys/test-5f1a.rsa.pub"), &public).unwrap();
     std::fs::create_dir_all(t.join("lib/apk/db")).unwrap();
     std::fs::write(
         t.join("etc/os-release"),
@@ -563,11 +590,14 @@ fn alpine_installed_database_against_its_index() {
          P:tzdata\nV:2024a-r0\nA:noarch\n\n",
     )
     .unwrap();
-    let (code, out, err) = run(bin()
-        .arg("outdated")
-        .arg(&t)
-        .args(["--mirror", &format!("{}/alpine", mirror.url), "--json"])
-        .env("BUILD_DISTRO_CACHE_DIR", d.path().join("cache")));
+    let outdated = || {
+        run(bin()
+            .arg("outdated")
+            .arg(&t)
+            .args(["--mirror", &format!("{}/alpine", mirror.url), "--json"])
+            .env("BUILD_DISTRO_CACHE_DIR", d.path().join("cache")))
+    };
+    let (code, out, err) = outdated();
     assert_eq!(code, 1, "a stable branch takes only fixes: {err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["distro"], "alpine-3.20.3");
@@ -594,6 +624,27 @@ fn alpine_installed_database_against_its_index() {
             ("tzdata".to_string(), "2024b-r0".to_string()),
             ("zlib".to_string(), "1.3.1_p1-r0".to_string()),
         ]
+    );
+
+    // A changed index no longer matches its signature.
+    let mut tampered = signed.clone();
+    let last = tampered.len() - 9;
+    tampered[last] ^= 0x01;
+    std::fs::write(main.join("APKINDEX.tar.gz"), &tampered).unwrap();
+    let (code, _, err) = outdated();
+    one_line_error(code, &err, "bad or missing signature");
+    // A key the tree does not trust.
+    std::fs::write(main.join("APKINDEX.tar.gz"), &signed).unwrap();
+    std::fs::rename(
+        t.join("etc/apk/keys/test-5f1a.rsa.pub"),
+        t.join("etc/apk/keys/other.rsa.pub"),
+    )
+    .unwrap();
+    let (code, _, err) = outdated();
+    one_line_error(
+        code,
+        &err,
+        "test-5f1a.rsa.pub, a key the tree does not have",
     );
 }
 
