@@ -122,6 +122,11 @@ fn write_suite(root: &Path, suite: &str, packages: &str, gnupg: &Path) {
         packages.len(),
     );
     std::fs::write(dir.join("Release"), &release).unwrap();
+    sign(&dir, gnupg);
+}
+
+/// Clear-sign `dir/Release` into `dir/InRelease`.
+fn sign(dir: &Path, gnupg: &Path) {
     sh(Command::new("gpg")
         .arg("--homedir")
         .arg(gnupg)
@@ -221,6 +226,7 @@ const STALE: &[(&str, &str, &str)] = &[
 struct Lab {
     dir: tempfile::TempDir,
     mirror: Mirror,
+    gnupg: PathBuf,
     keyring: Vec<u8>,
 }
 
@@ -234,6 +240,7 @@ impl Lab {
         Lab {
             dir,
             mirror,
+            gnupg,
             keyring,
         }
     }
@@ -403,6 +410,33 @@ fn a_tampered_release_is_refused() {
     std::fs::copy(p.with_file_name("Release"), &p).unwrap();
     let (code, _, err) = lab.outdated(&tree, &[]);
     one_line_error(code, &err, "not a clear-signed file");
+}
+
+#[test]
+fn an_expired_or_substituted_release_is_refused_although_signed() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let updates = lab.www().join("debian/dists/bookworm-updates");
+    let release = std::fs::read_to_string(updates.join("Release")).unwrap();
+    let expired = release.replace(
+        "Date: ",
+        "Valid-Until: Mon, 01 Jan 2024 00:00:00 UTC\nDate: ",
+    );
+    std::fs::write(updates.join("Release"), expired).unwrap();
+    sign(&updates, &lab.gnupg);
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "expired (Valid-Until Mon, 01 Jan 2024");
+    // bookworm's own (valid, signed) release served as bookworm-updates: a replay.
+    for f in ["Release", "InRelease"] {
+        std::fs::copy(
+            lab.www().join("debian/dists/bookworm").join(f),
+            updates.join(f),
+        )
+        .unwrap();
+    }
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "refusing a substituted suite");
 }
 
 #[test]
