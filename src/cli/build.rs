@@ -141,6 +141,12 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             report.manifest.display(),
             report.report.display()
         );
+        let sboms: Vec<String> = report
+            .sboms
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        println!("  sbom {}", sboms.join(", "));
         println!("  time {total:.1}s: {}", times.join(", "));
         if let Some(p) = &published {
             super::push::print_report(p);

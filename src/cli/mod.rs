@@ -7,6 +7,7 @@ mod build;
 mod check;
 mod docs;
 mod push;
+mod sbom;
 
 use std::io::IsTerminal;
 
@@ -44,6 +45,8 @@ pub enum Command {
     Boot(boot::Args),
     /// Upload a distro into storage containers and register it.
     Push(push::Args),
+    /// Write the SBOM (SPDX or CycloneDX JSON) of a distro tree or tarball.
+    Sbom(sbom::Args),
     /// The custom-distro API: list, show, usable, register, assign, rm, gc.
     #[command(subcommand)]
     Distros(api_cmds::DistrosCmd),
@@ -73,6 +76,7 @@ pub fn run(command: Command, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Command::Check(a) => check::run(a, ctx),
         Command::Boot(a) => boot::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
+        Command::Sbom(a) => sbom::run(a, ctx),
         Command::Distros(c) => api_cmds::run_distros(c, ctx),
         Command::Storage(c) => api_cmds::run_storage(c, ctx),
         Command::Completions(a) => docs::completions(a),

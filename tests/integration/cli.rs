@@ -7,6 +7,7 @@ const COMMANDS: &[&str] = &[
     "check",
     "boot",
     "push",
+    "sbom",
     "distros",
     "storage",
     "completions",
