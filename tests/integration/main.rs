@@ -15,3 +15,4 @@ mod inventory;
 mod nss;
 mod push;
 mod recipes;
+mod sbom;
