@@ -294,7 +294,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
-                    mtime: mtime,
+                    mtime,
                 },
                 T::Symlink => Entry {
                     kind: Kind::Symlink,
@@ -302,7 +302,7 @@ impl Tree {
                     size: 0,
                     target: Some(link()?),
                     data_of: None,
-                    mtime: mtime,
+                    mtime,
                 },
                 T::Link => {
                     let t = link()?;
@@ -325,7 +325,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
-                    mtime: mtime,
+                    mtime,
                 },
                 T::Block => Entry {
                     kind: Kind::BlockDevice,
@@ -333,7 +333,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
-                    mtime: mtime,
+                    mtime,
                 },
                 T::Fifo => Entry {
                     kind: Kind::Fifo,
@@ -341,7 +341,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
-                    mtime: mtime,
+                    mtime,
                 },
                 T::Regular | T::Continuous | T::GNUSparse => {
                     let size = e.size();
@@ -379,7 +379,7 @@ impl Tree {
                         size,
                         target: None,
                         data_of: None,
-                        mtime: mtime,
+                        mtime,
                     }
                 }
                 // Pax/GNU metadata records are consumed by the tar reader; anything else
