@@ -130,7 +130,9 @@ pub fn build(
     crate::error::check_interrupted()?;
 
     let stage = reporter.stage("check");
-    let check = run_check(&tree, loaded, &allow, reporter)?;
+    // One index of the finished tree serves check and the SBOMs.
+    let view = crate::check::Tree::open(&tree)?;
+    let check = run_check(&view, &tree, loaded, &allow, reporter)?;
     stage.done(&format!(
         "{} errors, {} warnings, {} allowed",
         check.errors, check.warnings, check.allowed
@@ -152,7 +154,8 @@ pub fn build(
         clamp,
         allow_no_packages: true,
     };
-    let mut sbom = crate::sbom::read(&tree, &sbom_opts)?;
+    let mut sbom = crate::sbom::collect(&view, &tree.display().to_string(), &sbom_opts)?;
+    drop(view);
     if let Some(note) = &sbom.note {
         reporter.warn(&format!("the SBOMs list no packages: {note}"));
     }
@@ -269,6 +272,7 @@ fn allowed_rules(loaded: &Loaded, opts: &BuildOptions) -> Vec<String> {
 /// The check stage: every error and warning goes to the log, then errors outside the
 /// allowed rules stop the build before anything is packed.
 fn run_check(
+    view: &crate::check::Tree,
     tree: &Path,
     loaded: &Loaded,
     allow: &[String],
@@ -278,8 +282,7 @@ fn run_check(
         allow: allow.to_vec(),
         path: Some(loaded.path().to_string()),
     };
-    let view = crate::check::Tree::open(tree)?;
-    let report = crate::check::check_tree(&view, &tree.display().to_string(), &opts)?;
+    let report = crate::check::check_tree(view, &tree.display().to_string(), &opts)?;
     for f in &report.findings {
         match f.severity {
             crate::check::Severity::Error if !f.allowed => reporter.error(&f.line()),
