@@ -12,7 +12,7 @@ use super::{print_json, Ctx, ExitStatus};
 pub struct Args {
     /// A recipe file, or the name of one in recipes/ (default: the built-in debian-bookworm).
     pub recipe: Option<String>,
-    /// Where the archive, manifest and report go.
+    /// Where the archive, manifest, report and SBOMs (NAME.spdx.json, NAME.cdx.json) go.
     #[arg(long, default_value = "dist")]
     pub out: PathBuf,
     /// Output format.

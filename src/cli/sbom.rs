@@ -25,9 +25,11 @@ pub fn run(a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Some(file) => build_distro::pipeline::write_atomic(file, &doc)?,
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(&doc)
-                .and_then(|_| out.flush())
-                .map_err(|e| build_distro::pack::Error::io("stdout", e))?;
+            match out.write_all(&doc).and_then(|_| out.flush()) {
+                // `sbom X | head`: the reader has what it wanted.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => r.map_err(|e| build_distro::pack::Error::io("stdout", e))?,
+            }
         }
     }
     Ok(ExitStatus::Ok)
