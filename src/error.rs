@@ -32,6 +32,8 @@ pub enum Error {
     Outdated(#[from] crate::outdated::Error),
     #[error(transparent)]
     Inventory(#[from] crate::inventory::Error),
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
     Interrupted,
@@ -55,6 +57,7 @@ impl Error {
             Error::Mirror(e) => e.exit_code(),
             Error::Outdated(e) => e.exit_code(),
             Error::Inventory(e) => e.exit_code(),
+            Error::Sbom(e) => e.exit_code(),
             Error::Interrupted => 1,
         }
     }

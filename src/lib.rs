@@ -20,6 +20,7 @@ pub mod progress;
 pub mod push;
 pub mod recipe;
 pub mod runner;
+pub mod sbom;
 pub mod source;
 pub mod tree;
 

@@ -39,6 +39,8 @@ pub struct Entry {
     pub target: Option<String>,
     /// A tar hard link: the path whose data it shares.
     pub data_of: Option<String>,
+    /// Modification time, seconds since the epoch (0 when before it or unknown).
+    pub mtime: u64,
 }
 
 /// Why a path does not resolve to an entry.
@@ -147,6 +149,7 @@ fn root_entry() -> Entry {
         size: 0,
         target: None,
         data_of: None,
+        mtime: 0,
     }
 }
 
@@ -223,6 +226,7 @@ impl Tree {
                     size,
                     target,
                     data_of: None,
+                    mtime: md.mtime().max(0) as u64,
                 },
             );
         }
@@ -274,6 +278,7 @@ impl Tree {
                 .ok_or_else(|| bad(format!("entry {} has a `..` component", raw.display())))?;
             let h = e.header();
             let mode = h.mode().unwrap_or(0) & 0o7777;
+            let mtime = h.mtime().unwrap_or(0);
             let link = || -> Result<String, Error> {
                 let t = e
                     .link_name()
@@ -289,6 +294,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Symlink => Entry {
                     kind: Kind::Symlink,
@@ -296,6 +302,7 @@ impl Tree {
                     size: 0,
                     target: Some(link()?),
                     data_of: None,
+                    mtime,
                 },
                 T::Link => {
                     let t = link()?;
@@ -318,6 +325,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Block => Entry {
                     kind: Kind::BlockDevice,
@@ -325,6 +333,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Fifo => Entry {
                     kind: Kind::Fifo,
@@ -332,6 +341,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Regular | T::Continuous | T::GNUSparse => {
                     let size = e.size();
@@ -369,6 +379,7 @@ impl Tree {
                         size,
                         target: None,
                         data_of: None,
+                        mtime,
                     }
                 }
                 // Pax/GNU metadata records are consumed by the tar reader; anything else
@@ -595,6 +606,7 @@ mod tests {
                     size: 0,
                     target: t.map(str::to_string),
                     data_of: None,
+                    mtime: 0,
                 },
             );
         }

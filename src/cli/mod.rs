@@ -8,6 +8,7 @@ mod check;
 mod docs;
 mod outdated;
 mod push;
+mod sbom;
 
 use std::io::IsTerminal;
 
@@ -48,6 +49,8 @@ pub enum Command {
     /// Installed packages the distribution has updated since; exit 1 when a security
     /// update is pending.
     Outdated(outdated::Args),
+    /// Write the SBOM (SPDX or CycloneDX JSON) of a distro tree or tarball.
+    Sbom(sbom::Args),
     /// The custom-distro API: list, show, usable, register, assign, rm, gc.
     #[command(subcommand)]
     Distros(api_cmds::DistrosCmd),
@@ -78,6 +81,7 @@ pub fn run(command: Command, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Command::Boot(a) => boot::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
         Command::Outdated(a) => outdated::run(a, ctx),
+        Command::Sbom(a) => sbom::run(a, ctx),
         Command::Distros(c) => api_cmds::run_distros(c, ctx),
         Command::Storage(c) => api_cmds::run_storage(c, ctx),
         Command::Completions(a) => docs::completions(a),

@@ -115,36 +115,21 @@ o:alpine-baselayout
     #[test]
     fn packages_with_origin_and_license() {
         let got = parse_installed(INSTALLED).unwrap();
-        let names: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = got
+        let got: Vec<String> = got
             .iter()
             .map(|p| {
-                (
-                    p.name.as_str(),
-                    p.version.as_str(),
-                    p.arch.as_str(),
-                    p.source.as_deref(),
-                    p.license.as_deref(),
+                format!(
+                    "{} {} {} {:?} {:?}",
+                    p.name, p.version, p.arch, p.source, p.license
                 )
             })
             .collect();
         assert_eq!(
-            names,
-            vec![
-                ("musl", "1.2.5-r0", "x86_64", None, Some("MIT")),
-                (
-                    "libcrypto3",
-                    "3.3.2-r0",
-                    "x86_64",
-                    Some("openssl"),
-                    Some("Apache-2.0")
-                ),
-                (
-                    "alpine-baselayout-data",
-                    "3.6.5-r0",
-                    "x86_64",
-                    Some("alpine-baselayout"),
-                    Some("GPL-2.0-only")
-                ),
+            got,
+            [
+                "musl 1.2.5-r0 x86_64 None Some(\"MIT\")",
+                "libcrypto3 3.3.2-r0 x86_64 Some(\"openssl\") Some(\"Apache-2.0\")",
+                "alpine-baselayout-data 3.6.5-r0 x86_64 Some(\"alpine-baselayout\") Some(\"GPL-2.0-only\")",
             ]
         );
     }

@@ -156,6 +156,18 @@ pub fn tree_file(tree: &Tree, path: &str) -> Result<Option<Vec<u8>>, Error> {
     }
 }
 
+/// The distro's os-release, if it has one (`read_file` as for [`from_files`]).
+pub fn os_release<F>(read_file: &mut F) -> Result<Option<OsRelease>, Error>
+where
+    F: FnMut(&str) -> Result<Option<Vec<u8>>, Error>,
+{
+    let bytes = match read_file(OS_RELEASE)? {
+        Some(b) => Some(b),
+        None => read_file(OS_RELEASE_FALLBACK)?,
+    };
+    Ok(bytes.map(|b| os_release::parse(&String::from_utf8_lossy(&b))))
+}
+
 /// The inventory of a distro whose files `read_file` gives: called with an absolute path
 /// inside the distro, it returns the file's bytes (symlinks followed inside the distro's
 /// root) or `None` when there is no such file. `target` names the distro in errors. One
@@ -164,11 +176,7 @@ pub fn from_files<F>(target: &str, mut read_file: F) -> Result<Inventory, Error>
 where
     F: FnMut(&str) -> Result<Option<Vec<u8>>, Error>,
 {
-    let os = match read_file(OS_RELEASE)? {
-        Some(b) => Some(b),
-        None => read_file(OS_RELEASE_FALLBACK)?,
-    }
-    .map(|b| os_release::parse(&String::from_utf8_lossy(&b)));
+    let os = os_release(&mut read_file)?;
     let corrupt = |path: &str, e: ParseError| Error::Corrupt {
         target: target.to_string(),
         path: path.to_string(),

@@ -8,6 +8,7 @@ const COMMANDS: &[&str] = &[
     "boot",
     "push",
     "outdated",
+    "sbom",
     "distros",
     "storage",
     "completions",

@@ -16,3 +16,4 @@ mod nss;
 mod outdated;
 mod push;
 mod recipes;
+mod sbom;
