@@ -18,6 +18,7 @@ use crate::inventory::{self, Ecosystem, Inventory};
 use crate::mirror::client::{Client, Keyring};
 use crate::mirror::sources::{self, SignedBy, Source};
 use crate::mirror::version;
+use crate::progress::Reporter;
 use crate::push::ssh::Ssh;
 use crate::push::Name;
 use crate::runner::Runner;
@@ -423,10 +424,11 @@ pub fn deb_plan(
             .find(|s| s.suites.iter().any(|x| pred(x)))
             .and_then(|s| s.uris.first().cloned())
     };
+    let base_uri = uri_of(&|x| x == base);
     let archive = opts
         .mirror
         .clone()
-        .or_else(|| uri_of(&|x| x == base))
+        .or_else(|| base_uri.clone())
         .unwrap_or_else(|| family.archive().to_string());
     let mut suites = vec![Suite {
         name: base.clone(),
@@ -457,13 +459,20 @@ pub fn deb_plan(
         });
     }
     // Other suites the sources name (backports, a vendor's repository) count as apt
-    // counts them; their security flag follows their name.
+    // counts them; their security flag follows their name. --mirror moves those on the
+    // base suite's archive along with it.
     for s in srcs {
+        let uri = s.uris.first().cloned();
+        let base = match (&uri, &opts.mirror) {
+            (Some(u), Some(m)) if Some(u) == base_uri.as_ref() => m.clone(),
+            (Some(u), _) => u.clone(),
+            (None, _) => archive.clone(),
+        };
         for name in &s.suites {
             if !suites.iter().any(|x| &x.name == name) {
                 suites.push(Suite {
                     name: name.clone(),
-                    base: s.uris.first().cloned().unwrap_or_else(|| archive.clone()),
+                    base: base.clone(),
                     security: is_security_name(name),
                 });
             }
@@ -657,8 +666,9 @@ fn key_arch(eco: Ecosystem, arch: &str) -> String {
     }
 }
 
-/// Everything: read the target, plan, fetch and verify, compare.
-pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>) -> Result<Report> {
+/// Everything: read the target, plan, fetch and verify, compare. `rep` hears which
+/// suites were read (with `-v`).
+pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) -> Result<Report> {
     let inv = t.inventory()?;
     let client = Client::new(opts.cache_dir.clone(), runner);
     let mut found: Candidates = HashMap::new();
@@ -667,6 +677,8 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>) -> Result<Report
         .iter()
         .map(|p| ((p.name.clone(), key_arch(inv.ecosystem, &p.arch)), ()))
         .collect();
+    // Suites left out (NotAutomatic): not reported as compared against.
+    let mut skip = Vec::new();
     let plan = match inv.ecosystem {
         Ecosystem::Deb => {
             let srcs = apt_sources(t)?;
@@ -674,13 +686,22 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>) -> Result<Report
             let plan = deb_plan(&t.name, &inv, &srcs, prov.as_deref(), opts)?;
             let family = Family::of(&inv).unwrap_or(Family::Debian);
             let rings = keyrings(t, &srcs, family)?;
-            let mut skip = Vec::new();
             for (i, s) in plan.suites.iter().enumerate() {
                 let rel = client.release(&s.base, &s.name, &rings)?;
                 if rel.not_automatic {
+                    rep.debug(&format!(
+                        "{} {}: NotAutomatic (apt never upgrades to it by itself): skipped",
+                        s.base, s.name
+                    ));
                     skip.push(i);
                     continue;
                 }
+                rep.debug(&format!(
+                    "{} {}: signature good, dated {}",
+                    s.base,
+                    s.name,
+                    rel.date.as_deref().unwrap_or("-")
+                ));
                 for c in &plan.components {
                     for a in &plan.arches {
                         client.packages(&s.base, &s.name, &rel, c, a, &mut |e| {
@@ -704,7 +725,9 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>) -> Result<Report
                 .collect();
             for (i, s) in plan.suites.iter().enumerate() {
                 for a in &plan.arches {
-                    for e in client.apk_index(&s.base, a, &keys)? {
+                    let index = client.apk_index(&s.base, a, &keys)?;
+                    rep.debug(&format!("{} ({a}): index signed by a trusted key", s.base));
+                    for e in index {
                         let key = (e.name, String::new());
                         if installed.contains_key(&key) {
                             found.entry(key).or_default().push((e.version, i));
@@ -715,7 +738,15 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>) -> Result<Report
             plan
         }
     };
-    Ok(compare(&inv, &plan, &found))
+    let mut report = compare(&inv, &plan, &found);
+    report.suites = plan
+        .suites
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .map(|(_, s)| s.name.clone())
+        .collect();
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         security_mirror: a.security_mirror.clone(),
         cache_dir: build_distro::mirror::client::default_cache_dir(),
     };
-    let report = outdated::run(&t, &opts, Arc::new(System))?;
+    let report = outdated::run(&t, &opts, Arc::new(System), &ctx.reporter())?;
     if a.json {
         print_json(&report);
     } else {

@@ -364,6 +364,54 @@ fn non_security_updates_change_the_exit_code_only_with_strict() {
 }
 
 #[test]
+fn backports_named_in_the_sources_are_not_upgraded_to_as_apt_would_not() {
+    require_gpg!();
+    let lab = Lab::new();
+    let deb = lab.www().join("debian");
+    write_suite(
+        &deb,
+        "bookworm-backports",
+        &stanza("bash", "5.3-1~bpo12+1", "amd64"),
+        &lab.gnupg,
+    );
+    let dir = deb.join("dists/bookworm-backports");
+    let release = std::fs::read_to_string(dir.join("Release")).unwrap();
+    std::fs::write(
+        dir.join("Release"),
+        release.replace(
+            "Date: ",
+            "NotAutomatic: yes\nButAutomaticUpgrades: yes\nDate: ",
+        ),
+    )
+    .unwrap();
+    sign(&dir, &lab.gnupg);
+    let mut installed = STALE.to_vec();
+    installed[0] = ("libssl3", "3.0.17-1~deb12u3", "amd64");
+    let tree = lab.tree("t", &installed);
+    std::fs::write(
+        tree.join("etc/apt/sources.list"),
+        "deb http://deb.debian.org/debian bookworm main\n\
+         deb http://deb.debian.org/debian bookworm-backports main\n",
+    )
+    .unwrap();
+    let (code, out, err) = lab.outdated(&tree, &["--json", "-v"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("bookworm-backports: NotAutomatic"), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["suites"],
+        serde_json::json!(["bookworm", "bookworm-updates", "bookworm-security"])
+    );
+    let names: Vec<&str> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tzdata"], "bash stays: backports is opt-in");
+}
+
+#[test]
 fn indexes_are_cached_so_a_second_run_fetches_only_the_release_files() {
     require_gpg!();
     let lab = Lab::new();
