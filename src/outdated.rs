@@ -38,11 +38,10 @@ pub enum Error {
 }
 
 impl Error {
+    /// All bad input: a distro that cannot be placed, a configuration that does not parse,
+    /// a published version that is not there.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::UnknownDistribution { .. } | Error::Config { .. } => 2,
-            Error::Remote { .. } => 2,
-        }
+        2
     }
 }
 

@@ -888,8 +888,12 @@ fn outdated_agrees_with_apt_on_a_stale_debian_tree_and_its_tarball() {
         return;
     }
     let base = support::debian_tree();
-    let d = support::tempdir();
-    // A copy sharing the files (hard links): only the status file is replaced.
+    // Beside the fixture (same filesystem): a copy sharing its files (hard links), where
+    // only the status file is replaced.
+    let d = tempfile::Builder::new()
+        .prefix("bd-test.")
+        .tempdir_in(support::fixtures_dir())
+        .unwrap();
     let tree = d.path().join("tree");
     sh(Command::new("cp").arg("-al").arg(&base).arg(&tree));
     let apt_dir = d.path().join("apt");
