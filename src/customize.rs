@@ -315,7 +315,8 @@ pub fn customize(
                 let cmd = session.command(&argv);
                 reporter.debug(&format!("running {}", cmd.display()));
                 runner.run(&cmd).map_err(Error::Packages)?;
-                crate::error::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;
+                crate::interrupt::check_interrupted()
+                    .map_err(|_| Error::Packages(interrupted()))?;
             }
         }
         write_files(root, recipe)?;
@@ -327,7 +328,7 @@ pub fn customize(
                 command: r.command.clone(),
                 source: e,
             })?;
-            crate::error::check_interrupted().map_err(|_| Error::Run {
+            crate::interrupt::check_interrupted().map_err(|_| Error::Run {
                 index: i + 1,
                 command: r.command.clone(),
                 source: interrupted(),

@@ -51,17 +51,10 @@ impl Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Set by the signal handler the binary installs; long-running steps poll it so that an
-/// interrupt unwinds through the guards instead of killing the process mid-mount.
-pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `Err(Error::Interrupted)` once Ctrl-C was pressed.
-pub fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        Err(Error::Interrupted)
-    } else {
-        Ok(())
+impl From<crate::interrupt::Interrupted> for Error {
+    fn from(_: crate::interrupt::Interrupted) -> Self {
+        Error::Interrupted
     }
 }
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -266,7 +266,7 @@ pub fn write_tar<W: Write>(
         let mnt_id = crate::tree::mount_id_of(dir);
         for (i, e) in walked.iter().enumerate() {
             done.store(i, Ordering::Relaxed);
-            crate::error::check_interrupted().map_err(|_| Error::Interrupted)?;
+            crate::interrupt::check_interrupted().map_err(|_| Error::Interrupted)?;
             let rel = e.path().strip_prefix(dir).expect("below dir").to_path_buf();
             if rel == Path::new(PROVENANCE) {
                 continue;

@@ -107,14 +107,14 @@ pub fn build(
     };
     let (source, in_place) = crate::source::fetch(loaded.source(), &tree, &ctx)?;
     stage.done(&format!("{} {}", source.kind, source.reference));
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted()?;
     let root = Root::open(&tree)?;
 
     if crate::customize::has_work(&loaded.recipe) {
         let stage = reporter.stage("customize");
         crate::customize::customize(&root, &loaded.recipe, runner, reporter)?;
         stage.done("done");
-        crate::error::check_interrupted()?;
+        crate::interrupt::check_interrupted()?;
     }
 
     let stage = reporter.stage("finish");
@@ -125,7 +125,7 @@ pub fn build(
         finish.plugins.len(),
         finish.nss
     ));
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted()?;
 
     let stage = reporter.stage("check");
     let check = run_check(&tree, loaded, &allow, reporter)?;
@@ -133,7 +133,7 @@ pub fn build(
         "{} errors, {} warnings, {} allowed",
         check.errors, check.warnings, check.allowed
     ));
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted()?;
 
     let stage = reporter.stage("pack");
     let name = loaded.path().to_string();

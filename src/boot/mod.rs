@@ -50,13 +50,16 @@ pub enum Error {
     },
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
+    /// Ctrl-C, after the container was torn down.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::NotRoot | Error::Uid { .. } | Error::Input { .. } | Error::Vassal { .. } => 2,
-            Error::Sys { .. } => 1,
+            Error::Sys { .. } | Error::Interrupted => 1,
             Error::Tree(e) => e.exit_code(),
         }
     }
@@ -68,6 +71,8 @@ impl Error {
         }
     }
 }
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The steps of a container start, in the platform's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -268,12 +273,12 @@ pub fn boot(
     opts: &Options,
     reporter: &Reporter,
     on_step: &mut dyn FnMut(&Step),
-) -> crate::Result<Report> {
+) -> Result<Report> {
     if !rustix::process::geteuid().is_root() {
-        return Err(Error::NotRoot.into());
+        return Err(Error::NotRoot);
     }
     if opts.uid == 0 {
-        return Err(Error::Uid { uid: opts.uid }.into());
+        return Err(Error::Uid { uid: opts.uid });
     }
     let vassal = match &opts.vassal {
         Some(p) => Some(layout::UserVassal::read(p)?),
@@ -380,7 +385,7 @@ enum Input {
 }
 
 impl Input {
-    fn open(path: &Path, work: &Path, reporter: &Reporter) -> crate::Result<Input> {
+    fn open(path: &Path, work: &Path, reporter: &Reporter) -> Result<Input> {
         let bad = |msg: String| Error::Input {
             path: path.display().to_string(),
             msg,
@@ -390,7 +395,7 @@ impl Input {
             return Ok(Input::Dir(path.to_path_buf()));
         }
         if !meta.is_file() {
-            return Err(bad("not a directory or a .tar/.tar.gz file".into()).into());
+            return Err(bad("not a directory or a .tar/.tar.gz file".into()));
         }
         let dir = BuildDir::new(work)?;
         let tree = dir.path().join("tree");
@@ -472,7 +477,7 @@ impl Container {
     /// The next message, [`Next::End`] when the container exited.
     fn next(&mut self, deadline: Option<Instant>) -> Next {
         loop {
-            if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            if crate::interrupt::interrupted() {
                 return Next::Interrupted;
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -538,7 +543,7 @@ fn watch(
     opts: &Options,
     reporter: &Reporter,
     run: &mut Run,
-) -> crate::Result<()> {
+) -> Result<()> {
     let deadline = Instant::now() + opts.timeout;
     let mut current: Option<StepKind> = None;
     let mut subs: Vec<subscription::Subscription> = Vec::new();
@@ -573,7 +578,7 @@ fn watch(
                 run.push(step, Status::Fail, cut(&detail));
                 return Ok(());
             }
-            Next::Interrupted => return Err(crate::Error::Interrupted),
+            Next::Interrupted => return Err(Error::Interrupted),
         }
     };
     if !waiting {
@@ -597,7 +602,7 @@ fn watch(
         let ended = c.wait_shell(run);
         restore_terminal();
         if !ended {
-            return Err(crate::Error::Interrupted);
+            return Err(Error::Interrupted);
         }
     }
     Ok(())

@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{compare_hashes, AnyTransport, Distro, Error, Name, Stale, Transport, TransportSpec};
+use super::{
+    compare_hashes, AnyTransport, Distro, Error, Name, Result, Stale, Transport, TransportSpec,
+};
 use crate::progress::{Bar, Reporter};
 use crate::recipe::Strategy;
 use crate::runner::Runner;
@@ -33,20 +35,20 @@ pub struct StorageTarget {
 /// What publish needs from the uwsgi.it API.
 pub trait Registry {
     /// The customer's storage containers.
-    fn storage_targets(&self) -> crate::Result<Vec<StorageTarget>>;
+    fn storage_targets(&self) -> Result<Vec<StorageTarget>>;
     /// The server a container runs on.
-    fn container_server(&self, uid: u32) -> crate::Result<String>;
+    fn container_server(&self, uid: u32) -> Result<String>;
     /// Create the custom distro `name` at `path` in storage container `storage`, or find
     /// the one already there; its id either way.
-    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> crate::Result<u64>;
+    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> Result<u64>;
     /// Map `container` onto distro `id` (the platform restarts the container).
-    fn assign(&self, container: u32, id: u64) -> crate::Result<()>;
+    fn assign(&self, container: u32, id: u64) -> Result<()>;
 }
 
 /// The real API: storage containers with their servers, idempotent register (finding the
 /// id by listing), assign after checking the distro is usable by the container.
 impl Registry for crate::api::Client {
-    fn storage_targets(&self) -> crate::Result<Vec<StorageTarget>> {
+    fn storage_targets(&self) -> Result<Vec<StorageTarget>> {
         Ok(self
             .storage_containers()?
             .into_iter()
@@ -58,15 +60,15 @@ impl Registry for crate::api::Client {
             .collect())
     }
 
-    fn container_server(&self, uid: u32) -> crate::Result<String> {
+    fn container_server(&self, uid: u32) -> Result<String> {
         Ok(self.container(uid)?.server)
     }
 
-    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> crate::Result<u64> {
+    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> Result<u64> {
         Ok(crate::api::Client::register(self, storage, name, path, note)?.id)
     }
 
-    fn assign(&self, container: u32, id: u64) -> crate::Result<()> {
+    fn assign(&self, container: u32, id: u64) -> Result<()> {
         crate::api::Client::assign(self, container, id)?;
         Ok(())
     }
@@ -306,7 +308,7 @@ fn push_one(
     };
     bar.set_message("uploading");
     let sent = tr.upload(d, &tmp, prev.as_ref(), bar)?;
-    crate::error::check_interrupted().map_err(|_| Error::Remote {
+    crate::interrupt::check_interrupted().map_err(|_| Error::Remote {
         target: tr.describe(),
         detail: "interrupted".into(),
     })?;
@@ -343,7 +345,7 @@ fn push_one(
 fn resolve_targets(
     opts: &PublishOptions,
     registry: Option<&dyn Registry>,
-) -> crate::Result<Vec<(u32, String, Option<String>)>> {
+) -> Result<Vec<(u32, String, Option<String>)>> {
     let known = match (registry, &opts.to) {
         (Some(r), _) => Some(r.storage_targets()?),
         (None, To::All) => {
@@ -351,7 +353,7 @@ fn resolve_targets(
                 "--to all needs the API to find the storage containers: configure it (--api, UWSGI_IT_API)"
                     .into(),
             )
-            .into())
+            )
         }
         (None, To::Uids(_)) => None,
     };
@@ -381,8 +383,7 @@ fn resolve_targets(
         return Err(Error::Usage(
             "no storage containers to push to: make one with build-distro storage enable UID"
                 .into(),
-        )
-        .into());
+        ));
     }
     Ok(targets)
 }
@@ -396,19 +397,17 @@ pub fn publish(
     registry: Option<&dyn Registry>,
     runner: Arc<dyn Runner>,
     reporter: &Reporter,
-) -> crate::Result<PublishReport> {
+) -> Result<PublishReport> {
     if (opts.register || !opts.assign.is_empty()) && registry.is_none() {
         return Err(Error::Usage(
             "registering needs the API: configure it (--api, UWSGI_IT_API) or pass --no-register"
                 .into(),
-        )
-        .into());
+        ));
     }
     if !opts.register && !opts.assign.is_empty() {
         return Err(Error::Usage(
             "--assign needs the distro registered: drop --no-register".into(),
-        )
-        .into());
+        ));
     }
     let plan = plan(d, opts.strategy)?;
     let targets = resolve_targets(opts, registry)?;
@@ -493,7 +492,7 @@ pub fn publish(
             });
         }
     });
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted().map_err(|_| Error::Interrupted)?;
     let mut reports: Vec<TargetReport> = results.into_inner().unwrap().into_values().collect();
 
     if opts.register {
@@ -525,9 +524,9 @@ pub fn publish(
                 .find(|t| t.server == server && t.distro_id.is_some())
                 .and_then(|t| t.distro_id)
                 .ok_or_else(|| {
-                    crate::Error::from(Error::Usage(format!(
+                    Error::Usage(format!(
                         "no storage container on server {server} got the distro: push to one there first"
-                    )))
+                    ))
                 })?;
             reg.assign(c, id).map(|_| id)
         });
@@ -591,12 +590,12 @@ pub struct Recording {
 }
 
 impl Registry for Recording {
-    fn storage_targets(&self) -> crate::Result<Vec<StorageTarget>> {
+    fn storage_targets(&self) -> Result<Vec<StorageTarget>> {
         self.calls.lock().unwrap().push("storage_targets".into());
         Ok(self.storage.clone())
     }
 
-    fn container_server(&self, uid: u32) -> crate::Result<String> {
+    fn container_server(&self, uid: u32) -> Result<String> {
         self.calls
             .lock()
             .unwrap()
@@ -604,10 +603,10 @@ impl Registry for Recording {
         self.servers
             .get(&uid)
             .cloned()
-            .ok_or_else(|| Error::Usage(format!("container {uid} is not yours")).into())
+            .ok_or_else(|| Error::Usage(format!("container {uid} is not yours")))
     }
 
-    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> crate::Result<u64> {
+    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> Result<u64> {
         self.calls
             .lock()
             .unwrap()
@@ -630,7 +629,7 @@ impl Registry for Recording {
         Ok(id)
     }
 
-    fn assign(&self, container: u32, id: u64) -> crate::Result<()> {
+    fn assign(&self, container: u32, id: u64) -> Result<()> {
         self.calls
             .lock()
             .unwrap()
