@@ -601,12 +601,7 @@ impl Container<'_> {
                     // The shell's own process group in the terminal's foreground, so ^C
                     // reaches the shell's jobs and not the tool.
                     libc::setpgid(0, 0);
-                    let mut set: libc::sigset_t = std::mem::zeroed();
-                    libc::sigemptyset(&mut set);
-                    libc::sigaddset(&mut set, libc::SIGTTOU);
-                    libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-                    libc::tcsetpgrp(0, libc::getpid());
-                    libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                    super::take_foreground(libc::getpid());
                     Ok(())
                 });
             }

@@ -521,14 +521,13 @@ enum Next {
 }
 
 fn poll_in(fd: std::os::fd::BorrowedFd<'_>, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: (ms / 1000).into(),
+        tv_nsec: ((ms % 1000) * 1_000_000).into(),
     };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    n > 0 && p.revents != 0
+    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0) && !fds[0].revents().is_empty()
 }
 
 /// `clone(2)` without `CLONE_VM`: `child` runs in a copy of this process on `stack` and
@@ -662,22 +661,25 @@ fn drain(listener: &UnixDatagram, subs: &mut Vec<subscription::Subscription>) {
 
 /// The shell took the terminal's foreground; take it back for this process group.
 fn restore_terminal() {
-    let stdin = std::io::stdin();
-    if !std::io::IsTerminal::is_terminal(&stdin) {
-        return;
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        take_foreground(rustix::process::getpgrp().as_raw_pid());
     }
-    // A background process changing the foreground group gets SIGTTOU unless blocked.
-    // rustix leaves signal masks to the runtime, so they go through libc.
-    // SAFETY: a sigset_t initialised by sigemptyset, and plain sigprocmask calls.
-    let mask = |how: libc::c_int| unsafe {
+}
+
+/// Make `pgrp` the foreground process group of the terminal on fd 0. A process outside
+/// the foreground group gets SIGTTOU for this unless it blocks it, so it is blocked
+/// around the call. Only async-signal-safe libc calls (rustix leaves signal masks to the
+/// runtime): the shell's `pre_exec` in `inside` runs this between fork and exec.
+fn take_foreground(pgrp: libc::pid_t) {
+    // SAFETY: a sigset_t initialised by sigemptyset, and plain syscall wrappers.
+    unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTTOU);
-        libc::sigprocmask(how, &set, std::ptr::null_mut());
-    };
-    mask(libc::SIG_BLOCK);
-    let _ = rustix::termios::tcsetpgrp(stdin.as_fd(), rustix::process::getpgrp());
-    mask(libc::SIG_UNBLOCK);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::tcsetpgrp(0, pgrp);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Cut a detail to about [`DETAIL_MAX`] characters, keeping its start (what failed) and
