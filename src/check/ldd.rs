@@ -1,12 +1,10 @@
-//! ELF dependency resolution inside a tree, like `lddtree` but reading only: the machine
-//! type, `PT_INTERP` and `DT_NEEDED` of each object (through goblin), and each needed
-//! library searched the way glibc's loader does — `DT_RPATH` of the object and its loaders
-//! (when they have no `DT_RUNPATH`), `DT_RUNPATH` of the object, the directories of
-//! `/etc/ld.so.conf` (what `ldconfig` would put in the cache) and the default and
-//! multiarch directories — every path resolved inside the tree.
-//!
-//! Each object's own fields come from `elf` (cached by the view); this module only walks
-//! the tree.
+//! ELF dependency resolution inside a tree, like `lddtree` but reading only: from each
+//! object's `PT_INTERP` and `DT_NEEDED` (read by `elf`, cached by the view), every needed
+//! library is searched the way glibc's loader does — `DT_RPATH` of the object and its
+//! loaders (when they have no `DT_RUNPATH`), `DT_RUNPATH` of the object, the directories
+//! of `/etc/ld.so.conf` (what `ldconfig` would put in the cache) and the default and
+//! multiarch directories — every path resolved inside the tree. Also whether the
+//! containers' uids can reach a file at all (`world_access`).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 

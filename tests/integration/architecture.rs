@@ -93,7 +93,8 @@ fn lex(src: &str) -> Vec<(Tok, usize)> {
         } else if ch == '\'' {
             // A char literal ('x', '\n', '\u{..}') or a lifetime ('a): skip either.
             if next == '\\' {
-                let mut j = i + 2;
+                // Past the backslash and the escaped character (which may be a quote).
+                let mut j = i + 3;
                 while j < c.len() && c[j] != '\'' {
                     j += 1;
                 }
@@ -577,7 +578,7 @@ fn the_check_finds_rings_through_reexports_and_inline_paths() {
         ("push/b.rs", "use crate::push::c::*;"),
         (
             "push/c.rs",
-            "fn f() {\n let s = \"super::b::x\"; let c = '\"';\n crate::push::a::go(); }",
+            "fn f() {\n let s = \"super::b::x\"; let c = ['\"', '\\'', '\\\\'];\n crate::push::a::go(); }",
         ),
     ]);
     let rings = cycles(&ring);
