@@ -609,11 +609,11 @@ mod tests {
             "followed a symlink"
         );
         std::fs::create_dir(t.path().join("mnt")).unwrap();
-        rustix::mount::mount_bind(host.path(), &t.path().join("mnt")).unwrap();
+        rustix::mount::mount_bind(host.path(), t.path().join("mnt")).unwrap();
         let r = write_tar(t.path(), Vec::new(), &PackOptions::default(), |_| {
             Vec::new()
         });
-        rustix::mount::unmount(&t.path().join("mnt"), rustix::mount::UnmountFlags::DETACH).unwrap();
+        rustix::mount::unmount(t.path().join("mnt"), rustix::mount::UnmountFlags::DETACH).unwrap();
         let e = r.map(|_| ()).expect_err("packed a mount point").to_string();
         assert!(e.contains("mnt: a mount point inside the tree"), "{e}");
     }

@@ -240,7 +240,7 @@ fn rootfs_dir_read_in_place_equals_a_copy() {
     std::fs::hard_link(tree.join("usr/bin/su"), tree.join("usr/bin/su2")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &tree.join("fifo"),
+        tree.join("fifo"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
