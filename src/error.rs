@@ -1,5 +1,9 @@
 //! The crate error: one variant per stage module, each carrying that module's own error.
 //! Every error knows its exit code: 2 for bad usage or bad input, 1 when the work failed.
+//!
+//! Only the top uses it (`pipeline` and the binary's `cli`): it names every stage, so a
+//! stage that used it would sit in an import cycle with it (ARCHITECTURE.md). Stages
+//! return their own error, with their own `Interrupted` variant for Ctrl-C.
 
 /// Anything the library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -63,17 +67,10 @@ impl Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// Set by the signal handler the binary installs; long-running steps poll it so that an
-/// interrupt unwinds through the guards instead of killing the process mid-mount.
-pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// `Err(Error::Interrupted)` once Ctrl-C was pressed.
-pub fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        Err(Error::Interrupted)
-    } else {
-        Ok(())
+impl From<crate::interrupt::Interrupted> for Error {
+    fn from(_: crate::interrupt::Interrupted) -> Self {
+        Error::Interrupted
     }
 }
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -11,6 +11,7 @@ pub mod check;
 pub mod customize;
 pub mod error;
 pub mod finish;
+pub mod interrupt;
 pub mod inventory;
 pub mod mirror;
 pub mod outdated;

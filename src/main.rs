@@ -9,9 +9,7 @@ fn main() {
     let ctx = cli::Ctx::new(&args.global);
     // Ctrl-C and SIGTERM only raise a flag: the running stage notices it, returns
     // `Error::Interrupted`, and every guard (mounts, containers, build dirs) undoes itself.
-    let _ = ctrlc::set_handler(|| {
-        build_distro::error::INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
+    build_distro::interrupt::install_handler();
     let code = match cli::run(args.command, &ctx) {
         Ok(status) => status as u8,
         Err(e) => {

@@ -35,17 +35,31 @@ pub enum Error {
     },
     #[error("{target}: {detail}")]
     Remote { target: String, detail: String },
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::Error),
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::Error),
+    #[error(transparent)]
+    Runner(#[from] crate::runner::Error),
+    #[error(transparent)]
+    Push(#[from] crate::push::Error),
 }
 
 impl Error {
     /// All bad input: a distro that cannot be placed, a configuration that does not parse,
     /// a published version that is not there.
     pub fn exit_code(&self) -> u8 {
-        2
+        match self {
+            Error::Mirror(e) => e.exit_code(),
+            Error::Inventory(e) => e.exit_code(),
+            Error::Runner(e) => e.exit_code(),
+            Error::Push(e) => e.exit_code(),
+            _ => 2,
+        }
     }
 }
 
-type Result<T, E = crate::Error> = std::result::Result<T, E>;
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What the user may override.
 #[derive(Debug, Clone, Default)]
@@ -146,13 +160,13 @@ impl Target {
             .run(&ssh.command(&script))
             .map_err(|e| match &e {
                 crate::runner::Error::Failed { status, .. } if status == "exit code 4" => {
-                    crate::Error::from(Error::Remote {
+                    Error::Remote {
                         target: name.clone(),
                         detail: format!(
                             "no distros/{path} on storage container {}: is --path right? (build-distro distros list)",
                             ssh.uid
                         ),
-                    })
+                    }
                 }
                 _ => ssh.error(e).into(),
             })?;
@@ -221,7 +235,7 @@ impl Target {
     }
 }
 
-fn remote_io(target: &str, e: std::io::Error) -> crate::Error {
+fn remote_io(target: &str, e: std::io::Error) -> Error {
     Error::Remote {
         target: target.to_string(),
         detail: format!("keep the fetched files: {e}"),

@@ -109,14 +109,14 @@ pub fn build(
     };
     let (source, in_place) = crate::source::fetch(loaded.source(), &tree, &ctx)?;
     stage.done(&format!("{} {}", source.kind, source.reference));
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted()?;
     let root = Root::open(&tree)?;
 
     if crate::customize::has_work(&loaded.recipe) {
         let stage = reporter.stage("customize");
         crate::customize::customize(&root, &loaded.recipe, runner, reporter)?;
         stage.done("done");
-        crate::error::check_interrupted()?;
+        crate::interrupt::check_interrupted()?;
     }
 
     let stage = reporter.stage("finish");
@@ -127,7 +127,7 @@ pub fn build(
         finish.plugins.len(),
         finish.nss
     ));
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted()?;
 
     let stage = reporter.stage("check");
     // One index of the finished tree serves check and the SBOMs.
@@ -137,7 +137,7 @@ pub fn build(
         "{} errors, {} warnings, {} allowed",
         check.errors, check.warnings, check.allowed
     ));
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted()?;
 
     // An image's creation time bounds an archive's mtimes, so two builds of one image give
     // one archive (a directory output keeps the times it has on disk).
@@ -164,7 +164,7 @@ pub fn build(
         sbom.components.len(),
         sbom.files.len()
     ));
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted()?;
 
     let stage = reporter.stage("pack");
     let name = loaded.path().to_string();

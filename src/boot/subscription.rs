@@ -102,7 +102,7 @@ pub fn check(
                 ),
             };
         }
-        if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if crate::interrupt::interrupted() {
             return Step {
                 step: StepKind::Subscription,
                 status: Status::Fail,

@@ -154,7 +154,7 @@ fn root_entry() -> Entry {
 }
 
 fn interrupted() -> Result<(), Error> {
-    if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+    if crate::interrupt::interrupted() {
         Err(Error::Interrupted)
     } else {
         Ok(())

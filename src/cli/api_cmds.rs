@@ -449,11 +449,11 @@ fn assign(
         if i > 0 && pause > 0 {
             reporter.info(&format!("waiting {pause}s before the next container"));
             for _ in 0..pause {
-                build_distro::error::check_interrupted()?;
+                build_distro::interrupt::check_interrupted()?;
                 std::thread::sleep(std::time::Duration::from_secs(1));
             }
         }
-        build_distro::error::check_interrupted()?;
+        build_distro::interrupt::check_interrupted()?;
         let after = client.assign(c, id)?;
         reporter.info(&format!(
             "container {c} ({}) now uses custom distro {id} ({}); it restarts",
@@ -507,7 +507,7 @@ fn gc(ctx: &Ctx, keep: usize, yes: bool, common: &Common) -> build_distro::Resul
     let mut failed = Vec::new();
     if yes {
         for e in plan.iter_mut().filter(|e| e.action == GcAction::Delete) {
-            build_distro::error::check_interrupted()?;
+            build_distro::interrupt::check_interrupted()?;
             // remove_distro checks the users again: a container may have been assigned
             // since the plan was made.
             match client.remove_distro(e.id) {

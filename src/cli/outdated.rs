@@ -55,7 +55,7 @@ pub struct Args {
 fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {
     let (Some(uid), Some(path)) = (a.to, a.path.as_deref()) else {
         let p = a.target.as_deref().expect("clap requires TARGET or --to");
-        return Target::open(p);
+        return Ok(Target::open(p)?);
     };
     let ssh = SshConfig::new(
         a.ssh_host.clone(),
@@ -69,7 +69,7 @@ fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {
         None => Some(a.api.client(ctx)?.container(uid)?.server_address),
     };
     let ssh = Ssh::new(&ssh, uid, address.as_deref(), Arc::new(System))?;
-    Target::remote(&ssh, &Name::distro(path)?)
+    Ok(Target::remote(&ssh, &Name::distro(path)?)?)
 }
 
 pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {

@@ -157,13 +157,13 @@ pub fn publish(
         work_dir: work_dir.unwrap_or_else(std::env::temp_dir),
     };
     let reporter = ctx.reporter();
-    build_distro::push::publish(
+    Ok(build_distro::push::publish(
         &mut distro,
         &opts,
         reg.as_deref(),
         Arc::new(System),
         &reporter,
-    )
+    )?)
 }
 
 /// The final table on stdout.

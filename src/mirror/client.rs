@@ -50,7 +50,7 @@ pub struct Client {
 }
 
 fn interrupted() -> Result<(), Error> {
-    if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+    if crate::interrupt::interrupted() {
         Err(Error::Interrupted)
     } else {
         Ok(())

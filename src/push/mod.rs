@@ -55,6 +55,12 @@ pub enum Error {
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
     Pack(#[from] crate::pack::Error),
+    /// The API call of a [`Registry`] (storage targets, register, assign) failed.
+    #[error(transparent)]
+    Api(#[from] crate::api::Error),
+    /// Ctrl-C; every upload in flight was removed by its guard.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl Error {
@@ -62,6 +68,7 @@ impl Error {
         match self {
             Error::Input { .. } | Error::Usage(_) => 2,
             Error::Command { source, .. } => source.exit_code(),
+            Error::Api(e) => e.exit_code(),
             _ => 1,
         }
     }
@@ -425,7 +432,7 @@ pub struct Counting<'a> {
 
 impl Write for Counting<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::error::check_interrupted().map_err(|_| {
+        crate::interrupt::check_interrupted().map_err(|_| {
             // Not ErrorKind::Interrupted: write_all would retry that.
             std::io::Error::other("interrupted")
         })?;

@@ -262,7 +262,7 @@ fn added_files(tree: &Tree) -> Result<Vec<AddedFile>, Error> {
         (tree.get(&r)?.kind == Kind::File).then_some(r)
     };
     consider(UWSGI_BINARY, regular(UWSGI_BINARY));
-    let nss = crate::check::elf::Resolver::new(tree)
+    let nss = crate::check::ldd::Resolver::new(tree)
         .find_system_library(crate::finish::nss::MODULE_NAME)
         .map_err(inventory::Error::from)?;
     if let Some(m) = nss {

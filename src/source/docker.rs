@@ -148,7 +148,7 @@ async fn interrupted() {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if crate::interrupt::interrupted() {
             return;
         }
     }
@@ -197,7 +197,7 @@ async fn export(
     let result = task
         .await
         .map_err(|e| ExportError::Stream(format!("the unpack task failed: {e}")))?;
-    if was_interrupted || crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+    if was_interrupted || crate::interrupt::interrupted() {
         return Err(ExportError::Interrupted);
     }
     if let Some(msg) = stream_error {
@@ -417,7 +417,7 @@ fn prepare<'a>(
         .id
         .clone()
         .ok_or_else(|| docker_err("the engine reported no image id".into()))?;
-    crate::error::check_interrupted().map_err(|_| Error::Interrupted)?;
+    crate::interrupt::check_interrupted().map_err(|_| Error::Interrupted)?;
 
     // The command only satisfies images without CMD/ENTRYPOINT: the container never runs.
     let body = ContainerCreateBody {

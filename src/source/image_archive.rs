@@ -456,7 +456,7 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
     let root = Root::open(target)?;
     let total = image.layers.len();
     for (i, layer) in image.layers.iter().enumerate() {
-        crate::error::check_interrupted().map_err(|_| Error::Interrupted)?;
+        crate::interrupt::check_interrupted().map_err(|_| Error::Interrupted)?;
         let label = format!("{}: layer {}/{total} ({layer})", file.display(), i + 1);
         let (raw, _) = store.open_member(layer).map_err(input)?;
         let stream = decompressed(Interruptible(raw))
@@ -469,7 +469,7 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
             max_bytes: ctx.max_unpack_bytes,
         };
         let result = unpack(&mut hashing, &root, &opts);
-        if crate::error::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if crate::interrupt::interrupted() {
             return Err(Error::Interrupted);
         }
         let stats = result?;

@@ -159,7 +159,7 @@ pub struct Interruptible<R>(pub R);
 impl<R: std::io::Read> std::io::Read for Interruptible<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // Not ErrorKind::Interrupted: readers retry on that.
-        crate::error::check_interrupted().map_err(|_| std::io::Error::other("interrupted"))?;
+        crate::interrupt::check_interrupted().map_err(|_| std::io::Error::other("interrupted"))?;
         self.0.read(buf)
     }
 }

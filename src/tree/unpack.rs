@@ -320,7 +320,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
         .entries()
         .map_err(|e| stream(format!("not a tar archive: {e}")))?;
     loop {
-        crate::error::check_interrupted().map_err(|_| stream("interrupted".into()))?;
+        crate::interrupt::check_interrupted().map_err(|_| stream("interrupted".into()))?;
         meter.headers();
         let mut entry = match entries.next() {
             None => break,

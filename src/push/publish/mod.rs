@@ -6,344 +6,34 @@
 //!
 //! The API is reached through [`Registry`], the few calls publish needs, so the
 //! orchestration is tested with [`Recording`] and the API client plugs in unchanged.
+//!
+//! Split at its seams: `types` holds what publish takes and reports, `target` pushes to
+//! one storage container (clean up, skip, upload, verify, rename), `registry` is the API
+//! seam; this file resolves the targets and runs them in parallel, then registers and
+//! assigns.
+
+mod registry;
+mod target;
+mod types;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+pub use registry::{Recording, Registered, Registry, StorageTarget};
+use target::{plan, push_one};
+pub use types::{AssignReport, PublishOptions, PublishReport, Status, TargetReport, To, Verify};
 
-use super::{compare_hashes, AnyTransport, Distro, Error, Name, Stale, Transport, TransportSpec};
-use crate::progress::{Bar, Reporter};
-use crate::recipe::Strategy;
+use super::{AnyTransport, Distro, Error, Result, Transport, TransportSpec};
+use crate::progress::Reporter;
 use crate::runner::Runner;
-
-/// A storage container as the API describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StorageTarget {
-    pub uid: u32,
-    /// The server's name (containers share a distro only on the same server).
-    pub server: String,
-    /// Where to reach it over ssh.
-    pub address: String,
-}
-
-/// What publish needs from the uwsgi.it API.
-pub trait Registry {
-    /// The customer's storage containers.
-    fn storage_targets(&self) -> crate::Result<Vec<StorageTarget>>;
-    /// The server a container runs on.
-    fn container_server(&self, uid: u32) -> crate::Result<String>;
-    /// Create the custom distro `name` at `path` in storage container `storage`, or find
-    /// the one already there; its id either way.
-    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> crate::Result<u64>;
-    /// Map `container` onto distro `id` (the platform restarts the container).
-    fn assign(&self, container: u32, id: u64) -> crate::Result<()>;
-}
-
-/// The real API: storage containers with their servers, idempotent register (finding the
-/// id by listing), assign after checking the distro is usable by the container.
-impl Registry for crate::api::Client {
-    fn storage_targets(&self) -> crate::Result<Vec<StorageTarget>> {
-        Ok(self
-            .storage_containers()?
-            .into_iter()
-            .map(|c| StorageTarget {
-                uid: c.uid,
-                server: c.server,
-                address: c.server_address,
-            })
-            .collect())
-    }
-
-    fn container_server(&self, uid: u32) -> crate::Result<String> {
-        Ok(self.container(uid)?.server)
-    }
-
-    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> crate::Result<u64> {
-        Ok(crate::api::Client::register(self, storage, name, path, note)?.id)
-    }
-
-    fn assign(&self, container: u32, id: u64) -> crate::Result<()> {
-        crate::api::Client::assign(self, container, id)?;
-        Ok(())
-    }
-}
-
-/// Which storage containers to push to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum To {
-    All,
-    Uids(Vec<u32>),
-}
-
-impl To {
-    /// From the recipe's `[publish] to`.
-    pub fn from_recipe(t: &crate::recipe::PublishTo) -> Result<To, Error> {
-        match t {
-            crate::recipe::PublishTo::Named(s) if s == "all" => Ok(To::All),
-            crate::recipe::PublishTo::Named(s) => Err(Error::Usage(format!(
-                "[publish] to = {s:?}: expected \"all\" or a list of storage container uids"
-            ))),
-            crate::recipe::PublishTo::Uids(u) => Ok(To::Uids(u.clone())),
-        }
-    }
-}
-
-/// How much of the upload to check before it is renamed into place.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verify {
-    /// Entry count and content size.
-    #[default]
-    Size,
-    /// Also every file's sha256 against the manifest (reads everything remotely).
-    Full,
-}
-
-pub struct PublishOptions {
-    pub to: To,
-    pub strategy: Strategy,
-    pub verify: Verify,
-    pub transport: TransportSpec,
-    /// Servers pushed to at the same time.
-    pub jobs: usize,
-    /// Register the distro through the registry after the upload.
-    pub register: bool,
-    /// Containers to map onto the new distro (each on the server of a storage container
-    /// pushed to).
-    pub assign: Vec<u32>,
-    /// Where rsync's local extraction of an archive goes.
-    pub work_dir: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    /// Uploaded, verified and renamed into place.
-    Uploaded,
-    /// The same content was there already: nothing sent.
-    Unchanged,
-    Failed,
-}
-
-/// One storage container's outcome.
-#[derive(Debug, Clone, Serialize)]
-pub struct TargetReport {
-    pub uid: u32,
-    pub server: String,
-    /// How it was reached: `30001@host`, `local:/containers/30001`.
-    pub target: String,
-    /// The directory under `distros/` (the API path).
-    pub path: String,
-    /// The API name.
-    pub name: String,
-    pub status: Status,
-    /// Bytes that crossed the wire (rsync: its "Total bytes sent").
-    pub bytes_sent: u64,
-    /// The version rsync shared unchanged files with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous: Option<String>,
-    pub seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distro_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct AssignReport {
-    pub container: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub distro_id: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What `push` prints (`--json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct PublishReport {
-    pub name: String,
-    pub path: String,
-    pub content_id: String,
-    pub strategy: Strategy,
-    pub transport: String,
-    pub verify: Verify,
-    pub targets: Vec<TargetReport>,
-    pub assigned: Vec<AssignReport>,
-    /// Total over every target.
-    pub bytes_sent: u64,
-    /// Targets and assignments that failed.
-    pub failed: usize,
-}
-
-impl PublishReport {
-    pub fn ok(&self) -> bool {
-        self.failed == 0
-    }
-
-    pub fn strategy_name(&self) -> &'static str {
-        match self.strategy {
-            Strategy::Versioned => "versioned",
-            Strategy::Replace => "replace",
-        }
-    }
-}
-
-/// Where a target's upload goes and under which API name.
-struct Plan {
-    dest: Name,
-    api_name: String,
-}
-
-fn plan(d: &Distro, strategy: Strategy) -> Result<Plan, Error> {
-    Ok(match strategy {
-        Strategy::Versioned => {
-            let api_name = format!("{}-{}", d.name, d.id12());
-            if api_name.len() > 255 {
-                return Err(Error::Usage(format!(
-                    "name {:?} is too long for a versioned entry (at most 242 characters)",
-                    d.name
-                )));
-            }
-            Plan {
-                dest: Name::distro(&format!("{}-{}", d.path, d.id12()))?,
-                api_name,
-            }
-        }
-        Strategy::Replace => Plan {
-            dest: Name::distro(&d.path)?,
-            api_name: d.name.clone(),
-        },
-    })
-}
-
-/// Removes a temporary upload unless it was renamed into place.
-struct TmpGuard<'a> {
-    tr: &'a dyn Transport,
-    name: Name,
-    armed: bool,
-}
-
-impl Drop for TmpGuard<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = self.tr.remove(&self.name);
-        }
-    }
-}
-
-/// The newest earlier version of the same distro: what rsync shares files with.
-fn previous_version(
-    listed: &[super::Listed],
-    d: &Distro,
-    plan: &Plan,
-    strategy: Strategy,
-) -> Option<Name> {
-    let exists = |n: &str| listed.iter().any(|l| l.name == n);
-    if strategy == Strategy::Replace {
-        return exists(plan.dest.as_str()).then(|| plan.dest.clone());
-    }
-    let prefix = format!("{}-", d.path);
-    listed
-        .iter()
-        .filter(|l| l.name != plan.dest.as_str())
-        .filter(|l| l.name == d.path || l.name.strip_prefix(&prefix).is_some_and(super::is_id12))
-        .max_by(|a, b| a.mtime.total_cmp(&b.mtime))
-        .and_then(|l| Name::distro(&l.name).ok())
-}
-
-/// Push to one storage container: clean up, skip if present, upload, verify, rename.
-fn push_one(
-    d: &Distro,
-    tr: &dyn Transport,
-    plan: &Plan,
-    opts: &PublishOptions,
-    bar: &Bar,
-) -> Result<(Status, u64, Option<Name>), Error> {
-    let mut listed = tr.list()?;
-    let mut restored = false;
-    for l in &listed {
-        match Name::stale(&l.name) {
-            Some(Stale::Tmp(n)) => tr.remove(&n)?,
-            Some(Stale::Old { name, dest }) => {
-                // A replace interrupted between its two renames: put the old one back.
-                tr.restore(&name, &dest)?;
-                tr.remove(&name)?;
-                restored = true;
-            }
-            None => {}
-        }
-    }
-    if restored {
-        listed = tr.list()?;
-    }
-    let present = listed.iter().any(|l| l.name == plan.dest.as_str());
-    if present {
-        let id = tr.content_id(&plan.dest)?;
-        if id.as_deref() == Some(d.content_id.as_str()) {
-            return Ok((Status::Unchanged, 0, None));
-        }
-        if opts.strategy == Strategy::Versioned {
-            return Err(Error::Remote {
-                target: tr.describe(),
-                detail: format!(
-                    "distros/{} exists with other content ({}): remove it, or push with --strategy replace",
-                    plan.dest,
-                    id.as_deref().unwrap_or("no content id")
-                ),
-            });
-        }
-    }
-    let prev = previous_version(&listed, d, plan, opts.strategy);
-    let tmp = Name::tmp(d.id12(), std::process::id())?;
-    let mut guard = TmpGuard {
-        tr,
-        name: tmp.clone(),
-        armed: true,
-    };
-    bar.set_message("uploading");
-    let sent = tr.upload(d, &tmp, prev.as_ref(), bar)?;
-    crate::error::check_interrupted().map_err(|_| Error::Remote {
-        target: tr.describe(),
-        detail: "interrupted".into(),
-    })?;
-    bar.set_message("verifying");
-    let m = tr.measure(&tmp)?;
-    if let Some(why) = m.mismatch(d) {
-        return Err(Error::Verify {
-            target: tr.describe(),
-            detail: why,
-        });
-    }
-    if opts.verify == Verify::Full {
-        if let Some(why) = compare_hashes(&d.manifest, &tr.hashes(&tmp)?) {
-            return Err(Error::Verify {
-                target: tr.describe(),
-                detail: why,
-            });
-        }
-    }
-    let aside = match opts.strategy {
-        Strategy::Replace => Some(Name::old(std::process::id(), &plan.dest)?),
-        Strategy::Versioned => None,
-    };
-    tr.install(&tmp, &plan.dest, aside.as_ref())?;
-    guard.armed = false;
-    if let Some(a) = aside {
-        // Best effort: if this fails the next push removes it (it is a stale "old").
-        let _ = tr.remove(&a);
-    }
-    Ok((Status::Uploaded, sent, prev))
-}
 
 /// The storage containers to push to, with their servers and addresses.
 fn resolve_targets(
     opts: &PublishOptions,
     registry: Option<&dyn Registry>,
-) -> crate::Result<Vec<(u32, String, Option<String>)>> {
+) -> Result<Vec<(u32, String, Option<String>)>> {
     let known = match (registry, &opts.to) {
         (Some(r), _) => Some(r.storage_targets()?),
         (None, To::All) => {
@@ -351,7 +41,7 @@ fn resolve_targets(
                 "--to all needs the API to find the storage containers: configure it (--api, UWSGI_IT_API)"
                     .into(),
             )
-            .into())
+            )
         }
         (None, To::Uids(_)) => None,
     };
@@ -381,8 +71,7 @@ fn resolve_targets(
         return Err(Error::Usage(
             "no storage containers to push to: make one with build-distro storage enable UID"
                 .into(),
-        )
-        .into());
+        ));
     }
     Ok(targets)
 }
@@ -396,19 +85,17 @@ pub fn publish(
     registry: Option<&dyn Registry>,
     runner: Arc<dyn Runner>,
     reporter: &Reporter,
-) -> crate::Result<PublishReport> {
+) -> Result<PublishReport> {
     if (opts.register || !opts.assign.is_empty()) && registry.is_none() {
         return Err(Error::Usage(
             "registering needs the API: configure it (--api, UWSGI_IT_API) or pass --no-register"
                 .into(),
-        )
-        .into());
+        ));
     }
     if !opts.register && !opts.assign.is_empty() {
         return Err(Error::Usage(
             "--assign needs the distro registered: drop --no-register".into(),
-        )
-        .into());
+        ));
     }
     let plan = plan(d, opts.strategy)?;
     let targets = resolve_targets(opts, registry)?;
@@ -493,7 +180,7 @@ pub fn publish(
             });
         }
     });
-    crate::error::check_interrupted()?;
+    crate::interrupt::check_interrupted().map_err(|_| Error::Interrupted)?;
     let mut reports: Vec<TargetReport> = results.into_inner().unwrap().into_values().collect();
 
     if opts.register {
@@ -525,9 +212,9 @@ pub fn publish(
                 .find(|t| t.server == server && t.distro_id.is_some())
                 .and_then(|t| t.distro_id)
                 .ok_or_else(|| {
-                    crate::Error::from(Error::Usage(format!(
+                    Error::Usage(format!(
                         "no storage container on server {server} got the distro: push to one there first"
-                    )))
+                    ))
                 })?;
             reg.assign(c, id).map(|_| id)
         });
@@ -567,85 +254,16 @@ pub fn publish(
     })
 }
 
-/// One entry of [`Recording::distros`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registered {
-    pub storage: u32,
-    pub name: String,
-    pub path: String,
-    pub note: String,
-    pub id: u64,
-}
-
-/// An in-memory [`Registry`] that records every call (tests, dry runs).
-#[derive(Debug, Default)]
-pub struct Recording {
-    pub storage: Vec<StorageTarget>,
-    /// Container uid → server, for `container_server`.
-    pub servers: BTreeMap<u32, String>,
-    /// Registered distros, in registration order.
-    pub distros: Mutex<Vec<Registered>>,
-    pub assigned: Mutex<Vec<(u32, u64)>>,
-    /// Every call, as a line (`register 30001 name path`).
-    pub calls: Mutex<Vec<String>>,
-}
-
-impl Registry for Recording {
-    fn storage_targets(&self) -> crate::Result<Vec<StorageTarget>> {
-        self.calls.lock().unwrap().push("storage_targets".into());
-        Ok(self.storage.clone())
-    }
-
-    fn container_server(&self, uid: u32) -> crate::Result<String> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("container_server {uid}"));
-        self.servers
-            .get(&uid)
-            .cloned()
-            .ok_or_else(|| Error::Usage(format!("container {uid} is not yours")).into())
-    }
-
-    fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> crate::Result<u64> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("register {storage} {name} {path}"));
-        let mut d = self.distros.lock().unwrap();
-        if let Some(e) = d
-            .iter()
-            .find(|e| e.storage == storage && e.name == name && e.path == path)
-        {
-            return Ok(e.id);
-        }
-        let id = d.len() as u64 + 1;
-        d.push(Registered {
-            storage,
-            name: name.into(),
-            path: path.into(),
-            note: note.into(),
-            id,
-        });
-        Ok(id)
-    }
-
-    fn assign(&self, container: u32, id: u64) -> crate::Result<()> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("assign {container} {id}"));
-        self.assigned.lock().unwrap().push((container, id));
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::Bar;
     use crate::push::local::Local;
+    use crate::push::Name;
     use crate::push::{Listed, Measure};
+    use crate::recipe::Strategy;
     use std::path::Path;
+    use std::path::PathBuf;
 
     /// A small finished-looking tree with a provenance file whose content id is real.
     fn make_tree(dir: &Path, passwd: &str) -> PathBuf {
