@@ -14,6 +14,9 @@ need_pkgs=(
   iproute2 net-tools ca-certificates xz-utils zstd file
   gcc libc6-dev                 # builds the NSS module (build.rs)
   openssl                       # boot: the container's RSA key for signed subscriptions
+  docker-registry skopeo        # registry source tests: a real registry 2.8, images pushed into it
+  apache2-utils                 # htpasswd -B for the registry's basic-auth test
+  umoci                         # bench.sh: the daemonless skopeo + umoci comparison
 )
 
 missing=()

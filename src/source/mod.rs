@@ -4,6 +4,8 @@
 mod bootstrap;
 pub mod docker;
 pub mod image_archive;
+pub mod layers;
+pub mod oci;
 pub mod rootfs;
 
 /// Tar readers that accept gzip too (also used by `boot` for tarball input).
