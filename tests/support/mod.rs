@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod fake_api;
+pub mod registry;
 pub mod sshd;
 
 /// `build-distro` built for this test run.

@@ -44,11 +44,15 @@ impl Reference {
         };
         if let Some(t) = &tag {
             let ok = t.len() <= 128
-                && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && t.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
                 && t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !ok {
-                return Err(bad(&format!("tag {t:?} is not valid (letters, digits, _ . -; at most 128)")));
+                return Err(bad(&format!(
+                    "tag {t:?} is not valid (letters, digits, _ . -; at most 128)"
+                )));
             }
         }
         // The first component is a registry when docker would read it as one.
@@ -164,7 +168,10 @@ mod tests {
         assert_eq!(r.api_host(), "registry-1.docker.io");
         assert_eq!(p("debian").to_string(), "docker.io/library/debian:latest");
         assert_eq!(p("user/app").to_string(), "docker.io/user/app:latest");
-        assert_eq!(p("docker.io/debian:12").to_string(), "docker.io/library/debian:12");
+        assert_eq!(
+            p("docker.io/debian:12").to_string(),
+            "docker.io/library/debian:12"
+        );
         assert_eq!(p("index.docker.io/library/debian").registry, "docker.io");
     }
 
@@ -178,7 +185,10 @@ mod tests {
         assert_eq!(r.manifest_ref(), d);
         assert!(r.is_loopback());
         let r = p("localhost:5000/app");
-        assert_eq!((r.hostname(), r.tag.as_deref()), ("localhost", Some("latest")));
+        assert_eq!(
+            (r.hostname(), r.tag.as_deref()),
+            ("localhost", Some("latest"))
+        );
         assert!(r.is_loopback());
         let r = p(&format!("ghcr.io/o/app@{d}"));
         assert_eq!((r.tag.clone(), r.api_host()), (None, "ghcr.io"));

@@ -1,0 +1,354 @@
+//! `registry` backend: pull an image straight from an OCI/Docker registry (Docker Hub,
+//! GHCR, a company registry, a local `registry:2`) with no Docker engine, and flatten it
+//! with the same code as an image archive ([`super::layers`]).
+//!
+//! The manifest is resolved (an index or manifest list gives the recipe's platform) and
+//! its digest recorded, so the build output shows what to pin. Layers download in
+//! parallel (at most [`WORKERS`] at a time, never more than [`WINDOW`] ahead of the one
+//! being applied) into unnamed temporary files in the build directory; each is checked
+//! against its descriptor's size and digest while it arrives and handed to the
+//! flattener only once complete and correct. A broken or short download is tried again
+//! [`ATTEMPTS`] times; then the build fails, and the build directory (with the partial
+//! tree) goes with it. No layer is ever held in memory.
+
+pub mod auth;
+mod client;
+pub mod reference;
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Condvar, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use auth::{Credentials, Secret};
+use client::{Client, Fail, MAX_JSON};
+use reference::Reference;
+
+use super::layers::{flatten, Layer};
+use super::oci::{self, Descriptor, Document, Platform};
+use super::{Error, SourceCtx, SourceInfo};
+use crate::recipe::RegistrySource;
+use crate::tree::Root;
+
+/// Downloads at the same time.
+const WORKERS: usize = 3;
+/// How far downloads may run ahead of the layer being applied (bounds the disk used by
+/// staged layers).
+const WINDOW: usize = 3;
+/// Tries per download before the build fails.
+const ATTEMPTS: u32 = 3;
+
+/// How long to wait before try `n` (1-based) again.
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(500 * u64::from(n))
+}
+
+/// Run `f` until it succeeds, fails for good, or used up its tries.
+fn retry<T>(
+    what: &str,
+    ctx: &SourceCtx,
+    mut f: impl FnMut() -> Result<T, Fail>,
+) -> Result<T, String> {
+    let mut n = 1;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(Fail::Transient(m)) if n < ATTEMPTS => {
+                if crate::error::check_interrupted().is_err() {
+                    return Err("interrupted".into());
+                }
+                // Not a warning: the result is unaffected when a later try succeeds.
+                ctx.reporter
+                    .info(&format!("{what}: {m}; trying again ({}/{ATTEMPTS})", n + 1));
+                std::thread::sleep(backoff(n));
+                n += 1;
+            }
+            Err(Fail::Transient(m)) => return Err(format!("{m} (gave up after {ATTEMPTS} tries)")),
+            Err(Fail::Fatal(m)) => return Err(m),
+        }
+    }
+}
+
+/// One try at a blob: streamed into an unnamed file in `scratch`, its size and sha256
+/// checked as it arrives. A blob longer than its descriptor says is cut off right there.
+fn stage_blob(
+    client: &Client,
+    desc: &Descriptor,
+    scratch: &Path,
+    stop: &AtomicBool,
+) -> Result<File, Fail> {
+    let want = oci::sha256_hex(&desc.digest).map_err(Fail::Fatal)?;
+    let mut body = client.blob(&desc.digest)?;
+    let mut file = tempfile::tempfile_in(scratch).map_err(|e| {
+        Fail::Fatal(format!(
+            "cannot create a scratch file in {}: {e}",
+            scratch.display()
+        ))
+    })?;
+    let mut hasher = Sha256::new();
+    let mut got: u64 = 0;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        if stop.load(Ordering::SeqCst) || crate::error::check_interrupted().is_err() {
+            return Err(Fail::Fatal("interrupted".into()));
+        }
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Fail::Transient(format!(
+                    "blob {}: download broke after {got} bytes: {e}",
+                    desc.digest
+                )))
+            }
+        };
+        got += n as u64;
+        if desc.size > 0 && got > desc.size {
+            return Err(Fail::Transient(format!(
+                "blob {}: the registry sent more than the {} bytes the manifest says",
+                desc.digest, desc.size
+            )));
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n]).map_err(|e| {
+            Fail::Fatal(format!(
+                "cannot write a scratch file in {}: {e}",
+                scratch.display()
+            ))
+        })?;
+    }
+    if desc.size > 0 && got != desc.size {
+        return Err(Fail::Transient(format!(
+            "blob {}: truncated: {got} of {} bytes",
+            desc.digest, desc.size
+        )));
+    }
+    let hex = hex::encode(hasher.finalize());
+    if hex != want {
+        return Err(Fail::Transient(format!(
+            "blob {} is corrupt: its content hashes to sha256:{hex}",
+            desc.digest
+        )));
+    }
+    file.rewind()
+        .map_err(|e| Fail::Fatal(format!("scratch file: {e}")))?;
+    Ok(file)
+}
+
+/// The image manifest for the wanted platform, and its digest: the reference's own
+/// manifest, or the index's entry for `platform`.
+fn resolve(
+    client: &Client,
+    r: &Reference,
+    platform: &Platform,
+    ctx: &SourceCtx,
+) -> Result<(oci::Manifest, String), String> {
+    let shown = r.to_string();
+    let (bytes, digest, ctype) = retry(&shown, ctx, || client.manifest(r.manifest_ref(), &shown))?;
+    match oci::parse_document(&bytes, &ctype).map_err(|e| format!("{shown}: {e}"))? {
+        Document::Image(m) => Ok((m, digest)),
+        Document::Index(index) => {
+            let d = oci::pick_platform(&index, platform).ok_or_else(|| {
+                format!(
+                    "{shown} has no image for {platform} (it has: {}); set [source] platform",
+                    oci::platforms(&index)
+                )
+            })?;
+            oci::sha256_hex(&d.digest).map_err(|e| format!("{shown}: index entry: {e}"))?;
+            let (bytes, digest, ctype) = retry(&shown, ctx, || {
+                client.manifest(&d.digest, &format!("{shown} ({platform})"))
+            })?;
+            match oci::parse_document(&bytes, &ctype).map_err(|e| format!("{shown}: {e}"))? {
+                Document::Image(m) => Ok((m, digest)),
+                Document::Index(_) => Err(format!(
+                    "{shown}: the index entry for {platform} is another index; not supported"
+                )),
+            }
+        }
+    }
+}
+
+pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+    let key_error = |msg: String| Error::Input {
+        path: "[source] image".into(),
+        msg,
+    };
+    let r = Reference::parse(&s.image).map_err(key_error)?;
+    let platform = match &s.platform {
+        Some(p) => Platform::parse(p).map_err(|msg| Error::Input {
+            path: "[source] platform".into(),
+            msg,
+        })?,
+        None => Platform::default_linux_amd64(),
+    };
+    let shown = r.to_string();
+    let input = |msg: String| Error::Input {
+        path: shown.clone(),
+        msg,
+    };
+    let places = auth::Places::from_env();
+    let found = auth::lookup(&r, ctx.registry_login, &places, ctx.runner).map_err(&input)?;
+    if let Some(c) = &found.credentials {
+        ctx.reporter.debug(&format!(
+            "registry: credentials for user {} ({})",
+            c.user,
+            found.looked.join(", ")
+        ));
+    }
+    let reporter = ctx.reporter;
+    let client = retry(&format!("registry {}", r.registry), ctx, || {
+        let f = auth::Found {
+            credentials: found.credentials.clone(),
+            looked: found.looked.clone(),
+        };
+        Client::connect(
+            &r,
+            f,
+            s.insecure,
+            Box::new(move |line: &str| reporter.debug(line)),
+        )
+    })
+    .map_err(&input)?;
+    let (manifest, digest) = resolve(&client, &r, &platform, ctx).map_err(&input)?;
+    let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
+    ctx.reporter.info(&format!(
+        "registry: {shown} is {digest} ({platform}, {} layers, {:.1} MiB)",
+        manifest.layers.len(),
+        total as f64 / 1048576.0
+    ));
+
+    let scratch = target.parent().unwrap_or(Path::new("/tmp"));
+    let never = AtomicBool::new(false);
+    if manifest.config.size > MAX_JSON {
+        return Err(input(format!(
+            "config {} is {} bytes: too big",
+            manifest.config.digest, manifest.config.size
+        )));
+    }
+    let mut cfg_file = retry(&format!("config {}", manifest.config.digest), ctx, || {
+        stage_blob(&client, &manifest.config, scratch, &never)
+    })
+    .map_err(&input)?;
+    let mut config_bytes = Vec::new();
+    (&mut cfg_file)
+        .take(MAX_JSON)
+        .read_to_end(&mut config_bytes)
+        .map_err(|e| input(format!("config: {e}")))?;
+    let config: oci::Config = serde_json::from_slice(&config_bytes).map_err(|e| {
+        input(format!(
+            "config {} is not valid: {e}",
+            manifest.config.digest
+        ))
+    })?;
+
+    let root = Root::open(target)?;
+    download_and_flatten(
+        &client,
+        &manifest.layers,
+        config.diff_ids(),
+        &root,
+        scratch,
+        &shown,
+        ctx,
+    )?;
+
+    Ok(SourceInfo {
+        kind: "registry".into(),
+        reference: format!("{}@{digest}", shown.split('@').next().unwrap_or(&shown)),
+        digest: Some(digest),
+        created: super::epoch_of(config.created.as_deref()),
+    })
+}
+
+/// Download the layers (parallel, bounded, ahead of the flattener) and apply them in
+/// order. Every worker answers every layer it takes, so the flattener never waits for a
+/// layer nobody fetches; after the first failure the rest are answered at once.
+fn download_and_flatten(
+    client: &Client,
+    layers: &[Descriptor],
+    diff_ids: &[String],
+    root: &Root,
+    scratch: &Path,
+    origin: &str,
+    ctx: &SourceCtx,
+) -> Result<(), Error> {
+    let n = layers.len();
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let first_error: Mutex<Option<String>> = Mutex::new(None);
+    let taken = Mutex::new(0usize);
+    let moved = Condvar::new();
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n)
+        .map(|_| mpsc::sync_channel::<Result<File, String>>(1))
+        .unzip();
+    let input = |msg: String| Error::Input {
+        path: origin.to_string(),
+        msg,
+    };
+
+    std::thread::scope(|sc| {
+        for _ in 0..WORKERS.min(n) {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= n {
+                    break;
+                }
+                {
+                    let mut t = taken.lock().unwrap();
+                    while i >= *t + WINDOW && !stop.load(Ordering::SeqCst) {
+                        t = moved.wait_timeout(t, Duration::from_millis(200)).unwrap().0;
+                    }
+                }
+                let d = &layers[i];
+                let result = if stop.load(Ordering::SeqCst) {
+                    Err("stopped".to_string())
+                } else {
+                    let what = format!("layer {}/{n} ({})", i + 1, d.digest);
+                    let r = retry(&what, ctx, || stage_blob(client, d, scratch, &stop));
+                    match &r {
+                        Ok(_) => ctx.reporter.debug(&format!(
+                            "registry: downloaded {what}, {:.1} MiB",
+                            d.size as f64 / 1048576.0
+                        )),
+                        Err(m) => {
+                            first_error.lock().unwrap().get_or_insert_with(|| m.clone());
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    }
+                    r
+                };
+                let _ = txs[i].send(result);
+            });
+        }
+
+        let staged = rxs.into_iter().zip(layers).enumerate().map(|(i, (rx, d))| {
+            let got = rx
+                .recv()
+                .unwrap_or_else(|_| Err("a download worker died".into()));
+            *taken.lock().unwrap() = i + 1;
+            moved.notify_all();
+            match got {
+                Ok(file) => Ok(Layer {
+                    name: d.digest.clone(),
+                    reader: Box::new(file),
+                }),
+                Err(m) => {
+                    if crate::error::check_interrupted().is_err() {
+                        return Err(Error::Interrupted);
+                    }
+                    let first = first_error.lock().unwrap().clone().unwrap_or(m);
+                    Err(input(first))
+                }
+            }
+        });
+        let result = flatten(staged, n, diff_ids, root, origin, ctx);
+        stop.store(true, Ordering::SeqCst);
+        moved.notify_all();
+        result
+    })
+}
