@@ -32,6 +32,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "debian-slim-docker",
         include_str!("../recipes/debian-slim-docker.toml"),
     ),
+    (
+        "registry-debian",
+        include_str!("../recipes/registry-debian.toml"),
+    ),
 ];
 
 /// The recipe used when none is named.
@@ -878,7 +882,9 @@ mod tests {
         let e = err("[distro]\nname = \"x\"\n[source]\ntype = \"dockr\"\n");
         assert!(e.contains("unknown variant `dockr`"), "{e}");
         assert!(
-            e.contains("`debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`"),
+            e.contains(
+                "`debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`, `registry`"
+            ),
             "{e}"
         );
     }

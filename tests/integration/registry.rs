@@ -117,6 +117,13 @@ fn plain_registry_gives_the_image_archives_tree_and_archive() {
     );
     assert_ne!(pa, pb);
     assert_eq!(a, b);
+    let content_id = |out: &str| {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.path().join(out).join("same.json")).unwrap())
+                .unwrap();
+        r["content_id"].as_str().unwrap().to_string()
+    };
+    assert_eq!(content_id("out-reg"), content_id("out-archive"));
 
     // Pinned by digest: the same tree.
     let pinned = build_dir(

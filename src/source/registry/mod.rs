@@ -352,3 +352,55 @@ fn download_and_flatten(
         result
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recipe::{load, SourceSpec, BUILTIN};
+
+    /// The shipped registry recipes name an image and a platform that parse (the recipe
+    /// loader checks the keys, these are checked when the source runs).
+    #[test]
+    fn shipped_registry_recipes_name_valid_images() {
+        let mut seen = 0;
+        for (name, _) in BUILTIN {
+            let l = load(Some(name), &[]).unwrap();
+            if let SourceSpec::Registry(s) = l.source() {
+                Reference::parse(&s.image).unwrap();
+                if let Some(p) = &s.platform {
+                    Platform::parse(p).unwrap();
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > 0, "no shipped recipe uses the registry source");
+    }
+
+    #[test]
+    fn retries_are_bounded_and_fatal_errors_are_not_retried() {
+        let rep = crate::progress::Reporter::silent();
+        let runner = crate::runner::Recording::default();
+        let ctx = SourceCtx {
+            runner: &runner,
+            reporter: &rep,
+            max_unpack_bytes: 0,
+            in_place: None,
+            registry_login: None,
+        };
+        let mut calls = 0;
+        let e = retry("x", &ctx, || -> Result<(), Fail> {
+            calls += 1;
+            Err(Fail::Transient("reset".into()))
+        })
+        .unwrap_err();
+        assert_eq!(calls, ATTEMPTS);
+        assert!(e.contains("gave up after 3 tries"), "{e}");
+        let mut calls = 0;
+        retry("x", &ctx, || -> Result<(), Fail> {
+            calls += 1;
+            Err(Fail::Fatal("401".into()))
+        })
+        .unwrap_err();
+        assert_eq!(calls, 1);
+    }
+}
