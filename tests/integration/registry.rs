@@ -524,3 +524,56 @@ fn registry_recipe_keys_are_checked() {
     assert_eq!(code, 2);
     assert!(err.contains("[source] platform"), "{err}");
 }
+
+/// The Docker token protocol (what Docker Hub and GHCR speak): the registry answers 401
+/// with a bearer challenge, the token service checks the credentials and signs a token.
+#[test]
+fn bearer_token_flow_with_a_token_service() {
+    crate::require_registry!();
+    let reg = Registry::token();
+    let creds = reg.tls.as_ref().unwrap();
+    let tokens = reg.tokens.as_ref().unwrap();
+    let d = support::tempdir();
+    let layout = d.path().join("layout");
+    oci_layout(&layout, &[("app:4", opaque_layers())]);
+    reg.push(
+        &format!("oci:{}:app:4", layout.display()),
+        "team/app:4",
+        false,
+    );
+    let r = recipe(
+        d.path(),
+        "token",
+        &registry_source(&format!("{}/team/app:4", reg.host()), ""),
+    );
+
+    // No credentials: the token service refuses, the build says where it looked.
+    let refused = tokens.refused.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, log) = build_with(&r, &d.path().join("o1"), &[], None);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("wants credentials (401)"), "{log}");
+    assert!(tokens.refused.load(std::sync::atomic::Ordering::SeqCst) > refused);
+
+    let issued = tokens.issued.load(std::sync::atomic::Ordering::SeqCst);
+    let (code, log) = build_with(
+        &r,
+        &d.path().join("o2"),
+        &[],
+        Some((&creds.user, &creds.password)),
+    );
+    assert_eq!(code, 0, "{log}");
+    assert!(tokens.issued.load(std::sync::atomic::Ordering::SeqCst) > issued);
+    assert!(
+        log.contains("(token for repository:team/app:pull) → 200"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&creds.password) && !log.contains("Bearer ey"),
+        "{log}"
+    );
+    let listing = archive_listing(&std::fs::read(d.path().join("o2/token.tar.gz")).unwrap());
+    assert!(
+        listing.contains_key("data/cfg/new") && !listing.contains_key("data/cfg/old1"),
+        "{listing:#?}"
+    );
+}
