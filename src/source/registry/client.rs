@@ -44,7 +44,7 @@ pub enum Fail {
     Fatal(String),
 }
 
-pub struct Client<'a> {
+pub struct Client {
     agent: ureq::Agent,
     /// `https://host:port` or `http://host:port`.
     base: String,
@@ -55,8 +55,11 @@ pub struct Client<'a> {
     authorization: Mutex<Option<Secret>>,
     /// The challenge of the last 401, to get a fresh token when one expires.
     challenge: Mutex<Option<String>>,
-    trace: Box<dyn Fn(&str) + Send + Sync + 'a>,
+    trace: Trace,
 }
+
+/// Receives one line per request (for `-v`); lines never hold a secret.
+pub type Trace = Box<dyn Fn(&str) + Send + Sync>;
 
 /// The TLS roots: the system bundle (or `SSL_CERT_FILE`) and Docker's `certs.d` file for
 /// this registry. A file that exists but holds no certificate is an error.
@@ -152,15 +155,15 @@ struct TokenAnswer {
     access_token: Option<String>,
 }
 
-impl<'a> Client<'a> {
+impl Client {
     /// Connect to `r`'s registry: choose the scheme and learn how it wants to be
     /// authenticated (the `/v2/` ping).
     pub fn connect(
         r: &Reference,
         found: Found,
         insecure: bool,
-        trace: Box<dyn Fn(&str) + Send + Sync + 'a>,
-    ) -> Result<Client<'a>, Fail> {
+        trace: Trace,
+    ) -> Result<Client, Fail> {
         let roots = root_certs(&r.registry).map_err(Fail::Fatal)?;
         let tls = ureq::tls::TlsConfig::builder().root_certs(roots).build();
         let config = ureq::Agent::config_builder()

@@ -17,9 +17,9 @@ pub mod reference;
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -47,10 +47,11 @@ fn backoff(n: u32) -> Duration {
     Duration::from_millis(500 * u64::from(n))
 }
 
-/// Run `f` until it succeeds, fails for good, or used up its tries.
+/// Run `f` until it succeeds, fails for good, or used up its tries; `log` hears about
+/// each new try.
 fn retry<T>(
     what: &str,
-    ctx: &SourceCtx,
+    log: &dyn Fn(String),
     mut f: impl FnMut() -> Result<T, Fail>,
 ) -> Result<T, String> {
     let mut n = 1;
@@ -61,14 +62,29 @@ fn retry<T>(
                 if crate::error::check_interrupted().is_err() {
                     return Err("interrupted".into());
                 }
-                // Not a warning: the result is unaffected when a later try succeeds.
-                ctx.reporter
-                    .info(&format!("{what}: {m}; trying again ({}/{ATTEMPTS})", n + 1));
+                log(format!("{what}: {m}; trying again ({}/{ATTEMPTS})", n + 1));
                 std::thread::sleep(backoff(n));
                 n += 1;
             }
             Err(Fail::Transient(m)) => return Err(format!("{m} (gave up after {ATTEMPTS} tries)")),
             Err(Fail::Fatal(m)) => return Err(m),
+        }
+    }
+}
+
+/// A line for the reporter, from a download thread (which cannot borrow it).
+enum Log {
+    Info(String),
+    Debug(String),
+}
+
+/// Show what the download threads and the client said so far.
+fn drain(rx: &mpsc::Receiver<Log>, reporter: &crate::progress::Reporter) {
+    while let Ok(l) = rx.try_recv() {
+        match l {
+            // Not a warning: the result is unaffected when a later try succeeds.
+            Log::Info(m) => reporter.info(&m),
+            Log::Debug(m) => reporter.debug(&m),
         }
     }
 }
@@ -146,10 +162,10 @@ fn resolve(
     client: &Client,
     r: &Reference,
     platform: &Platform,
-    ctx: &SourceCtx,
+    log: &dyn Fn(String),
 ) -> Result<(oci::Manifest, String), String> {
     let shown = r.to_string();
-    let (bytes, digest, ctype) = retry(&shown, ctx, || client.manifest(r.manifest_ref(), &shown))?;
+    let (bytes, digest, ctype) = retry(&shown, log, || client.manifest(r.manifest_ref(), &shown))?;
     match oci::parse_document(&bytes, &ctype).map_err(|e| format!("{shown}: {e}"))? {
         Document::Image(m) => Ok((m, digest)),
         Document::Index(index) => {
@@ -160,7 +176,7 @@ fn resolve(
                 )
             })?;
             oci::sha256_hex(&d.digest).map_err(|e| format!("{shown}: index entry: {e}"))?;
-            let (bytes, digest, ctype) = retry(&shown, ctx, || {
+            let (bytes, digest, ctype) = retry(&shown, log, || {
                 client.manifest(&d.digest, &format!("{shown} ({platform})"))
             })?;
             match oci::parse_document(&bytes, &ctype).map_err(|e| format!("{shown}: {e}"))? {
@@ -200,21 +216,31 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
             found.looked.join(", ")
         ));
     }
-    let reporter = ctx.reporter;
-    let client = retry(&format!("registry {}", r.registry), ctx, || {
+    let (log_tx, log_rx) = mpsc::channel::<Log>();
+    let info = {
+        let tx = log_tx.clone();
+        move |m: String| {
+            let _ = tx.send(Log::Info(m));
+        }
+    };
+    let connected = retry(&format!("registry {}", r.registry), &info, || {
         let f = auth::Found {
             credentials: found.credentials.clone(),
             looked: found.looked.clone(),
         };
-        Client::connect(
-            &r,
-            f,
-            s.insecure,
-            Box::new(move |line: &str| reporter.debug(line)),
-        )
-    })
-    .map_err(&input)?;
-    let (manifest, digest) = resolve(&client, &r, &platform, ctx).map_err(&input)?;
+        // The client's trace goes through the channel too: the client is shared with
+        // the download threads, which cannot borrow the reporter.
+        let tx = Mutex::new(log_tx.clone());
+        let t: client::Trace = Box::new(move |line: &str| {
+            let _ = tx.lock().unwrap().send(Log::Debug(line.to_string()));
+        });
+        Client::connect(&r, f, s.insecure, t)
+    });
+    drain(&log_rx, ctx.reporter);
+    let client = Arc::new(connected.map_err(&input)?);
+    let resolved = resolve(&client, &r, &platform, &info);
+    drain(&log_rx, ctx.reporter);
+    let (manifest, digest) = resolved.map_err(&input)?;
     let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
     ctx.reporter.info(&format!(
         "registry: {shown} is {digest} ({platform}, {} layers, {:.1} MiB)",
@@ -230,10 +256,11 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
             manifest.config.digest, manifest.config.size
         )));
     }
-    let mut cfg_file = retry(&format!("config {}", manifest.config.digest), ctx, || {
+    let staged = retry(&format!("config {}", manifest.config.digest), &info, || {
         stage_blob(&client, &manifest.config, scratch, &never)
-    })
-    .map_err(&input)?;
+    });
+    drain(&log_rx, ctx.reporter);
+    let mut cfg_file = staged.map_err(&input)?;
     let mut config_bytes = Vec::new();
     (&mut cfg_file)
         .take(MAX_JSON)
@@ -247,15 +274,23 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
     })?;
 
     let root = Root::open(target)?;
-    download_and_flatten(
-        &client,
-        &manifest.layers,
+    let downloads = Downloads::start(
+        client,
+        manifest.layers.clone(),
+        scratch.to_path_buf(),
+        log_tx,
+    );
+    let result = flatten(
+        downloads.staged(&log_rx, ctx.reporter, &shown),
+        manifest.layers.len(),
         config.diff_ids(),
         &root,
-        scratch,
         &shown,
         ctx,
-    )?;
+    );
+    downloads.finish(result.is_ok());
+    drain(&log_rx, ctx.reporter);
+    result?;
 
     Ok(SourceInfo {
         kind: "registry".into(),
@@ -265,92 +300,171 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
     })
 }
 
-/// Download the layers (parallel, bounded, ahead of the flattener) and apply them in
-/// order. Every worker answers every layer it takes, so the flattener never waits for a
-/// layer nobody fetches; after the first failure the rest are answered at once.
-fn download_and_flatten(
-    client: &Client,
-    layers: &[Descriptor],
-    diff_ids: &[String],
-    root: &Root,
-    scratch: &Path,
-    origin: &str,
-    ctx: &SourceCtx,
-) -> Result<(), Error> {
-    let n = layers.len();
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let first_error: Mutex<Option<String>> = Mutex::new(None);
-    let taken = Mutex::new(0usize);
-    let moved = Condvar::new();
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..n)
-        .map(|_| mpsc::sync_channel::<Result<File, String>>(1))
-        .unzip();
-    let input = |msg: String| Error::Input {
-        path: origin.to_string(),
-        msg,
-    };
+/// What the download threads share.
+struct Shared {
+    client: Arc<Client>,
+    layers: Vec<Descriptor>,
+    scratch: PathBuf,
+    next: AtomicUsize,
+    stop: AtomicBool,
+    /// Layers handed to the flattener so far; downloads stay within [`WINDOW`] of it.
+    taken: Mutex<usize>,
+    moved: Condvar,
+    first_error: Mutex<Option<String>>,
+}
 
-    std::thread::scope(|sc| {
-        for _ in 0..WORKERS.min(n) {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= n {
-                    break;
-                }
-                {
-                    let mut t = taken.lock().unwrap();
-                    while i >= *t + WINDOW && !stop.load(Ordering::SeqCst) {
-                        t = moved.wait_timeout(t, Duration::from_millis(200)).unwrap().0;
-                    }
-                }
-                let d = &layers[i];
-                let result = if stop.load(Ordering::SeqCst) {
-                    Err("stopped".to_string())
-                } else {
-                    let what = format!("layer {}/{n} ({})", i + 1, d.digest);
-                    let r = retry(&what, ctx, || stage_blob(client, d, scratch, &stop));
-                    match &r {
-                        Ok(_) => ctx.reporter.debug(&format!(
-                            "registry: downloaded {what}, {:.1} MiB",
-                            d.size as f64 / 1048576.0
-                        )),
-                        Err(m) => {
-                            first_error.lock().unwrap().get_or_insert_with(|| m.clone());
-                            stop.store(true, Ordering::SeqCst);
-                        }
-                    }
-                    r
-                };
-                let _ = txs[i].send(result);
-            });
+/// The layers downloading (parallel, bounded, ahead of the flattener). Every thread
+/// answers every layer it takes, so the flattener never waits for a layer nobody fetches;
+/// after the first failure the rest are answered at once. The threads own what they use:
+/// after a failure or Ctrl-C the build does not wait for a download stuck on a silent
+/// connection (the thread ends with its connection, or with the process).
+struct Downloads {
+    shared: Arc<Shared>,
+    results: Vec<mpsc::Receiver<Result<File, String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Downloads {
+    fn start(
+        client: Arc<Client>,
+        layers: Vec<Descriptor>,
+        scratch: PathBuf,
+        log: mpsc::Sender<Log>,
+    ) -> Downloads {
+        let n = layers.len();
+        let (txs, results): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::sync_channel(1)).unzip();
+        let shared = Arc::new(Shared {
+            client,
+            layers,
+            scratch,
+            next: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            taken: Mutex::new(0),
+            moved: Condvar::new(),
+            first_error: Mutex::new(None),
+        });
+        let txs = Arc::new(txs);
+        let threads = (0..WORKERS.min(n))
+            .map(|_| {
+                let (sh, txs, log) = (shared.clone(), txs.clone(), log.clone());
+                std::thread::spawn(move || download_loop(&sh, &txs, &log))
+            })
+            .collect();
+        Downloads {
+            shared,
+            results,
+            threads,
         }
+    }
 
-        let staged = rxs.into_iter().zip(layers).enumerate().map(|(i, (rx, d))| {
-            let got = rx
-                .recv()
-                .unwrap_or_else(|_| Err("a download worker died".into()));
-            *taken.lock().unwrap() = i + 1;
-            moved.notify_all();
+    /// The layers in order, each once it is downloaded and verified. Waiting shows the
+    /// threads' log lines and notices Ctrl-C.
+    fn staged<'a>(
+        &'a self,
+        log: &'a mpsc::Receiver<Log>,
+        reporter: &'a crate::progress::Reporter,
+        origin: &'a str,
+    ) -> impl Iterator<Item = Result<Layer<'static>, Error>> + 'a {
+        let sh = &self.shared;
+        self.results.iter().enumerate().map(move |(i, rx)| {
+            let got = loop {
+                drain(log, reporter);
+                if crate::error::check_interrupted().is_err() {
+                    return Err(Error::Interrupted);
+                }
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(r) => break r,
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        break Err("a download thread died".to_string())
+                    }
+                }
+            };
+            *sh.taken.lock().unwrap() = i + 1;
+            sh.moved.notify_all();
             match got {
                 Ok(file) => Ok(Layer {
-                    name: d.digest.clone(),
+                    name: sh.layers[i].digest.clone(),
                     reader: Box::new(file),
                 }),
                 Err(m) => {
                     if crate::error::check_interrupted().is_err() {
                         return Err(Error::Interrupted);
                     }
-                    let first = first_error.lock().unwrap().clone().unwrap_or(m);
-                    Err(input(first))
+                    let first = sh.first_error.lock().unwrap().clone().unwrap_or(m);
+                    Err(Error::Input {
+                        path: origin.to_string(),
+                        msg: first,
+                    })
                 }
             }
-        });
-        let result = flatten(staged, n, diff_ids, root, origin, ctx);
-        stop.store(true, Ordering::SeqCst);
-        moved.notify_all();
-        result
-    })
+        })
+    }
+
+    /// Stop what still runs; wait for the threads only when all went well (they are
+    /// done then).
+    fn finish(self, ok: bool) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.moved.notify_all();
+        if ok {
+            for t in self.threads {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+fn download_loop(
+    sh: &Shared,
+    txs: &[mpsc::SyncSender<Result<File, String>>],
+    log: &mpsc::Sender<Log>,
+) {
+    let n = sh.layers.len();
+    loop {
+        let i = sh.next.fetch_add(1, Ordering::SeqCst);
+        if i >= n {
+            return;
+        }
+        {
+            let mut t = sh.taken.lock().unwrap();
+            while i >= *t + WINDOW && !sh.stop.load(Ordering::SeqCst) {
+                t = sh
+                    .moved
+                    .wait_timeout(t, Duration::from_millis(200))
+                    .unwrap()
+                    .0;
+            }
+        }
+        let d = &sh.layers[i];
+        let result = if sh.stop.load(Ordering::SeqCst) {
+            Err("stopped".to_string())
+        } else {
+            let what = format!("layer {}/{n} ({})", i + 1, d.digest);
+            let info = |m: String| {
+                let _ = log.send(Log::Info(m));
+            };
+            let r = retry(&what, &info, || {
+                stage_blob(&sh.client, d, &sh.scratch, &sh.stop)
+            });
+            match &r {
+                Ok(_) => {
+                    let _ = log.send(Log::Debug(format!(
+                        "registry: downloaded {what}, {:.1} MiB",
+                        d.size as f64 / 1048576.0
+                    )));
+                }
+                Err(m) => {
+                    sh.first_error
+                        .lock()
+                        .unwrap()
+                        .get_or_insert_with(|| m.clone());
+                    sh.stop.store(true, Ordering::SeqCst);
+                }
+            }
+            r
+        };
+        let _ = txs[i].send(result);
+    }
 }
 
 #[cfg(test)]
@@ -378,25 +492,19 @@ mod tests {
 
     #[test]
     fn retries_are_bounded_and_fatal_errors_are_not_retried() {
-        let rep = crate::progress::Reporter::silent();
-        let runner = crate::runner::Recording::default();
-        let ctx = SourceCtx {
-            runner: &runner,
-            reporter: &rep,
-            max_unpack_bytes: 0,
-            in_place: None,
-            registry_login: None,
-        };
+        let tries = Mutex::new(Vec::new());
+        let log = |m: String| tries.lock().unwrap().push(m);
         let mut calls = 0;
-        let e = retry("x", &ctx, || -> Result<(), Fail> {
+        let e = retry("x", &log, || -> Result<(), Fail> {
             calls += 1;
             Err(Fail::Transient("reset".into()))
         })
         .unwrap_err();
         assert_eq!(calls, ATTEMPTS);
         assert!(e.contains("gave up after 3 tries"), "{e}");
+        assert_eq!(tries.lock().unwrap().len(), 2);
         let mut calls = 0;
-        retry("x", &ctx, || -> Result<(), Fail> {
+        retry("x", &log, || -> Result<(), Fail> {
             calls += 1;
             Err(Fail::Fatal("401".into()))
         })
