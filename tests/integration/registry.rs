@@ -426,7 +426,23 @@ fn tls_registry_with_basic_auth_and_every_credential_source() {
         "{log}"
     );
 
-    // Trusted, no credentials: 401 names the registry and where we looked.
+    // Trusted through Docker's per-registry directory (a real path: needs root; the
+    // guard removes it). No credentials: 401 names the registry and where we looked.
+    if support::is_root() {
+        struct CertsD(std::path::PathBuf);
+        impl Drop for CertsD {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let certs_d = CertsD(Path::new("/etc/docker/certs.d").join(reg.host()));
+        std::fs::create_dir_all(&certs_d.0).unwrap();
+        std::fs::copy(&tls.ca, certs_d.0.join("ca.crt")).unwrap();
+        let (code, log) = build_with(&r, &d.path().join("o2"), &[], None);
+        assert_eq!(code, 2, "{log}");
+        assert!(log.contains("wants credentials (401)"), "{log}");
+    }
+
     let (code, log) = build_with(&r, &d.path().join("o2"), &[("SSL_CERT_FILE", &ca)], None);
     assert_eq!(code, 2, "{log}");
     assert!(
@@ -576,4 +592,229 @@ fn bearer_token_flow_with_a_token_service() {
         listing.contains_key("data/cfg/new") && !listing.contains_key("data/cfg/old1"),
         "{listing:#?}"
     );
+}
+
+/// What the proxy does to a response once it carried `AFTER` bytes of the watched blob.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Close both sides (a reset connection), this many times; then pass through.
+    Cut(usize),
+    /// Hold the rest back until the client goes away (to interrupt mid-download).
+    Stall,
+}
+
+const AFTER: usize = 32 * 1024;
+
+/// A TCP proxy in front of the registry that steps in on the responses to requests that
+/// name `digest`: the only way to break a download deterministically in the middle.
+struct Proxy {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reached: std::sync::mpsc::Receiver<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn start_proxy(upstream: u16, digest: &str, fault: Fault) -> Proxy {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, reached) = std::sync::mpsc::channel();
+    let cuts = Arc::new(AtomicUsize::new(match fault {
+        Fault::Cut(n) => n,
+        Fault::Stall => 0,
+    }));
+    let (st, digest) = (stop.clone(), digest.to_string());
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            if st.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(mut client) = client else { continue };
+            let Ok(mut up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let armed = Arc::new(AtomicBool::new(false));
+            let (mut c2, mut u2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+            let (a, d) = (armed.clone(), digest.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = c2.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if String::from_utf8_lossy(&buf[..n]).contains(&d) {
+                        a.store(true, Ordering::SeqCst);
+                    }
+                    if u2.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = u2.shutdown(std::net::Shutdown::Both);
+            });
+            let (st, cuts, tx) = (st.clone(), cuts.clone(), tx.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut sent = 0;
+                while let Ok(n) = up.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if armed.load(Ordering::SeqCst) {
+                        sent += n;
+                        if sent > AFTER {
+                            match fault {
+                                Fault::Cut(_) => {
+                                    if cuts
+                                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                                            c.checked_sub(1)
+                                        })
+                                        .is_ok()
+                                    {
+                                        let _ = client.shutdown(std::net::Shutdown::Both);
+                                        let _ = up.shutdown(std::net::Shutdown::Both);
+                                        return;
+                                    }
+                                }
+                                Fault::Stall => {
+                                    let _ = tx.send(());
+                                    // Until the client closes (its read side sees EOF
+                                    // through the other thread) or the test ends.
+                                    while !st.load(Ordering::SeqCst)
+                                        && client.peek(&mut [0u8; 1]).map_or(false, |n| n > 0)
+                                    {
+                                        std::thread::sleep(std::time::Duration::from_millis(50));
+                                    }
+                                    let _ = client.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    if client.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = client.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    Proxy {
+        port,
+        stop,
+        reached,
+    }
+}
+
+/// A plain registry holding `app:1`, and the digest of its first (biggest) layer.
+fn registry_with_app(d: &Path) -> (Registry, String) {
+    let reg = Registry::plain();
+    let layout = d.join("layout");
+    oci_layout(&layout, &[("app:1", opaque_layers())]);
+    reg.push(&format!("oci:{}:app:1", layout.display()), "app:1", false);
+    let m: serde_json::Value = serde_json::from_slice(
+        &Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/app:1", reg.host()))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_string();
+    (reg, layer)
+}
+
+#[test]
+fn connection_resets_are_retried_then_give_up_leaving_nothing() {
+    crate::require_registry!();
+    let d = support::tempdir();
+    let (reg, layer) = registry_with_app(d.path());
+
+    // Cut twice: the third try gets the layer, the build succeeds.
+    let proxy = start_proxy(reg.port, &layer, Fault::Cut(2));
+    let r = recipe(
+        d.path(),
+        "flaky",
+        &registry_source(&format!("127.0.0.1:{}/app:1", proxy.port), ""),
+    );
+    let (code, log) = build_with(&r, &d.path().join("o1"), &[], None);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains(&format!("layer 1/3 ({layer})")) && log.contains("trying again (3/3)"),
+        "{log}"
+    );
+    drop(proxy);
+
+    // Cut every time: exit 2 after three tries, no archive, no build directory.
+    let proxy = start_proxy(reg.port, &layer, Fault::Cut(usize::MAX));
+    let r = recipe(
+        d.path(),
+        "broken",
+        &registry_source(&format!("127.0.0.1:{}/app:1", proxy.port), ""),
+    );
+    let (out, work) = (d.path().join("o2"), d.path().join("w2"));
+    std::fs::create_dir_all(&work).unwrap();
+    let (code, stdout, err) = run(bin()
+        .arg("-q")
+        .arg("build")
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(&work));
+    assert_eq!(code, 2, "{stdout}{err}");
+    assert!(
+        err.contains(&layer) && err.contains("gave up after 3 tries"),
+        "{err}"
+    );
+    assert_nothing_left(&out, &work);
+}
+
+#[test]
+fn ctrl_c_mid_download_stops_and_leaves_nothing() {
+    crate::require_registry!();
+    let d = support::tempdir();
+    let (reg, layer) = registry_with_app(d.path());
+    let proxy = start_proxy(reg.port, &layer, Fault::Stall);
+    let r = recipe(
+        d.path(),
+        "stalled",
+        &registry_source(&format!("127.0.0.1:{}/app:1", proxy.port), ""),
+    );
+    let (out, work) = (d.path().join("out"), d.path().join("work"));
+    std::fs::create_dir_all(&work).unwrap();
+    let mut child = bin()
+        .arg("-q")
+        .arg("build")
+        .arg(&r)
+        .arg("--out")
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(&work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    proxy
+        .reached
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the download reached the stall");
+    // The build directory exists while the layer downloads.
+    assert!(!std::fs::read_dir(&work).unwrap().next().is_none());
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("interrupted"), "{err}");
+    assert_nothing_left(&out, &work);
 }
