@@ -120,8 +120,9 @@ run "build-distro build (docker)" "$work/o/bench.tar.gz" "$bin -q build $work/do
 run "build-distro build (docker, export)" "$work/o/bench.tar.gz" "BUILD_DISTRO_DOCKER_EXPORT=1 $bin -q build $work/docker.toml --out $work/o"
 run "build-distro build (image-archive)" "$work/o/bench.tar.gz" "$bin -q build $work/archive.toml --out $work/o"
 run "build-distro build (image-archive, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/archive-big.toml --out $work/o"
-# Without a daemon: what users run today against a registry, and the registry source.
-run "skopeo copy + umoci unpack + tar | pigz -6" "$work/o/x.tar.gz" "skopeo copy --quiet --src-tls-verify=false docker://$reg/bd-bench:latest oci:$work/o/oci:latest && umoci unpack --image $work/o/oci:latest $work/o/bundle >/dev/null && tar -C $work/o/bundle/rootfs -cf - . | pigz -6 > $work/o/x.tar.gz"
+# Without a daemon: what users run today against a registry (their scratch copies removed
+# afterwards, as build-distro removes its build directory), and the registry source.
+run "skopeo copy + umoci unpack + tar | pigz -6" "$work/o/x.tar.gz" "skopeo copy --quiet --src-tls-verify=false docker://$reg/bd-bench:latest oci:$work/o/oci:latest && umoci unpack --image $work/o/oci:latest $work/o/bundle >/dev/null && tar -C $work/o/bundle/rootfs -cf - . | pigz -6 > $work/o/x.tar.gz && rm -rf $work/o/oci $work/o/bundle"
 run "build-distro build (registry)" "$work/o/bench.tar.gz" "$bin -q build $work/registry.toml --out $work/o"
 run "build-distro build (registry, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/registry-big.toml --out $work/o"
 run "tar -czf (directory)" "$work/o/x.tar.gz" "tar -C $tree -czf $work/o/x.tar.gz ."

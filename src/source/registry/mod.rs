@@ -203,9 +203,16 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
         None => Platform::default_linux_amd64(),
     };
     let shown = r.to_string();
-    let input = |msg: String| Error::Input {
-        path: shown.clone(),
-        msg,
+    // A call cut short by Ctrl-C fails too; that is an interrupt, not bad input.
+    let input = |msg: String| {
+        if crate::error::check_interrupted().is_err() {
+            Error::Interrupted
+        } else {
+            Error::Input {
+                path: shown.clone(),
+                msg,
+            }
+        }
     };
     let places = auth::Places::from_env();
     let found = auth::lookup(&r, ctx.registry_login, &places, ctx.runner).map_err(&input)?;
