@@ -166,6 +166,8 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             .map(|(s, t)| format!("{s} {t:.1}s"))
             .collect();
         println!("built {} ({})", report.output.display(), report.content_id);
+        // What to pin for a repeatable build (an image digest), or what was read.
+        println!("  from {} {}", report.source.kind, report.source.reference);
         println!(
             "  {} entries, {} files, {:.1} MiB content, {:.1} MiB archive",
             report.entries,

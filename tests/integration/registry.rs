@@ -488,6 +488,59 @@ fn tls_registry_with_basic_auth_and_every_credential_source() {
     assert_eq!(code, 0, "{log}");
     never_shown(&log);
     assert!(d.path().join("o4/tls.tar.gz").is_file());
+    // The summary on stdout names the digest to pin.
+    let digest = manifest_digest(&reg, "app:3");
+    assert!(
+        log.contains(&format!("  from registry {image}@{digest}")),
+        "{log}"
+    );
+
+    // A credential helper named by credHelpers: run with the registry on stdin.
+    let helpers = d.path().join("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    let helper = helpers.join("docker-credential-bdtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" > {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{}\",\"Secret\":\"{}\"}}' \"$server\"\n",
+            helpers.join("asked").display(),
+            tls.user,
+            tls.password
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let helper_config = d.path().join("helper-config");
+    std::fs::create_dir_all(&helper_config).unwrap();
+    std::fs::write(
+        helper_config.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"bdtest"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let hc = helper_config.display().to_string();
+    let (code, log) = build_with(
+        &r,
+        &d.path().join("o7"),
+        &[
+            ("SSL_CERT_FILE", &ca),
+            ("DOCKER_CONFIG", &hc),
+            ("PATH", &path),
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{log}");
+    never_shown(&log);
+    assert_eq!(
+        std::fs::read_to_string(helpers.join("asked"))
+            .unwrap()
+            .trim(),
+        reg.host()
+    );
 
     // --registry-user with the password on stdin, traced with -vv.
     let (code, log) = build_with(
@@ -689,7 +742,7 @@ fn start_proxy(upstream: u16, digest: &str, fault: Fault) -> Proxy {
                                     // Until the client closes (its read side sees EOF
                                     // through the other thread) or the test ends.
                                     while !st.load(Ordering::SeqCst)
-                                        && client.peek(&mut [0u8; 1]).map_or(false, |n| n > 0)
+                                        && client.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0)
                                     {
                                         std::thread::sleep(std::time::Duration::from_millis(50));
                                     }
@@ -809,7 +862,7 @@ fn ctrl_c_mid_download_stops_and_leaves_nothing() {
         .recv_timeout(std::time::Duration::from_secs(60))
         .expect("the download reached the stall");
     // The build directory exists while the layer downloads.
-    assert!(!std::fs::read_dir(&work).unwrap().next().is_none());
+    assert!(std::fs::read_dir(&work).unwrap().next().is_some());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_ne!(status.code(), Some(0));
