@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Speed and memory of build-distro next to what users would otherwise run:
-#   docker export | gzip -6, docker export | pigz -6, tar -czf, a full upload vs rsync.
+#   docker export | gzip -6, docker export | pigz -6, tar -czf, a full upload vs rsync,
+#   and without any daemon: skopeo copy + umoci unpack + tar | pigz from a registry.
 # Builds its own inputs (a ~300 MB image from a real Debian tree, its `docker save`
 # archive, the extracted tree), runs each case REPS times, and prints a table plus
 # target/bench-results.json (BENCH_OUT=FILE elsewhere), never in the work tree. Needs root and a Docker engine (started here when none answers).
@@ -19,7 +20,9 @@ else
   work=$(mktemp -d /var/tmp/bd-bench.XXXXXX); keep_work=""
 fi
 . scripts/dockerd.sh
+registry_pid=""
 cleanup() {
+  [ -z "$registry_pid" ] || { kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null || true; }
   docker rm -f bd-bench-ctr >/dev/null 2>&1 || true
   own_dockerd_stop
   if [ -n "$keep_work" ]; then rm -rf "$work/o" "$work/r1" "$work/r2"; else rm -rf "$work"; fi
@@ -70,6 +73,19 @@ printf '[distro]\nname = "bench"\n[source]\ntype = "image-archive"\nfile = "%s"\
 printf '[distro]\nname = "bench"\n[source]\ntype = "image-archive"\nfile = "%s"\n[nss]\nmode = "none"\n' "$work/image-big.tar" >"$work/archive-big.toml"
 printf '[distro]\nname = "bench"\n[source]\ntype = "rootfs"\ndir = "%s"\n[nss]\nmode = "none"\n' "$tree" >"$work/dir.toml"
 
+# A registry of our own on loopback (Debian's docker-registry, plain HTTP), holding both
+# images as skopeo pushes them (one gzip layer each; the big one's layer is > 512 MiB).
+reg_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$reg_port
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n' "$work/registry" "$reg" >"$work/registry.yml"
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$reg_port") 2>/dev/null && break; sleep 0.1; done
+skopeo copy --quiet --dest-tls-verify=false "docker-archive:$work/image.tar" "docker://$reg/bd-bench:latest"
+skopeo copy --quiet --dest-tls-verify=false "docker-archive:$work/image-big.tar" "docker://$reg/bd-bench-big:latest"
+printf '[distro]\nname = "bench"\n[source]\ntype = "registry"\nimage = "%s"\n[nss]\nmode = "none"\n' "$reg/bd-bench:latest" >"$work/registry.toml"
+printf '[distro]\nname = "bench"\n[source]\ntype = "registry"\nimage = "%s"\n[nss]\nmode = "none"\n' "$reg/bd-bench-big:latest" >"$work/registry-big.toml"
+
 results="$work/results.tsv"
 : >"$results"
 # run NAME OUTPUT-FILE COMMAND: REPS runs; records the best wall time, its peak RSS, output size.
@@ -105,6 +121,11 @@ run "build-distro build (docker)" "$work/o/bench.tar.gz" "$bin -q build $work/do
 run "build-distro build (docker, export)" "$work/o/bench.tar.gz" "BUILD_DISTRO_DOCKER_EXPORT=1 $bin -q build $work/docker.toml --out $work/o"
 run "build-distro build (image-archive)" "$work/o/bench.tar.gz" "$bin -q build $work/archive.toml --out $work/o"
 run "build-distro build (image-archive, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/archive-big.toml --out $work/o"
+# Without a daemon: what users run today against a registry (their scratch copies removed
+# afterwards, as build-distro removes its build directory), and the registry source.
+run "skopeo copy + umoci unpack + tar | pigz -6" "$work/o/x.tar.gz" "skopeo copy --quiet --src-tls-verify=false docker://$reg/bd-bench:latest oci:$work/o/oci:latest && umoci unpack --image $work/o/oci:latest $work/o/bundle >/dev/null && tar -C $work/o/bundle/rootfs -cf - . | pigz -6 > $work/o/x.tar.gz && rm -rf $work/o/oci $work/o/bundle"
+run "build-distro build (registry)" "$work/o/bench.tar.gz" "$bin -q build $work/registry.toml --out $work/o"
+run "build-distro build (registry, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/registry-big.toml --out $work/o"
 run "tar -czf (directory)" "$work/o/x.tar.gz" "tar -C $tree -czf $work/o/x.tar.gz ."
 run "build-distro build (rootfs dir)" "$work/o/bench.tar.gz" "$bin -q build $work/dir.toml --out $work/o"
 
@@ -151,7 +172,11 @@ summary = {
     "docker (export forced): speedup vs pigz": ratio("docker export | pigz -6", "build-distro build (docker, export)"),
     "image-archive: speedup vs pigz": ratio("docker export | pigz -6", "build-distro build (image-archive)"),
     "dir: speedup vs tar -czf": ratio("tar -czf (directory)", "build-distro build (rootfs dir)"),
+    "registry: speedup vs skopeo+umoci+pigz": ratio("skopeo copy + umoci unpack + tar | pigz -6", "build-distro build (registry)"),
 }
+reg1, reg2 = by.get("build-distro build (registry)"), by.get("build-distro build (registry, 2x image)")
+if reg1 and reg2:
+    summary["registry: peak RSS MB (1x, 2x image)"] = [round(reg1["peak_rss_kb"] / 1024), round(reg2["peak_rss_kb"] / 1024)]
 one, two = by.get("build-distro build (image-archive)"), by.get("build-distro build (image-archive, 2x image)")
 if one and two:
     summary["image-archive: peak RSS MB (1x, 2x image)"] = [round(one["peak_rss_kb"] / 1024), round(two["peak_rss_kb"] / 1024)]

@@ -17,6 +17,9 @@ need_pkgs=(
   gpgv debian-archive-keyring apt   # outdated: InRelease signatures; its test asks apt itself
   gnupg                         # outdated tests: sign a loopback archive with a test key
   python3-venv                  # the SBOM validators' venv (below)
+  docker-registry skopeo        # registry source tests: a real registry 2.8, images pushed into it
+  apache2-utils                 # htpasswd -B for the registry's basic-auth test
+  umoci                         # bench.sh: the daemonless skopeo + umoci comparison
 )
 
 missing=()

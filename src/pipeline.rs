@@ -29,6 +29,8 @@ pub struct BuildOptions {
     pub pack: PackOptions,
     /// Check rules accepted knowingly, on top of the recipe's `[check] allow`.
     pub allow: Vec<String>,
+    /// Credentials for a registry source, from the command line (CI).
+    pub registry_login: Option<crate::source::registry::Credentials>,
 }
 
 /// `/etc/build-distro.json`: how this distro was made.
@@ -106,6 +108,7 @@ pub fn build(
         reporter,
         max_unpack_bytes: opts.max_unpack_bytes,
         in_place: read_only.then(|| build_dir.path()),
+        registry_login: opts.registry_login.as_ref(),
     };
     let (source, in_place) = crate::source::fetch(loaded.source(), &tree, &ctx)?;
     stage.done(&format!("{} {}", source.kind, source.reference));

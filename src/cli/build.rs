@@ -43,12 +43,48 @@ pub struct Args {
     /// Go on with push as the recipe's [publish] says (to, strategy, assign).
     #[arg(long)]
     pub publish: bool,
+    /// User for a registry source (with --registry-password-stdin); before any
+    /// credentials file.
+    #[arg(long, value_name = "USER", requires = "registry_password_stdin")]
+    pub registry_user: Option<String>,
+    /// Read the registry password or token from stdin (one line), never from the command
+    /// line where other users could see it.
+    #[arg(long, requires = "registry_user")]
+    pub registry_password_stdin: bool,
     #[command(flatten)]
     pub push: super::push::PushFlags,
 }
 
+/// `--registry-user` with the password read from stdin.
+fn registry_login(
+    a: &Args,
+) -> build_distro::Result<Option<build_distro::source::registry::Credentials>> {
+    use build_distro::source::registry::{Credentials, Secret};
+    let Some(user) = &a.registry_user else {
+        return Ok(None);
+    };
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        build_distro::Error::from(build_distro::push::Error::Usage(format!(
+            "--registry-password-stdin: cannot read stdin: {e}"
+        )))
+    })?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(build_distro::push::Error::Usage(
+            "--registry-password-stdin: stdin held no password; pipe it in: echo \"$TOKEN\" | build-distro build --registry-user USER --registry-password-stdin ...".into(),
+        )
+        .into());
+    }
+    Ok(Some(Credentials {
+        user: user.clone(),
+        secret: Secret::new(password),
+    }))
+}
+
 pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let loaded = build_distro::recipe::load(a.recipe.as_deref(), &a.sets)?;
+    let registry_login = registry_login(&a)?;
     // Refuse before building for an hour when the publish settings cannot work.
     let publish = match (a.publish, &loaded.recipe.publish) {
         (false, _) => None,
@@ -101,6 +137,7 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             ..PackOptions::default()
         },
         allow: a.allow,
+        registry_login,
     };
     let work_dir = opts.work_dir.clone();
     let report = build(&loaded, &opts, &System, &reporter)?;
@@ -129,6 +166,8 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             .map(|(s, t)| format!("{s} {t:.1}s"))
             .collect();
         println!("built {} ({})", report.output.display(), report.content_id);
+        // What to pin for a repeatable build (an image digest), or what was read.
+        println!("  from {} {}", report.source.kind, report.source.reference);
         println!(
             "  {} entries, {} files, {:.1} MiB content, {:.1} MiB archive",
             report.entries,

@@ -33,6 +33,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "debian-slim-docker",
         include_str!("../../recipes/debian-slim-docker.toml"),
     ),
+    (
+        "registry-debian",
+        include_str!("../../recipes/registry-debian.toml"),
+    ),
 ];
 
 /// The recipe used when none is named.

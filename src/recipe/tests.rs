@@ -66,7 +66,7 @@ fn unknown_source_type() {
     let e = err("[distro]\nname = \"x\"\n[source]\ntype = \"dockr\"\n");
     assert!(e.contains("unknown variant `dockr`"), "{e}");
     assert!(
-        e.contains("`debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`"),
+        e.contains("`debootstrap`, `mmdebstrap`, `docker`, `image-archive`, `rootfs`, `registry`"),
         "{e}"
     );
 }

@@ -55,6 +55,7 @@ pub enum SourceSpec {
     Docker(DockerSource),
     ImageArchive(ImageArchiveSource),
     Rootfs(RootfsSource),
+    Registry(RegistrySource),
 }
 
 impl SourceSpec {
@@ -65,6 +66,7 @@ impl SourceSpec {
             SourceSpec::Docker(_) => "docker",
             SourceSpec::ImageArchive(_) => "image-archive",
             SourceSpec::Rootfs(_) => "rootfs",
+            SourceSpec::Registry(_) => "registry",
         }
     }
 }
@@ -110,6 +112,20 @@ pub struct ImageArchiveSource {
     /// Which image, when the archive holds several (`name:tag`).
     #[serde(default)]
     pub image: Option<String>,
+}
+
+/// An image pulled from an OCI/Docker registry, no engine needed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySource {
+    /// `HOST[:PORT]/REPO[:TAG|@sha256:DIGEST]`; short names mean Docker Hub.
+    pub image: String,
+    /// `OS/ARCH[/VARIANT]` chosen from a multi-platform image; default linux/amd64.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Allow plain HTTP to a registry that is not on this machine.
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

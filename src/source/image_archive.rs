@@ -18,10 +18,11 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use super::layers::{flatten, Layer};
+use super::oci::{self, Config, Index, Manifest, Platform};
 use super::{decompressed, Error, Interruptible, SourceCtx, SourceInfo};
-use crate::pack::HashingReader;
 use crate::recipe::ImageArchiveSource;
-use crate::tree::{unpack, Root, UnpackOptions};
+use crate::tree::Root;
 
 /// JSON documents (manifests, configs, indexes) bigger than this are refused.
 const MAX_JSON: u64 = 16 << 20;
@@ -237,52 +238,6 @@ struct SaveManifest {
     layers: Vec<String>,
 }
 
-#[derive(Deserialize, Clone)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Deserialize, Clone)]
-struct Platform {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-}
-
-/// An OCI index (`index.json`, or a nested multi-platform index).
-#[derive(Deserialize)]
-struct OciIndex {
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct OciManifest {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-/// The part of an image config we check layers against.
-#[derive(Deserialize, Default)]
-struct Config {
-    #[serde(default)]
-    rootfs: Option<RootFs>,
-    #[serde(default)]
-    created: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct RootFs {
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
 /// One image of the archive, ready to apply.
 struct Image {
     names: Vec<String>,
@@ -302,13 +257,9 @@ fn blob_path(digest: &str) -> Result<String, String> {
     Ok(format!("blobs/{alg}/{hex}"))
 }
 
-fn is_index(media_type: &str) -> bool {
-    media_type.ends_with("image.index.v1+json") || media_type.ends_with("manifest.list.v2+json")
-}
-
 /// The images an OCI layout lists; nested indexes resolve to their linux/amd64 manifest.
 fn oci_images(store: &Store) -> Result<Vec<Image>, String> {
-    let (index, _): (OciIndex, _) = store.read_json("index.json")?;
+    let (index, _): (Index, _) = store.read_json("index.json")?;
     let mut out = Vec::new();
     for desc in index.manifests {
         let mut names: Vec<String> = [
@@ -321,19 +272,11 @@ fn oci_images(store: &Store) -> Result<Vec<Image>, String> {
         names.dedup();
         let mut manifest_desc = desc.clone();
         for _ in 0..MAX_LINKS {
-            if !is_index(&manifest_desc.media_type) {
+            if !oci::is_index(&manifest_desc.media_type) {
                 break;
             }
-            let (nested, _): (OciIndex, _) = store.read_json(&blob_path(&manifest_desc.digest)?)?;
-            let linux_amd64 = |d: &&Descriptor| {
-                d.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
-            };
-            manifest_desc = nested
-                .manifests
-                .iter()
-                .find(linux_amd64)
+            let (nested, _): (Index, _) = store.read_json(&blob_path(&manifest_desc.digest)?)?;
+            manifest_desc = oci::pick_platform(&nested, &Platform::default_linux_amd64())
                 .or(if nested.manifests.len() == 1 {
                     nested.manifests.first()
                 } else {
@@ -344,7 +287,7 @@ fn oci_images(store: &Store) -> Result<Vec<Image>, String> {
                     format!("index {} has no linux/amd64 image", manifest_desc.digest)
                 })?;
         }
-        let (m, _): (OciManifest, _) = store.read_json(&blob_path(&manifest_desc.digest)?)?;
+        let (m, _): (Manifest, _) = store.read_json(&blob_path(&manifest_desc.digest)?)?;
         out.push(Image {
             names,
             config: blob_path(&m.config.digest)?,
@@ -444,53 +387,23 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
     };
     let image = pick(images, a.image.as_deref()).map_err(input)?;
     let (config, config_bytes): (Config, _) = store.read_json(&image.config).map_err(input)?;
-    let diff_ids = config.rootfs.unwrap_or_default().diff_ids;
-    if !diff_ids.is_empty() && diff_ids.len() != image.layers.len() {
-        return Err(input(format!(
-            "the config lists {} layers but the manifest {}",
-            diff_ids.len(),
-            image.layers.len()
-        )));
-    }
-
     let root = Root::open(target)?;
-    let total = image.layers.len();
-    for (i, layer) in image.layers.iter().enumerate() {
-        crate::interrupt::check_interrupted().map_err(|_| Error::Interrupted)?;
-        let label = format!("{}: layer {}/{total} ({layer})", file.display(), i + 1);
-        let (raw, _) = store.open_member(layer).map_err(input)?;
-        let stream = decompressed(Interruptible(raw))
-            .map_err(|e| input(format!("layer {layer}: cannot read: {e}")))?;
-        // Hashed as it is read, to check the layer against its diff id.
-        let mut hashing = HashingReader::new(stream);
-        let opts = UnpackOptions {
-            whiteouts: true,
-            label,
-            max_bytes: ctx.max_unpack_bytes,
-        };
-        let result = unpack(&mut hashing, &root, &opts);
-        if crate::interrupt::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        let stats = result?;
-        ctx.reporter.debug(&format!(
-            "image-archive: layer {}/{total}: {} entries, {} whiteouts",
-            i + 1,
-            stats.entries,
-            stats.whiteouts
-        ));
-        // The tar reader stops at the end marker: hash the padding after it too.
-        std::io::copy(&mut hashing, &mut std::io::sink())
-            .map_err(|e| input(format!("layer {layer}: corrupt: {e}")))?;
-        if let Some(want) = diff_ids.get(i) {
-            let got = format!("sha256:{}", hashing.hex());
-            if &got != want {
-                return Err(input(format!(
-                    "layer {layer} is corrupt: its content hashes to {got}, the config says {want}"
-                )));
-            }
-        }
-    }
+    let origin = file.display().to_string();
+    let layers = image.layers.iter().map(|layer| {
+        let (reader, _) = store.open_member(layer).map_err(input)?;
+        Ok(Layer {
+            name: layer.clone(),
+            reader,
+        })
+    });
+    flatten(
+        layers,
+        image.layers.len(),
+        config.diff_ids(),
+        &root,
+        &origin,
+        ctx,
+    )?;
 
     let id = format!("sha256:{}", hex::encode(Sha256::digest(&config_bytes)));
     let reference = match &a.image {

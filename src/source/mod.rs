@@ -4,6 +4,9 @@
 mod bootstrap;
 pub mod docker;
 pub mod image_archive;
+pub mod layers;
+pub mod oci;
+pub mod registry;
 pub mod rootfs;
 
 /// Tar readers that accept gzip too (also used by `boot` for tarball input).
@@ -90,6 +93,8 @@ pub struct SourceCtx<'a> {
     /// it in place, with the overlay's upper and work directories created in this
     /// (scratch) directory, instead of copying it into `target`.
     pub in_place: Option<&'a Path>,
+    /// `--registry-user` / `--registry-password-stdin`: used before any credentials file.
+    pub registry_login: Option<&'a registry::Credentials>,
 }
 
 /// What keeps a tree read in place valid until the build is done: the overlay mount, and
@@ -133,6 +138,7 @@ pub fn fetch<'a>(
         SourceSpec::Rootfs(r) => rootfs::run(r, target, ctx),
         SourceSpec::Docker(d) => docker::run(d, target, ctx),
         SourceSpec::ImageArchive(a) => copied(image_archive::run(a, target, ctx)?),
+        SourceSpec::Registry(r) => copied(registry::run(r, target, ctx)?),
     }
 }
 

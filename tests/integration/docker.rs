@@ -139,7 +139,7 @@ fn layered_image(name: &str) -> Image {
 
 /// Path → "type mode uid:gid content": what two trees must agree on (not mtimes, not
 /// whether two names share an inode).
-fn tree_manifest(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn tree_manifest(root: &Path) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for e in walkdir::WalkDir::new(root).min_depth(1).follow_links(false) {
         let e = e.unwrap();
@@ -169,7 +169,7 @@ fn tree_manifest(root: &Path) -> BTreeMap<String, String> {
 /// The recipe for a tiny distro from `source` (a `[source]` table body). The test images
 /// carry uWSGI without its libraries (they test layers, not uWSGI), so that check rule is
 /// accepted knowingly.
-fn recipe(dir: &Path, name: &str, source: &str) -> PathBuf {
+pub(crate) fn recipe(dir: &Path, name: &str, source: &str) -> PathBuf {
     write_recipe(
         dir,
         &format!("{name}.toml"),
@@ -180,7 +180,7 @@ fn recipe(dir: &Path, name: &str, source: &str) -> PathBuf {
 }
 
 /// `build --format dir`, insisting on success; the tree's path.
-fn build_dir(recipe: &Path, out: &Path) -> PathBuf {
+pub(crate) fn build_dir(recipe: &Path, out: &Path) -> PathBuf {
     let (code, stdout, err) = run(bin()
         .arg("-q")
         .arg("build")
@@ -193,7 +193,7 @@ fn build_dir(recipe: &Path, out: &Path) -> PathBuf {
 }
 
 /// A build that must fail: exit code and the single stderr line.
-fn build_fails(recipe: &Path, out: &Path, env: &[(&str, &str)]) -> (i32, String) {
+pub(crate) fn build_fails(recipe: &Path, out: &Path, env: &[(&str, &str)]) -> (i32, String) {
     let mut c = bin();
     c.arg("-q").arg("build").arg(recipe).arg("--out").arg(out);
     for (k, v) in env {
@@ -386,7 +386,12 @@ fn overlay2_layers(image: &str) -> Option<Vec<(String, BTreeMap<String, String>)
 }
 
 /// `build` of a `.tar.gz` with `-v`, insisting on success: the archive and the log.
-fn build_targz(recipe: &Path, out: &Path, work: &Path, export: bool) -> (Vec<u8>, String) {
+pub(crate) fn build_targz(
+    recipe: &Path,
+    out: &Path,
+    work: &Path,
+    export: bool,
+) -> (Vec<u8>, String) {
     let mut c = bin();
     if export {
         c.env("BUILD_DISTRO_DOCKER_EXPORT", "1");
@@ -410,7 +415,7 @@ fn build_targz(recipe: &Path, out: &Path, work: &Path, export: bool) -> (Vec<u8>
 
 /// Path → "type mode mtime link size sha256" of every entry of a `.tar.gz`: what differs
 /// when two archives differ, readably.
-fn archive_listing(targz: &[u8]) -> BTreeMap<String, String> {
+pub(crate) fn archive_listing(targz: &[u8]) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(targz));
     for e in ar.entries().unwrap() {
@@ -792,7 +797,7 @@ fn corrupt_archives_are_exit_2() {
 }
 
 /// One entry of a generated layer.
-struct Entry {
+pub(crate) struct Entry {
     name: &'static str,
     kind: tar::EntryType,
     data: Vec<u8>,
@@ -801,7 +806,7 @@ struct Entry {
 }
 
 impl Entry {
-    fn file(name: &'static str, data: &[u8], mode: u32) -> Entry {
+    pub(crate) fn file(name: &'static str, data: &[u8], mode: u32) -> Entry {
         Entry {
             name,
             kind: tar::EntryType::Regular,
@@ -810,7 +815,7 @@ impl Entry {
             link: None,
         }
     }
-    fn dir(name: &'static str, mode: u32) -> Entry {
+    pub(crate) fn dir(name: &'static str, mode: u32) -> Entry {
         Entry {
             name,
             kind: tar::EntryType::Directory,
@@ -819,7 +824,7 @@ impl Entry {
             link: None,
         }
     }
-    fn symlink(name: &'static str, target: &'static str) -> Entry {
+    pub(crate) fn symlink(name: &'static str, target: &'static str) -> Entry {
         Entry {
             name,
             kind: tar::EntryType::Symlink,
@@ -828,7 +833,7 @@ impl Entry {
             link: Some(target),
         }
     }
-    fn hardlink(name: &'static str, target: &'static str) -> Entry {
+    pub(crate) fn hardlink(name: &'static str, target: &'static str) -> Entry {
         Entry {
             name,
             kind: tar::EntryType::Link,
@@ -837,16 +842,16 @@ impl Entry {
             link: Some(target),
         }
     }
-    fn whiteout(name: &'static str) -> Entry {
+    pub(crate) fn whiteout(name: &'static str) -> Entry {
         Entry::file(name, b"", 0)
     }
 }
 
 /// Mtime of every generated entry.
-const MTIME: u64 = 1_600_000_000;
+pub(crate) const MTIME: u64 = 1_600_000_000;
 
 /// An uncompressed layer tar.
-fn layer_tar(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn layer_tar(entries: &[Entry]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_ustar();
@@ -866,12 +871,12 @@ fn layer_tar(entries: &[Entry]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-fn sha(data: &[u8]) -> String {
+pub(crate) fn sha(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
 /// A minimal image config whose diff ids are the (uncompressed) layers' hashes.
-fn config_for(layers: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn config_for(layers: &[&[u8]]) -> Vec<u8> {
     let ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
     serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
@@ -882,7 +887,7 @@ fn config_for(layers: &[&[u8]]) -> Vec<u8> {
     .unwrap()
 }
 
-fn gzip(data: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).unwrap();
     e.finish().unwrap()
@@ -890,7 +895,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// An OCI image layout in `dir` holding one image per `(tag, layers)`, the first layer
 /// of each gzip-compressed, the others zstd-compressed.
-fn oci_layout(dir: &Path, images: &[(&str, Vec<Vec<u8>>)]) {
+pub(crate) fn oci_layout(dir: &Path, images: &[(&str, Vec<Vec<u8>>)]) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| -> String {
@@ -941,7 +946,7 @@ fn oci_layout(dir: &Path, images: &[(&str, Vec<Vec<u8>>)]) {
 
 /// Layers with everything the docker builder here cannot produce: an opaque directory,
 /// a hardlink to a file of an earlier layer, a whiteout of a whole directory.
-fn opaque_layers() -> Vec<Vec<u8>> {
+pub(crate) fn opaque_layers() -> Vec<Vec<u8>> {
     let busybox = std::fs::read("/bin/busybox").unwrap();
     let uwsgi = std::fs::read("/usr/bin/uwsgi-core").unwrap();
     let l1 = layer_tar(&[
@@ -986,7 +991,7 @@ fn opaque_layers() -> Vec<Vec<u8>> {
 }
 
 /// Check the tree built from [`opaque_layers`].
-fn assert_opaque_result(tree: &Path) {
+pub(crate) fn assert_opaque_result(tree: &Path) {
     let m = tree_manifest(tree);
     let cfg: Vec<&String> = m.keys().filter(|k| k.starts_with("data/cfg/")).collect();
     assert_eq!(cfg, ["data/cfg/new", "data/cfg/newer"], "opaque directory");

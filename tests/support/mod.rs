@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 pub mod alpine;
 pub mod fake_api;
+pub mod registry;
 pub mod sshd;
 
 /// `build-distro` built for this test run.
