@@ -32,6 +32,12 @@ pub enum Error {
     Docker { image: String, msg: String },
     #[error("interrupted")]
     Interrupted,
+    #[error("upgrade the bootstrapped tree from {suites}: {source}")]
+    Upgrade {
+        suites: String,
+        #[source]
+        source: crate::customize::Error,
+    },
     #[error(transparent)]
     Runner(#[from] crate::runner::Error),
     #[error(transparent)]
@@ -49,6 +55,7 @@ impl Error {
             Error::Docker { .. } | Error::Interrupted => 1,
             Error::Runner(e) => e.exit_code(),
             Error::Tree(e) => e.exit_code(),
+            Error::Upgrade { source, .. } => source.exit_code(),
         }
     }
 }
