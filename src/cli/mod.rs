@@ -7,6 +7,7 @@ mod build;
 mod check;
 mod docs;
 mod push;
+mod reclaim;
 
 use std::io::IsTerminal;
 

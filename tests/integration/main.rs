@@ -14,3 +14,4 @@ mod hostile;
 mod nss;
 mod push;
 mod recipes;
+mod reclaim;
