@@ -88,7 +88,7 @@ pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<
         )
         .map_err(|source| Error::Upgrade {
             suites: suite_list(&lines),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(SourceInfo {
@@ -147,6 +147,28 @@ mod tests {
         assert_eq!(
             c.display(),
             "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian"
+        );
+    }
+
+    #[test]
+    fn ubuntu_and_rolling_suites() {
+        let mut b = spec("distribution = \"ubuntu\"\n");
+        b.suite = "noble".to_string().try_into().unwrap();
+        assert_eq!(
+            command(Tool::Mmdebstrap, &b, Path::new("/t")).display(),
+            "mmdebstrap --mode=root noble /t 'deb http://archive.ubuntu.com/ubuntu noble main' \
+             'deb http://archive.ubuntu.com/ubuntu noble-updates main' \
+             'deb http://archive.ubuntu.com/ubuntu noble-security main'"
+        );
+        assert_eq!(
+            command(Tool::Debootstrap, &b, Path::new("/t")).display(),
+            "debootstrap noble /t http://archive.ubuntu.com/ubuntu"
+        );
+        b.suite = "sid".to_string().try_into().unwrap();
+        b.distribution = None;
+        assert_eq!(
+            command(Tool::Mmdebstrap, &b, Path::new("/t")).display(),
+            "mmdebstrap --mode=root sid /t 'deb http://deb.debian.org/debian sid main'"
         );
     }
 
