@@ -35,13 +35,15 @@ pub struct Args {
 /// so one set of flags serves a whole pipeline.
 #[derive(Debug, clap::Args)]
 pub struct TransportFlags {
-    /// ssh (stream the archive into tar), rsync (incremental, unchanged files hard-linked
-    /// to the previous version) or local:DIR (DIR holds the homes, as /containers does).
+    /// ssh (a push streams the archive into tar), rsync (a push sends only what changed,
+    /// unchanged files hard-linked to the previous version; otherwise as ssh) or local:DIR
+    /// (DIR holds the homes, as /containers does on a server).
     #[arg(long, default_value = "ssh", value_name = "ssh|rsync|local:DIR")]
     pub transport: String,
     /// Connect to this host instead of the storage container's server address.
     #[arg(long, value_name = "HOST")]
     pub ssh_host: Option<String>,
+    /// ssh port (default: your ssh config, else 22).
     #[arg(long, value_name = "PORT")]
     pub ssh_port: Option<u16>,
     /// ssh private key (default: your ssh config and agent).
