@@ -28,7 +28,7 @@ mod types;
 use std::path::PathBuf;
 
 pub use client::{Client, Password, Settings};
-pub use ops::{validate_path, versioned_base};
+pub use ops::{newest_per_group, validate_path, versioned_base};
 pub use types::{
     Container, CustomDistro, DistroEntry, DistroListing, GcAction, GcEntry, Registered,
     UsableDistro,

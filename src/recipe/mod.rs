@@ -16,9 +16,9 @@ mod values;
 
 pub use load::{load, parse_str, BUILTIN, DEFAULT};
 pub use types::{
-    Bootstrap, CheckSpec, Distro, DockerSource, FileSpec, ImageArchiveSource, Loaded, Nss, NssMode,
-    Packages, Publish, PublishTo, Pull, Recipe, RegistrySource, Remove, RootfsSource, RunSpec,
-    SourceSpec, Strategy, Uwsgi,
+    Bootstrap, CheckSpec, Distribution, Distro, DockerSource, FileSpec, ImageArchiveSource, Loaded,
+    Nss, NssMode, Packages, Publish, PublishTo, Pull, Recipe, RegistrySource, Remove, RootfsSource,
+    RunSpec, SourceSpec, Strategy, Uwsgi,
 };
 pub use values::{
     check_api_path, ApiName, ApiPath, FileMode, MirrorUrl, PackageName, TreePath, Word,

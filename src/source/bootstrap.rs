@@ -1,14 +1,17 @@
 //! `debootstrap` and `mmdebstrap` backends: the same recipe keys, two argument styles.
+//! Both install from the release and its `-updates` and `-security` suites
+//! ([`crate::apt_sources`]), and leave those in the tree's `sources.list`: mmdebstrap
+//! takes every line as an argument; debootstrap takes one mirror, so the full list is
+//! written afterwards and the tree upgraded from it in a chroot.
 
 use std::ffi::OsString;
 use std::path::Path;
 
 use super::{Error, SourceCtx, SourceInfo};
+use crate::apt_sources;
 use crate::recipe::Bootstrap;
 use crate::runner::Cmd;
-
-/// Debian's mirror, used when the recipe names none.
-pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+use crate::tree::Root;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -48,7 +51,15 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path) -> Cmd {
     }
     args.push(b.suite.to_string().into());
     args.push(target.as_os_str().to_os_string());
-    args.push(b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR).into());
+    match tool {
+        // Each full `deb …` line becomes a line of the tree's sources.list as given.
+        Tool::Mmdebstrap => args.extend(
+            apt_sources::bootstrap_lines(b)
+                .iter()
+                .map(|l| l.to_string().into()),
+        ),
+        Tool::Debootstrap => args.push(apt_sources::mirror(b).into()),
+    }
     Cmd::new(tool.program()).args(args).passthrough(true)
 }
 
@@ -61,17 +72,42 @@ pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<
     let cmd = command(tool, b, target);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
     ctx.runner.run(&cmd)?;
+    let lines = apt_sources::bootstrap_lines(b);
+    if tool == Tool::Debootstrap && lines.len() > 1 {
+        let root = Root::open(target)?;
+        root.write_file(
+            Path::new("etc/apt/sources.list"),
+            apt_sources::sources_list(&lines).as_bytes(),
+            0o644,
+        )?;
+        crate::customize::upgrade(
+            &root,
+            crate::customize::PackageManager::Apt,
+            ctx.runner,
+            ctx.reporter,
+        )
+        .map_err(|source| Error::Upgrade {
+            suites: suite_list(&lines),
+            source: Box::new(source),
+        })?;
+    }
     Ok(SourceInfo {
         kind: tool.program().into(),
         reference: format!(
             "{} {} {}",
-            b.suite,
+            suite_list(&lines),
             b.variant.as_deref().unwrap_or("default"),
-            b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR)
+            apt_sources::mirror(b)
         ),
         digest: None,
         created: None,
     })
+}
+
+/// `bookworm,bookworm-updates,bookworm-security`: the suites, for the provenance.
+fn suite_list(lines: &[apt_sources::Line]) -> String {
+    let s: Vec<&str> = lines.iter().map(|l| l.suite.as_str()).collect();
+    s.join(",")
 }
 
 #[cfg(test)]
@@ -97,7 +133,10 @@ mod tests {
         let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"));
         assert_eq!(
             c.display(),
-            "mmdebstrap --variant=minbase --components=main,contrib --include=net-tools,uwsgi-core --mode=root bookworm /t/root http://deb.debian.org/debian"
+            "mmdebstrap --variant=minbase --components=main,contrib --include=net-tools,uwsgi-core --mode=root bookworm /t/root \
+             'deb http://deb.debian.org/debian bookworm main contrib' \
+             'deb http://deb.debian.org/debian bookworm-updates main contrib' \
+             'deb http://deb.debian.org/debian-security bookworm-security main contrib'"
         );
     }
 
@@ -108,6 +147,28 @@ mod tests {
         assert_eq!(
             c.display(),
             "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian"
+        );
+    }
+
+    #[test]
+    fn ubuntu_and_rolling_suites() {
+        let mut b = spec("distribution = \"ubuntu\"\n");
+        b.suite = "noble".to_string().try_into().unwrap();
+        assert_eq!(
+            command(Tool::Mmdebstrap, &b, Path::new("/t")).display(),
+            "mmdebstrap --mode=root noble /t 'deb http://archive.ubuntu.com/ubuntu noble main' \
+             'deb http://archive.ubuntu.com/ubuntu noble-updates main' \
+             'deb http://archive.ubuntu.com/ubuntu noble-security main'"
+        );
+        assert_eq!(
+            command(Tool::Debootstrap, &b, Path::new("/t")).display(),
+            "debootstrap noble /t http://archive.ubuntu.com/ubuntu"
+        );
+        b.suite = "sid".to_string().try_into().unwrap();
+        b.distribution = None;
+        assert_eq!(
+            command(Tool::Mmdebstrap, &b, Path::new("/t")).display(),
+            "mmdebstrap --mode=root sid /t 'deb http://deb.debian.org/debian sid main'"
         );
     }
 

@@ -35,6 +35,13 @@ pub enum Error {
     Docker { image: String, msg: String },
     #[error("interrupted")]
     Interrupted,
+    #[error("upgrade the bootstrapped tree from {suites}: {source}")]
+    Upgrade {
+        suites: String,
+        // Boxed: the chroot's errors are large and every stage's Result carries this enum.
+        #[source]
+        source: Box<crate::customize::Error>,
+    },
     #[error(transparent)]
     Runner(#[from] crate::runner::Error),
     #[error(transparent)]
@@ -52,6 +59,7 @@ impl Error {
             Error::Docker { .. } | Error::Interrupted => 1,
             Error::Runner(e) => e.exit_code(),
             Error::Tree(e) => e.exit_code(),
+            Error::Upgrade { source, .. } => source.exit_code(),
         }
     }
 }

@@ -17,5 +17,6 @@ mod nss;
 mod outdated;
 mod push;
 mod recipes;
+mod reclaim;
 mod registry;
 mod sbom;
