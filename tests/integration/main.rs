@@ -10,6 +10,7 @@ mod check;
 mod ci_examples;
 mod cli;
 mod docker;
+mod faults;
 mod hostile;
 mod nss;
 mod push;
