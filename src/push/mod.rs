@@ -64,6 +64,31 @@ pub enum Error {
 }
 
 impl Error {
+    /// An upload that failed because the link dropped or the remote process was killed,
+    /// not because of what was sent or where (a full disk, a missing `distros/`): worth
+    /// another try. ssh says 255 when the connection failed or dropped; a remote shell
+    /// reports a process killed by signal N as 128+N; rsync has its own codes for a
+    /// broken stream (10 socket I/O, 12 protocol stream, 30 timeout, 35 daemon timeout).
+    pub fn is_dropped_link(&self) -> bool {
+        let Error::Command {
+            source: crate::runner::Error::Failed {
+                command, status, ..
+            },
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let Some(code) = status
+            .strip_prefix("exit code ")
+            .and_then(|c| c.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        let rsync = command.starts_with("rsync");
+        code == 255 || (129..=192).contains(&code) || (rsync && matches!(code, 10 | 12 | 30 | 35))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input { .. } | Error::Usage(_) => 2,
@@ -119,12 +144,21 @@ impl Name {
 
     /// Where an upload of content `id12` by process `pid` goes first.
     pub fn tmp(id12: &str, pid: u32) -> Result<Name> {
+        Name::tmp_attempt(id12, pid, 0)
+    }
+
+    /// A fresh staging directory for retry `attempt` (0: the first upload), so a retry
+    /// never lands in what a dropped upload left behind.
+    pub fn tmp_attempt(id12: &str, pid: u32, attempt: u32) -> Result<Name> {
         if !is_id12(id12) {
             return Err(Error::Usage(format!(
                 "content id prefix {id12:?} is not 12 hex digits"
             )));
         }
-        Ok(Name(format!("{TMP_PREFIX}{id12}-{pid}")))
+        Ok(Name(match attempt {
+            0 => format!("{TMP_PREFIX}{id12}-{pid}"),
+            n => format!("{TMP_PREFIX}{id12}-{pid}.{n}"),
+        }))
     }
 
     /// Where `replace` moves the distro at `dest` while swapping in the new one.
@@ -143,7 +177,11 @@ impl Name {
     pub fn stale(s: &str) -> Option<Stale> {
         if let Some(rest) = s.strip_prefix(TMP_PREFIX) {
             let (id, pid) = rest.split_once('-')?;
-            return (is_id12(id) && is_digits(pid)).then(|| Stale::Tmp(Name(s.to_string())));
+            let pid_ok = match pid.split_once('.') {
+                Some((p, n)) => is_digits(p) && is_digits(n),
+                None => is_digits(pid),
+            };
+            return (is_id12(id) && pid_ok).then(|| Stale::Tmp(Name(s.to_string())));
         }
         let rest = s.strip_prefix(OLD_PREFIX)?;
         let (pid, dest) = rest.split_once('-')?;
@@ -584,6 +622,11 @@ pub trait Transport: Send + Sync {
     fn list(&self) -> Result<Vec<Listed>>;
     /// The content id recorded in `distros/NAME/etc/build-distro.json`, when there is one.
     fn content_id(&self, name: &Name) -> Result<Option<String>>;
+    /// Whether an upload that dropped can be resumed into the same `distros/TMP` (rsync
+    /// with `--partial`); otherwise a retry starts over in a fresh one.
+    fn resumes(&self) -> bool {
+        false
+    }
     /// Put the distro into the fresh directory `distros/TMP`; `prev` is an existing distro
     /// whose unchanged files may be shared (hard links). Returns the bytes sent.
     fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64>;
@@ -625,6 +668,9 @@ impl Transport for AnyTransport {
     }
     fn content_id(&self, name: &Name) -> Result<Option<String>> {
         self.inner().content_id(name)
+    }
+    fn resumes(&self) -> bool {
+        self.inner().resumes()
     }
     fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64> {
         self.inner().upload(d, tmp, prev, bar)
@@ -751,6 +797,9 @@ mod tests {
         let t = Name::tmp("0123456789ab", 42).unwrap();
         assert_eq!(t.as_str(), ".bd+tmp-0123456789ab-42");
         assert_eq!(Name::stale(t.as_str()), Some(Stale::Tmp(t)));
+        let t2 = Name::tmp_attempt("0123456789ab", 42, 2).unwrap();
+        assert_eq!(t2.as_str(), ".bd+tmp-0123456789ab-42.2");
+        assert_eq!(Name::stale(t2.as_str()), Some(Stale::Tmp(t2)));
         let d = Name::distro("deb-12").unwrap();
         let o = Name::old(9, &d).unwrap();
         assert_eq!(o.as_str(), ".bd+old-9-deb-12");
@@ -765,6 +814,8 @@ mod tests {
             ".bd-tmp-0123456789ab-42",
             ".bd+tmp-0123456789ab-",
             ".bd+tmp-0123456789ab-4x",
+            ".bd+tmp-0123456789ab-4.",
+            ".bd+tmp-0123456789ab-4.x",
             ".bd+tmp-0123456789-42",
             ".bd+old-x-deb",
             ".bd+old-9-a/b",

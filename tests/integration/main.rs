@@ -14,4 +14,5 @@ mod faults;
 mod hostile;
 mod nss;
 mod push;
+mod push_faults;
 mod recipes;
