@@ -65,6 +65,19 @@ impl Transport for Local {
         format!("local:{}", self.home.display())
     }
 
+    fn storage(&self) -> String {
+        self.home
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.home.display().to_string())
+    }
+
+    fn free_space(&self) -> Result<Option<u64>> {
+        let d = self.distros();
+        let st = rustix::fs::statvfs(&d).map_err(|e| self.io(&d, e.into()))?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
+
     fn list(&self) -> Result<Vec<Listed>> {
         let d = self.distros();
         let rd = std::fs::read_dir(&d).map_err(|e| {

@@ -51,6 +51,19 @@ pub enum Error {
     Remote { target: String, detail: String },
     #[error("{target}: verify failed: {detail}; the upload was discarded, run push again")]
     Verify { target: String, detail: String },
+    /// Not enough room in `distros/` (`df`), found before sending or after a failed upload.
+    #[error(
+        "{target}: storage {storage} has {} free, the distro needs {} or more: remove unused \
+         distros there (build-distro distros gc, then their directories) or ask for more \
+         storage; nothing was left behind",
+        mib(*free), mib(*needed)
+    )]
+    StorageFull {
+        target: String,
+        storage: String,
+        free: u64,
+        needed: u64,
+    },
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
@@ -100,6 +113,22 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Bytes as MiB for messages: one decimal below 10 MiB, whole above.
+fn mib(b: u64) -> String {
+    let m = b as f64 / 1048576.0;
+    if m < 10.0 {
+        format!("{m:.1} MiB")
+    } else {
+        format!("{m:.0} MiB")
+    }
+}
+
+/// Whether a failed upload's message says the filesystem or the quota is full.
+pub fn says_storage_full(e: &Error) -> bool {
+    let t = e.to_string();
+    t.contains("No space left on device") || t.contains("Disk quota exceeded")
+}
 
 /// Single-quote `s` for a POSIX shell. Values are validated before they get here; the
 /// quoting is the second line of defence, not the only one.
@@ -622,6 +651,19 @@ pub trait Transport: Send + Sync {
     fn list(&self) -> Result<Vec<Listed>>;
     /// The content id recorded in `distros/NAME/etc/build-distro.json`, when there is one.
     fn content_id(&self, name: &Name) -> Result<Option<String>>;
+    /// The storage container's name for messages (its uid).
+    fn storage(&self) -> String {
+        self.describe()
+    }
+    /// Bytes available in `distros/` (`df`), when it can be known.
+    fn free_space(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Whether uploads share unchanged files with the previous version (so they need
+    /// less room than the distro's size).
+    fn shares_with_previous(&self) -> bool {
+        false
+    }
     /// Whether an upload that dropped can be resumed into the same `distros/TMP` (rsync
     /// with `--partial`); otherwise a retry starts over in a fresh one.
     fn resumes(&self) -> bool {
@@ -671,6 +713,15 @@ impl Transport for AnyTransport {
     }
     fn resumes(&self) -> bool {
         self.inner().resumes()
+    }
+    fn storage(&self) -> String {
+        self.inner().storage()
+    }
+    fn free_space(&self) -> Result<Option<u64>> {
+        self.inner().free_space()
+    }
+    fn shares_with_previous(&self) -> bool {
+        self.inner().shares_with_previous()
     }
     fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64> {
         self.inner().upload(d, tmp, prev, bar)
@@ -771,6 +822,13 @@ impl TransportSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_mib() {
+        assert_eq!(mib(1 << 20), "1.0 MiB");
+        assert_eq!(mib(250 << 20), "250 MiB");
+        assert_eq!(mib(12_900_000), "12 MiB");
+    }
 
     #[test]
     fn quoting_survives_quotes() {

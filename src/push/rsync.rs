@@ -78,6 +78,18 @@ impl Transport for Rsync {
         true
     }
 
+    fn storage(&self) -> String {
+        self.ssh.storage()
+    }
+
+    fn free_space(&self) -> Result<Option<u64>> {
+        self.ssh.free_space()
+    }
+
+    fn shares_with_previous(&self) -> bool {
+        true
+    }
+
     fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64> {
         let src = d.tree().ok_or_else(|| Error::Remote {
             target: self.describe(),

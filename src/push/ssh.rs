@@ -221,6 +221,17 @@ pub fn upload_script(tmp: &Name, gzip: bool) -> String {
     )
 }
 
+/// Free space in `distros/`: POSIX `df` in KiB, the last line's fourth column.
+pub fn df_script() -> String {
+    format!("{CD}; df -Pk . | tail -n 1")
+}
+
+/// Bytes available from [`df_script`] output.
+pub fn parse_df(text: &str) -> Option<u64> {
+    let kib: u64 = text.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 pub fn measure_script(n: &Name) -> String {
     format!(
         "{CD}; cd -- {} && find . -mindepth 1 ! -path ./etc/build-distro.json -printf '%y %i %s\\n'",
@@ -292,6 +303,14 @@ impl Transport for Ssh {
     fn content_id(&self, name: &Name) -> Result<Option<String>> {
         let out = self.script(&content_id_script(name))?;
         Ok(super::provenance_content_id(out.as_bytes()))
+    }
+
+    fn storage(&self) -> String {
+        self.uid.to_string()
+    }
+
+    fn free_space(&self) -> Result<Option<u64>> {
+        Ok(parse_df(&self.script(&df_script())?))
     }
 
     fn upload(&self, d: &Distro, tmp: &Name, _prev: Option<&Name>, bar: &Bar) -> Result<u64> {
@@ -463,6 +482,17 @@ mod tests {
         for p in ["x'; rm -rf ~; '", "$(id)", "a b", "`id`", "x\ny"] {
             assert!(Name::distro(p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn df_output() {
+        assert_eq!(df_script(), "cd distros || exit 3; df -Pk . | tail -n 1");
+        assert_eq!(
+            parse_df("tmpfs 1024 4 1020 1% /containers/30003/distros\n"),
+            Some(1020 * 1024)
+        );
+        assert_eq!(parse_df("Filesystem 1024-blocks Used Available\n"), None);
+        assert_eq!(parse_df(""), None);
     }
 
     #[test]

@@ -97,3 +97,57 @@ fn a_link_dropped_mid_upload_is_retried_and_leaves_nothing_half_visible() {
         );
     }
 }
+
+/// A tmpfs of `size` mounted on a storage container's `distros/`, owned by it; unmounted
+/// on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, uid: u32, size: &str) -> SmallDisk {
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},uid={uid},gid={uid},mode=755"))
+            .arg("tmpfs")
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount tmpfs on {}", dir.display());
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_storage_is_refused_before_sending_saying_how_much_is_free_and_needed() {
+    crate::require_sshd!();
+    let lab = SshLab::start(&[LO1], &[39071], "");
+    let out = support::tempdir();
+    let tarball = make_distro(out.path(), "big", &[("usr/lib/big.so", noise(3 << 20, 5))]);
+    let distros = lab.distros(39071);
+    {
+        let _disk = SmallDisk::mount(&distros, 39071, "1m");
+        for transport in ["ssh", "rsync"] {
+            let (code, v, err) = push(&lab, &tarball, 39071, &["--transport", transport]);
+            assert_eq!(code, 1, "{transport}: {err}\n{v}");
+            let e = v["targets"][0]["error"].as_str().unwrap_or_default();
+            assert!(
+                e.contains("storage 39071 has 1.0 MiB free, the distro needs 3.0 MiB or more"),
+                "{transport}: {e}"
+            );
+            assert_eq!(v["targets"][0]["bytes_sent"], 0, "nothing was sent");
+            assert!(listing(&distros).is_empty(), "{:?}", listing(&distros));
+        }
+    }
+    // Unmounted: the push goes through.
+    let (code, v, err) = push(&lab, &tarball, 39071, &[]);
+    assert_eq!(code, 0, "{err}\n{v}");
+    assert_eq!(listing(&distros), [format!("deb-{}", id12(&tarball))]);
+}

@@ -70,6 +70,25 @@ fn previous_version(
         .and_then(|l| Name::distro(&l.name).ok())
 }
 
+/// `Err(StorageFull)` when `distros/` has less room than the distro's content. After a
+/// failed upload (`failed`), that error (or the failure itself when `df` cannot say).
+fn check_room(tr: &dyn Transport, d: &Distro, failed: Option<Error>) -> Result<(), Error> {
+    let free = match tr.free_space() {
+        Ok(Some(f)) => f,
+        // Unknown room is not a reason to refuse; a failure stays what it was.
+        _ => return failed.map_or(Ok(()), Err),
+    };
+    if free < d.bytes || failed.is_some() {
+        return Err(Error::StorageFull {
+            target: tr.describe(),
+            storage: tr.storage(),
+            free,
+            needed: d.bytes,
+        });
+    }
+    Ok(())
+}
+
 /// How many times an upload whose link dropped is tried again.
 const UPLOAD_RETRIES: u32 = 2;
 
@@ -164,7 +183,19 @@ pub(super) fn push_one(
         }
     }
     let prev = previous_version(&listed, d, plan, opts.strategy);
-    let (tmp, mut guard, sent) = upload_with_retries(d, tr, prev.as_ref(), bar)?;
+    // The room the unpacked distro takes is known up front (its content size), unless
+    // rsync shares unchanged files with an earlier version: then only after.
+    if prev.is_none() || !tr.shares_with_previous() {
+        check_room(tr, d, None)?;
+    }
+    let (tmp, mut guard, sent) = upload_with_retries(d, tr, prev.as_ref(), bar).map_err(|e| {
+        if crate::push::says_storage_full(&e) {
+            // The failed upload is gone already: df shows the room it had.
+            check_room(tr, d, Some(e)).unwrap_err()
+        } else {
+            e
+        }
+    })?;
     crate::interrupt::check_interrupted().map_err(|_| Error::Remote {
         target: tr.describe(),
         detail: "interrupted".into(),
