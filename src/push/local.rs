@@ -55,6 +55,17 @@ impl Local {
         }
     }
 
+    /// An error under `distros/`, naming the missing `distros/` itself when that is why.
+    fn io_in_distros(&self, path: &Path, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::NotFound && !self.distros().is_dir() {
+            return Error::Remote {
+                target: self.describe(),
+                detail: "no distros/ directory in the home: not a storage container".into(),
+            };
+        }
+        self.io(path, e)
+    }
+
     fn exists(p: &Path) -> bool {
         p.symlink_metadata().is_ok()
     }
@@ -80,16 +91,7 @@ impl Transport for Local {
 
     fn list(&self) -> Result<Vec<Listed>> {
         let d = self.distros();
-        let rd = std::fs::read_dir(&d).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::Remote {
-                    target: self.describe(),
-                    detail: "no distros/ directory in the home: not a storage container".into(),
-                }
-            } else {
-                self.io(&d, e)
-            }
-        })?;
+        let rd = std::fs::read_dir(&d).map_err(|e| self.io_in_distros(&d, e))?;
         let mut out = Vec::new();
         for e in rd {
             let e = e.map_err(|er| self.io(&d, er))?;
@@ -244,5 +246,52 @@ impl Transport for Local {
             });
         }
         Ok(())
+    }
+
+    fn lock_try(&self, owner: &str) -> Result<super::lock::LockTry> {
+        let dir = self.distros().join(super::lock::LOCK_DIR);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let f = dir.join("owner");
+                if let Err(e) = std::fs::write(&f, format!("{owner}\n")) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(self.io(&f, e));
+                }
+                Ok(super::lock::LockTry::Acquired)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let now = std::time::SystemTime::now();
+                let age = std::fs::metadata(&dir)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs());
+                Ok(super::lock::LockTry::Held {
+                    owner: std::fs::read_to_string(dir.join("owner"))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    age,
+                    now: now
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                })
+            }
+            Err(e) => Err(self.io_in_distros(&dir, e)),
+        }
+    }
+
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        let dir = self.distros().join(super::lock::LOCK_DIR);
+        if let Some(o) = only_if {
+            let text = std::fs::read_to_string(dir.join("owner")).unwrap_or_default();
+            if text.trim() != o.trim() {
+                return Ok(());
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(&dir, e)),
+            _ => Ok(()),
+        }
     }
 }

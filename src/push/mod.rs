@@ -10,6 +10,7 @@
 //! they are composed only from [`Name`]s (validated directory names) and numbers.
 
 pub mod local;
+pub mod lock;
 pub mod publish;
 pub mod rsync;
 pub mod ssh;
@@ -51,6 +52,17 @@ pub enum Error {
     Remote { target: String, detail: String },
     #[error("{target}: verify failed: {detail}; the upload was discarded, run push again")]
     Verify { target: String, detail: String },
+    /// Another job holds the storage lock and did not let go in time.
+    #[error(
+        "{target}: storage {storage} is locked by {holder}; waited {waited} s: let that job \
+         finish, or if it is gone (crashed on another host), run again with --force-unlock"
+    )]
+    Locked {
+        target: String,
+        storage: String,
+        holder: String,
+        waited: u64,
+    },
     /// Not enough room in `distros/` (`df`), found before sending or after a failed upload.
     #[error(
         "{target}: storage {storage} has {} free, the distro needs {} or more: remove unused \
@@ -682,6 +694,12 @@ pub trait Transport: Send + Sync {
     fn restore(&self, from: &Name, to: &Name) -> Result<()>;
     /// Remove `distros/NAME` and everything below it.
     fn remove(&self, name: &Name) -> Result<()>;
+    /// Try once to create the storage lock ([`lock::LOCK_DIR`]) with `owner` as its owner
+    /// file; what holds it when it exists.
+    fn lock_try(&self, owner: &str) -> Result<lock::LockTry>;
+    /// Remove the storage lock: only while its owner file reads `only_if`, or whatever
+    /// it holds with `None`. No lock is not an error.
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()>;
 }
 
 /// The transports, as one type.
@@ -740,6 +758,12 @@ impl Transport for AnyTransport {
     }
     fn remove(&self, name: &Name) -> Result<()> {
         self.inner().remove(name)
+    }
+    fn lock_try(&self, owner: &str) -> Result<lock::LockTry> {
+        self.inner().lock_try(owner)
+    }
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        self.inner().lock_remove(only_if)
     }
 }
 

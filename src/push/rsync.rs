@@ -129,6 +129,14 @@ impl Transport for Rsync {
     fn remove(&self, name: &Name) -> Result<()> {
         self.ssh.remove(name)
     }
+
+    fn lock_try(&self, owner: &str) -> Result<crate::push::lock::LockTry> {
+        self.ssh.lock_try(owner)
+    }
+
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        self.ssh.lock_remove(only_if)
+    }
 }
 
 #[cfg(test)]

@@ -221,6 +221,33 @@ pub fn upload_script(tmp: &Name, gzip: bool) -> String {
     )
 }
 
+/// Take the storage lock (`mkdir` is atomic) and write its owner file, or say who holds
+/// it: `held`, the clock, the lock's mtime, the owner file. A `mkdir` that fails for
+/// another reason (a full disk) is an error, not "held".
+pub fn lock_try_script(owner: &str) -> String {
+    let l = super::sq(&format!("./{}", super::lock::LOCK_DIR));
+    format!(
+        "{CD}; if mkdir -m 755 -- {l} 2>/dev/null; then printf '%s\\n' {o} > {l}/owner \
+         || {{ rm -rf -- {l}; exit 1; }}; echo acquired; elif [ -d {l} ]; then echo held; \
+         date +%s; stat -c %Y -- {l} 2>/dev/null || echo; cat -- {l}/owner 2>/dev/null; \
+         else echo 'cannot create distros/{lock}' >&2; exit 1; fi",
+        o = super::sq(owner),
+        lock = super::lock::LOCK_DIR,
+    )
+}
+
+/// Remove the storage lock, only while its owner file reads `only_if` when given.
+pub fn lock_remove_script(only_if: Option<&str>) -> String {
+    let l = super::sq(&format!("./{}", super::lock::LOCK_DIR));
+    match only_if {
+        None => format!("{CD}; rm -rf -- {l}"),
+        Some(o) => format!(
+            "{CD}; if [ \"$(cat -- {l}/owner 2>/dev/null)\" = {o} ]; then rm -rf -- {l}; fi",
+            o = super::sq(o.trim())
+        ),
+    }
+}
+
 /// Free space in `distros/`: POSIX `df` in KiB, the last line's fourth column.
 pub fn df_script() -> String {
     format!("{CD}; df -Pk . | tail -n 1")
@@ -349,6 +376,18 @@ impl Transport for Ssh {
 
     fn remove(&self, name: &Name) -> Result<()> {
         self.script(&remove_script(name)).map(drop)
+    }
+
+    fn lock_try(&self, owner: &str) -> Result<super::lock::LockTry> {
+        let out = self.script(&lock_try_script(owner))?;
+        super::lock::parse_lock_try(&out).ok_or_else(|| Error::Remote {
+            target: self.describe(),
+            detail: format!("unexpected answer taking the storage lock: {out:?}"),
+        })
+    }
+
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        self.script(&lock_remove_script(only_if)).map(drop)
     }
 }
 
@@ -482,6 +521,22 @@ mod tests {
         for p in ["x'; rm -rf ~; '", "$(id)", "a b", "`id`", "x\ny"] {
             assert!(Name::distro(p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn lock_scripts_are_pinned() {
+        assert_eq!(
+            lock_try_script(r#"{"owner":"it's"}"#),
+            "cd distros || exit 3; if mkdir -m 755 -- './.bd+lock' 2>/dev/null; then printf '%s\\n' '{\"owner\":\"it'\\''s\"}' > './.bd+lock'/owner || { rm -rf -- './.bd+lock'; exit 1; }; echo acquired; elif [ -d './.bd+lock' ]; then echo held; date +%s; stat -c %Y -- './.bd+lock' 2>/dev/null || echo; cat -- './.bd+lock'/owner 2>/dev/null; else echo 'cannot create distros/.bd+lock' >&2; exit 1; fi"
+        );
+        assert_eq!(
+            lock_remove_script(None),
+            "cd distros || exit 3; rm -rf -- './.bd+lock'"
+        );
+        assert_eq!(
+            lock_remove_script(Some("x\n")),
+            "cd distros || exit 3; if [ \"$(cat -- './.bd+lock'/owner 2>/dev/null)\" = 'x' ]; then rm -rf -- './.bd+lock'; fi"
+        );
     }
 
     #[test]

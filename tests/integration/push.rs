@@ -292,6 +292,7 @@ fn to_all_pushes_to_every_server_and_registers_each() {
         register: true,
         assign: vec![30100],
         work_dir: out.path().to_path_buf(),
+        lock: Default::default(),
     };
     let mut d = Distro::open(&tarball).unwrap();
     let reporter = build_distro::progress::Reporter::silent();

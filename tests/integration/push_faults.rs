@@ -151,3 +151,108 @@ fn a_full_storage_is_refused_before_sending_saying_how_much_is_free_and_needed()
     assert_eq!(code, 0, "{err}\n{v}");
     assert_eq!(listing(&distros), [format!("deb-{}", id12(&tarball))]);
 }
+
+#[test]
+fn two_pushes_at_once_both_end_registered_through_the_storage_lock() {
+    crate::require_sshd!();
+    use crate::support::fake_api::{FakeApi, Fault, USER};
+    let api = FakeApi::start();
+    api.add_container(39081, "store", USER, "s1", true);
+    api.state()
+        .containers
+        .get_mut(&39081)
+        .unwrap()
+        .server_address = "127.0.0.1".into();
+    // One of the two creates loses its reply on the way back.
+    api.inject("POST", "/custom_distros/39081", Fault::LostReply, 1);
+    let lab = SshLab::start(&[LO1], &[39081], "");
+    let out = support::tempdir();
+    let a = make_distro(out.path(), "a", &[("usr/lib/a.so", noise(2 << 20, 11))]);
+    let b = make_distro(out.path(), "b", &[("usr/lib/b.so", noise(2 << 20, 12))]);
+    let spawn = |t: &Path| {
+        let mut c = api.cmd(&["push"]);
+        c.arg(t)
+            .args(["--to", "39081", "--transport", "rsync", "--bwlimit", "1000"])
+            .args(["--json", "--api-timeout", "5"])
+            .args(lab.ssh_flags())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (ca, cb) = (spawn(&a), spawn(&b));
+    let mut waited = false;
+    for (child, t) in [(ca, &a), (cb, &b)] {
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        waited |= err.contains("is locked by build-distro push deb");
+        assert!(o.status.success(), "{}: {err}", t.display());
+    }
+    eprintln!("the second push waited for the lock: {waited}");
+    let (da, db) = (format!("deb-{}", id12(&a)), format!("deb-{}", id12(&b)));
+    let mut want = vec![(da.clone(), da.clone()), (db.clone(), db.clone())];
+    want.sort();
+    let mut got = api.distros_on(39081);
+    got.sort();
+    assert_eq!(got, want, "exactly one entry each");
+    let mut on_disk = vec![da, db];
+    on_disk.sort();
+    assert_eq!(
+        listing(&lab.distros(39081)),
+        on_disk,
+        "no staging, no lock left"
+    );
+    assert_eq!(api.fired().len(), 1);
+}
+
+#[test]
+fn a_held_lock_makes_a_push_wait_then_fail_naming_the_holder_until_forced() {
+    crate::require_sshd!();
+    let lab = SshLab::start(&[LO1], &[39091], "");
+    let out = support::tempdir();
+    let tarball = make_distro(out.path(), "deb", &[]);
+    let distros = lab.distros(39091);
+    let lock = distros.join(".bd+lock");
+    std::fs::create_dir(&lock).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        lock.join("owner"),
+        format!(
+            r#"{{"owner":"build-distro push other","host":"ci-runner-7","pid":4242,"time":{now},"token":"x"}}"#
+        ),
+    )
+    .unwrap();
+    let st = std::process::Command::new("chown")
+        .args(["-R", "39091:39091"])
+        .arg(&lock)
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let (code, v, err) = push(&lab, &tarball, 39091, &["--lock-wait", "1"]);
+    assert_eq!(code, 1, "{err}\n{v}");
+    let e = v["targets"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains(
+            "storage 39091 is locked by build-distro push other (host ci-runner-7, pid 4242"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("--force-unlock"), "{e}");
+    assert!(err.contains("waiting"), "{err}");
+    assert_eq!(
+        listing(&distros),
+        [".bd+lock"],
+        "nothing staged, the lock kept"
+    );
+
+    let (code, v, err) = push(&lab, &tarball, 39091, &["--force-unlock"]);
+    assert_eq!(code, 0, "{err}\n{v}");
+    assert_eq!(
+        listing(&distros),
+        [format!("deb-{}", id12(&tarball))],
+        "the lock is released after the push"
+    );
+}
