@@ -454,8 +454,12 @@ fn sigkill_mid_transfer_leaves_the_previous_distro_and_the_next_push_succeeds() 
         !names.contains(&d2),
         "no half-written distro is visible: {names:?}"
     );
+    // What the killed push left: its staging directory and its storage lock (taken
+    // over by the next push, since its holder on this host is gone).
     assert!(
-        names.iter().all(|n| n == &d1 || n.starts_with(".bd+tmp-")),
+        names
+            .iter()
+            .all(|n| n == &d1 || n.starts_with(".bd+tmp-") || n == ".bd+lock"),
         "{names:?}"
     );
     assert_eq!(
@@ -468,7 +472,11 @@ fn sigkill_mid_transfer_leaves_the_previous_distro_and_the_next_push_succeeds() 
     assert_eq!(r["targets"][0]["status"], "uploaded");
     let mut want = [d1, d2];
     want.sort();
-    assert_eq!(listing(&distros), want, "the stale temporary was cleaned");
+    assert_eq!(
+        listing(&distros),
+        want,
+        "the stale temporary and the dead job's lock were cleaned"
+    );
 }
 
 #[test]
