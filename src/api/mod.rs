@@ -220,7 +220,7 @@ impl Error {
     pub fn may_have_applied(&self) -> bool {
         match self {
             Error::Timeout { .. } | Error::Transport { .. } => true,
-            Error::Status { status, .. } => matches!(status, 502 | 503 | 504),
+            Error::Status { status, .. } => matches!(status, 502..=504),
             _ => false,
         }
     }

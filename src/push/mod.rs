@@ -848,6 +848,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dropped_links_are_told_from_other_failures() {
+        let failed = |command: &str, status: &str| Error::Command {
+            target: "30001@h".into(),
+            source: crate::runner::Error::Failed {
+                command: command.into(),
+                status: status.into(),
+                tail: String::new(),
+            },
+        };
+        for (cmd, status, dropped) in [
+            ("ssh -- 30001@h 'tar'", "exit code 255", true),
+            ("ssh -- 30001@h 'tar'", "exit code 137", true),
+            ("ssh -- 30001@h 'tar'", "exit code 2", false),
+            ("ssh -- 30001@h 'tar'", "exit code 3", false),
+            ("ssh -- 30001@h 'tar'", "a signal", false),
+            ("rsync -rlptH", "exit code 12", true),
+            ("rsync -rlptH", "exit code 10", true),
+            ("rsync -rlptH", "exit code 11", false),
+            ("rsync -rlptH", "exit code 23", false),
+            ("ssh -- 30001@h 'x'", "exit code 12", false),
+        ] {
+            assert_eq!(
+                failed(cmd, status).is_dropped_link(),
+                dropped,
+                "{cmd} {status}"
+            );
+        }
+        assert!(!Error::Usage("x".into()).is_dropped_link());
+    }
+
+    #[test]
     fn sizes_read_as_mib() {
         assert_eq!(mib(1 << 20), "1.0 MiB");
         assert_eq!(mib(250 << 20), "250 MiB");
