@@ -317,7 +317,18 @@ impl Client {
                 if self.container(storage)?.custom_distros_storage != Some(true) {
                     return Err(Error::NotStorage(storage));
                 }
-                Err(forbidden)
+                match forbidden {
+                    Error::Forbidden { method, url, .. } => Err(Error::Forbidden {
+                        method,
+                        url,
+                        hint: format!(
+                            "refused, yet reading back shows {storage} is a storage container \
+                             of yours where neither the name nor the path is taken: check \
+                             `build-distro distros list`, run again, or ask the supplier"
+                        ),
+                    }),
+                    other => Err(other),
+                }
             }
             Err(e) => Err(e),
         }

@@ -65,9 +65,9 @@ pub enum Error {
     },
     /// Not enough room in `distros/` (`df`), found before sending or after a failed upload.
     #[error(
-        "{target}: storage {storage} has {} free, the distro needs {} or more: remove unused \
-         distros there (build-distro distros gc, then their directories) or ask for more \
-         storage; nothing was left behind",
+        "{target}: storage {storage} has {} free, the distro needs {} or more{after}: remove \
+         unused distros there (build-distro distros gc, then their directories) or ask for \
+         more storage; nothing was left behind",
         mib(*free), mib(*needed)
     )]
     StorageFull {
@@ -75,6 +75,8 @@ pub enum Error {
         storage: String,
         free: u64,
         needed: u64,
+        /// Empty before sending; after a failed upload, what the failure said.
+        after: String,
     },
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),

@@ -458,8 +458,8 @@ fn register_403_from_the_server_says_what_to_check() {
             "POST",
             "/custom_distros/30003",
             "403",
-            "not a storage container of yours",
-            "already exists",
+            "reading back shows 30003 is a storage container of yours",
+            "neither the name nor the path is taken",
             "distros list",
         ],
     );

@@ -146,6 +146,19 @@ fn a_full_storage_is_refused_before_sending_saying_how_much_is_free_and_needed()
             assert!(listing(&distros).is_empty(), "{:?}", listing(&distros));
         }
     }
+    // Room enough by size, but too few inodes: tar fails with ENOSPC mid-upload; the
+    // staging directory goes, and the message still says free versus needed.
+    {
+        let _disk = SmallDisk::mount(&distros, 39071, "16m,nr_inodes=8");
+        let (code, v, err) = push(&lab, &tarball, 39071, &[]);
+        assert_eq!(code, 1, "{err}\n{v}");
+        let e = v["targets"][0]["error"].as_str().unwrap_or_default();
+        assert!(
+            e.contains("storage 39071 has 16 MiB free, the distro needs 3.0 MiB or more (unpacking ran out of space or inodes)"),
+            "{e}"
+        );
+        assert!(listing(&distros).is_empty(), "{:?}", listing(&distros));
+    }
     // Unmounted: the push goes through.
     let (code, v, err) = push(&lab, &tarball, 39071, &[]);
     assert_eq!(code, 0, "{err}\n{v}");

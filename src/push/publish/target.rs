@@ -84,6 +84,12 @@ fn check_room(tr: &dyn Transport, d: &Distro, failed: Option<Error>) -> Result<(
             storage: tr.storage(),
             free,
             needed: d.bytes,
+            // Room by size can still run out (file system overhead, inodes, a quota
+            // df does not see): then say that unpacking hit it.
+            after: match failed {
+                Some(_) => " (unpacking ran out of space or inodes)".into(),
+                None => String::new(),
+            },
         });
     }
     Ok(())
