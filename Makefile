@@ -22,7 +22,7 @@ build: ## build the binary (release; PROFILE=debug for the test build)
 test: ## run every test (installs and starts what tests need)
 	bash scripts/test.sh
 
-bench: ## measure against docker export | gzip, pigz, tar (scripts/bench.sh)
+bench: ## measure against docker export | gzip, pigz, tar (results: target/bench-results.json)
 	bash scripts/bench.sh
 
 distro: build ## build a distro: make distro RECIPE=name-or-path [OUT=dist]

@@ -3,14 +3,15 @@
 #   docker export | gzip -6, docker export | pigz -6, tar -czf, a full upload vs rsync.
 # Builds its own inputs (a ~300 MB image from a real Debian tree, its `docker save`
 # archive, the extracted tree), runs each case REPS times, and prints a table plus
-# bench-results.json. Needs root and a Docker engine (started here when none answers).
+# target/bench-results.json (BENCH_OUT=FILE elsewhere), never in the work tree. Needs root and a Docker engine (started here when none answers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
 REPS=${REPS:-3}
-OUT=${BENCH_OUT:-bench-results.json}
+OUT=${BENCH_OUT:-target/bench-results.json}
+mkdir -p "$(dirname "$OUT")"
 # BENCH_WORK=DIR keeps the inputs there between runs (built once, reused while iterating).
 if [ -n "${BENCH_WORK:-}" ]; then
   work=$BENCH_WORK; mkdir -p "$work"; keep_work=1

@@ -6,8 +6,8 @@
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags};
 use rustix::fs::{FileType, OFlags};
+use rustix::mount::{MountFlags, UnmountFlags};
 
 use crate::progress::Reporter;
 use crate::recipe::Recipe;
@@ -21,7 +21,7 @@ pub enum Error {
         what: String,
         target: String,
         #[source]
-        source: nix::Error,
+        source: std::io::Error,
     },
     #[error("{root}: no package manager found (looked for apt-get, apk, dnf); remove [packages] or install one in [[run]]")]
     NoPackageManager { root: String },
@@ -63,30 +63,28 @@ struct MountGuard {
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(
-            &self.target,
-            MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW,
-        );
+        let _ = rustix::mount::unmount(&self.target, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
     }
 }
 
 /// Mount onto a directory of the tree, pinned by an fd opened inside the root, so a
-/// planted symlink (`/proc -> /`) can never redirect the mount onto the host.
+/// planted symlink (`/proc -> /`) can never redirect the mount onto the host. Without a
+/// file system type, `source` is bound there (`flags` then is [`MountFlags::BIND`]).
 fn mount_in(
     root: &Root,
     rel: &str,
     source: &str,
     fstype: Option<&str>,
-    flags: MsFlags,
-    data: Option<&str>,
+    flags: MountFlags,
+    data: Option<&std::ffi::CStr>,
 ) -> Result<MountGuard> {
     let rel_path = Path::new(rel);
-    let fail = |e| Error::Mount {
+    let fail = |e: std::io::Error| Error::Mount {
         what: source.to_string(),
         target: root.host_path(rel_path).display().to_string(),
         source: e,
     };
-    let is_file = flags.contains(MsFlags::MS_BIND)
+    let is_file = flags.contains(MountFlags::BIND)
         && Path::new(source)
             .metadata()
             .map(|m| !m.is_dir())
@@ -98,9 +96,13 @@ fn mount_in(
     }
     let fd = root
         .open_at(rel_path, OFlags::PATH | OFlags::NOFOLLOW, 0)
-        .map_err(|e| fail(nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+        .map_err(fail)?;
     let pinned = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    nix::mount::mount(Some(source), pinned.as_str(), fstype, flags, data).map_err(fail)?;
+    match fstype {
+        Some(fstype) => rustix::mount::mount(source, pinned.as_str(), fstype, flags, data),
+        None => rustix::mount::mount_bind(source, pinned.as_str()),
+    }
+    .map_err(|e| fail(e.into()))?;
     Ok(MountGuard {
         target: root.host_path(rel_path),
     })
@@ -124,7 +126,7 @@ impl<'a> ChrootSession<'a> {
             mounts: Vec::new(),
             resolv_backup: None,
         };
-        let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+        let nodev = MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV;
         s.mounts
             .push(mount_in(root, "proc", "proc", Some("proc"), nodev, None)?);
         s.mounts.push(mount_in(
@@ -132,8 +134,8 @@ impl<'a> ChrootSession<'a> {
             "dev",
             "tmpfs",
             Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("mode=755"),
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            Some(c"mode=755"),
         )?);
         for node in ["null", "zero", "full", "random", "urandom", "tty"] {
             let host = format!("/dev/{node}");
@@ -142,7 +144,7 @@ impl<'a> ChrootSession<'a> {
                 &format!("dev/{node}"),
                 &host,
                 None,
-                MsFlags::MS_BIND,
+                MountFlags::BIND,
                 None,
             )?);
         }
@@ -151,8 +153,8 @@ impl<'a> ChrootSession<'a> {
             "dev/pts",
             "devpts",
             Some("devpts"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            Some("newinstance,ptmxmode=0666,mode=620"),
+            MountFlags::NOSUID | MountFlags::NOEXEC,
+            Some(c"newinstance,ptmxmode=0666,mode=620"),
         )?);
         root.create_dir_all(Path::new("dev/shm"), 0o1777)?;
         // The host's resolver while commands run; the tree's own file (or symlink) is

@@ -1,5 +1,9 @@
 //! The crate error: one variant per stage module, each carrying that module's own error.
 //! Every error knows its exit code: 2 for bad usage or bad input, 1 when the work failed.
+//!
+//! Only the top uses it (`pipeline` and the binary's `cli`): it names every stage, so a
+//! stage that used it would sit in an import cycle with it (ARCHITECTURE.md). Stages
+//! return their own error, with their own `Interrupted` variant for Ctrl-C.
 
 /// Anything the library can fail with.
 #[derive(Debug, thiserror::Error)]

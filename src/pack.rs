@@ -609,18 +609,11 @@ mod tests {
             "followed a symlink"
         );
         std::fs::create_dir(t.path().join("mnt")).unwrap();
-        nix::mount::mount(
-            Some(host.path()),
-            &t.path().join("mnt"),
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap();
+        rustix::mount::mount_bind(host.path(), t.path().join("mnt")).unwrap();
         let r = write_tar(t.path(), Vec::new(), &PackOptions::default(), |_| {
             Vec::new()
         });
-        nix::mount::umount2(&t.path().join("mnt"), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        rustix::mount::unmount(t.path().join("mnt"), rustix::mount::UnmountFlags::DETACH).unwrap();
         let e = r.map(|_| ()).expect_err("packed a mount point").to_string();
         assert!(e.contains("mnt: a mount point inside the tree"), "{e}");
     }

@@ -14,8 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::unistd::{Gid, Pid, Uid};
+use rustix::mount::{
+    mount, mount_bind, mount_change, mount_remount, unmount, MountFlags, MountPropagationFlags,
+    UnmountFlags,
+};
+use rustix::process::{Gid, Uid};
 
 use super::layout::{Paths, VassalPlan, HOSTNAME};
 use super::{cut, Msg, Status, Step, StepKind};
@@ -78,7 +81,7 @@ fn run(cfg: &Inside, fds: &Fds) {
         let mut b = [0u8; 1];
         // SAFETY: ctl_fd is our end of the control pipe, open until we exit.
         let ctl = unsafe { BorrowedFd::borrow_raw(ctl_fd) };
-        let go = nix::unistd::read(ctl, &mut b).unwrap_or(0) == 1;
+        let go = rustix::io::read(ctl, &mut b).unwrap_or(0) == 1;
         if go && cfg.shell {
             c.step(StepKind::Shell, |c| c.shell());
         }
@@ -161,24 +164,21 @@ impl Container<'_> {
     fn namespaces(&mut self) -> Outcome {
         // Keyboard signals from the user's terminal must not reach the container's
         // processes: the tool decides when the container stops.
-        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+        let _ = rustix::process::setpgid(None, None);
         // If the tool dies, so does the container (and with it everything inside).
         // SAFETY: plain prctl.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-        if nix::unistd::getpid().as_raw() != 1 {
+        if !rustix::process::getpid().is_init() {
             return Outcome::Fail("not the init of a new pid namespace".into());
         }
         // Nothing mounted from here on may propagate back to the host.
-        if let Err(e) = mount(
-            None::<&str>,
+        if let Err(e) = mount_change(
             "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
         ) {
             return Outcome::Fail(format!("make / private in the new mount namespace: {e}"));
         }
-        if let Err(e) = nix::unistd::sethostname(HOSTNAME) {
+        if let Err(e) = rustix::system::sethostname(HOSTNAME.as_bytes()) {
             return Outcome::Fail(format!("sethostname in the new uts namespace: {e}"));
         }
         Outcome::Ok(format!(
@@ -213,13 +213,7 @@ impl Container<'_> {
 
     fn distro(&mut self) -> Outcome {
         let (tree, ns) = (&self.cfg.tree, &self.cfg.layout.ns);
-        match mount(
-            Some(tree.as_path()),
-            ns.as_path(),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        ) {
+        match mount_bind(tree.as_path(), ns.as_path()) {
             Ok(()) => Outcome::Ok(format!("{} bound on /ns", tree.display())),
             Err(e) => Outcome::Fail(format!("bind {} on {}: {e}", tree.display(), ns.display())),
         }
@@ -227,26 +221,20 @@ impl Container<'_> {
 
     fn pivot_root(&mut self) -> Outcome {
         let ns = &self.cfg.layout.ns;
-        if let Err(e) = nix::unistd::chdir(ns.as_path()) {
+        if let Err(e) = rustix::process::chdir(ns.as_path()) {
             return Outcome::Fail(format!("chdir /ns: {e}"));
         }
-        if let Err(e) = nix::unistd::pivot_root(".", ".old_root") {
+        if let Err(e) = rustix::process::pivot_root(".", ".old_root") {
             return Outcome::Fail(format!("pivot_root /ns /ns/.old_root: {e}"));
         }
-        if let Err(e) = nix::unistd::chdir("/") {
+        if let Err(e) = rustix::process::chdir("/") {
             return Outcome::Fail(format!("chdir / in the new root: {e}"));
         }
         Outcome::Ok("the distro is / and the server's root is /.old_root".into())
     }
 
     fn proc(&mut self) -> Outcome {
-        match mount(
-            Some("proc"),
-            "/proc",
-            Some("proc"),
-            MsFlags::MS_NODEV,
-            Some("hidepid=2"),
-        ) {
+        match mount("proc", "/proc", "proc", MountFlags::NODEV, c"hidepid=2") {
             Ok(()) => Outcome::Ok("proc on /proc (hidepid=2)".into()),
             Err(e) => Outcome::Fail(format!("mount proc on /proc: {e}{}", need_dir("/proc", e))),
         }
@@ -348,14 +336,16 @@ impl Container<'_> {
     }
 
     fn drop_privileges(&mut self) -> Outcome {
-        let (uid, gid) = (Uid::from_raw(self.cfg.uid), Gid::from_raw(self.cfg.uid));
-        let r = nix::unistd::setgroups(&[gid])
-            .and_then(|_| nix::unistd::setgid(gid))
-            .and_then(|_| nix::unistd::setuid(uid));
+        let (uid, gid) = (self.cfg.uid, self.cfg.uid);
+        let (u, g) = (Uid::from_raw(uid), Gid::from_raw(gid));
+        // rustix sets ids per thread (the raw syscalls); this process has only the one.
+        let r = rustix::thread::set_thread_groups(&[g])
+            .and_then(|_| rustix::thread::set_thread_gid(g))
+            .and_then(|_| rustix::thread::set_thread_uid(u));
         if let Err(e) = r {
             return Outcome::Fail(format!("drop to {uid}:{gid}: {e}"));
         }
-        if nix::unistd::geteuid() != uid || nix::unistd::getegid() != gid {
+        if rustix::process::geteuid() != u || rustix::process::getegid() != g {
             return Outcome::Fail(format!("still not {uid}:{gid} after setuid"));
         }
         self.dropped = true;
@@ -611,12 +601,7 @@ impl Container<'_> {
                     // The shell's own process group in the terminal's foreground, so ^C
                     // reaches the shell's jobs and not the tool.
                     libc::setpgid(0, 0);
-                    let mut set: libc::sigset_t = std::mem::zeroed();
-                    libc::sigemptyset(&mut set);
-                    libc::sigaddset(&mut set, libc::SIGTTOU);
-                    libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-                    libc::tcsetpgrp(0, libc::getpid());
-                    libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                    super::take_foreground(libc::getpid());
                     Ok(())
                 });
             }
@@ -684,31 +669,24 @@ enum Op {
 
 impl Op {
     fn apply(&self) -> Result<(), String> {
-        let none = None::<&str>;
         match self {
             Op::Bind(src, dst, nosuid) => {
-                mount(
-                    Some(src.as_str()),
-                    dst.as_str(),
-                    none,
-                    MsFlags::MS_BIND,
-                    none,
-                )
-                .map_err(|e| format!("bind {src} on {dst}: {e}{}", need_dir(dst, e)))?;
+                mount_bind(src.as_str(), dst.as_str())
+                    .map_err(|e| format!("bind {src} on {dst}: {e}{}", need_dir(dst, e)))?;
                 if *nosuid {
                     remount_nosuid(dst)?;
                 }
                 Ok(())
             }
             Op::Tmpfs(dst) => mount(
-                Some("tmpfs"),
+                "tmpfs",
                 dst.as_str(),
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                none,
+                "tmpfs",
+                MountFlags::NOSUID | MountFlags::NODEV,
+                None,
             )
             .map_err(|e| format!("tmpfs on {dst}: {e}{}", need_dir(dst, e))),
-            Op::Detach(dst) => umount2(dst.as_str(), MntFlags::MNT_DETACH)
+            Op::Detach(dst) => unmount(dst.as_str(), UnmountFlags::DETACH)
                 .map_err(|e| format!("umount -l {dst}: {e}")),
             Op::Remount(dst) => remount_nosuid(dst),
         }
@@ -716,19 +694,13 @@ impl Op {
 }
 
 fn remount_nosuid(dst: &str) -> Result<(), String> {
-    mount(
-        None::<&str>,
-        dst,
-        None::<&str>,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID,
-        None::<&str>,
-    )
-    .map_err(|e| format!("remount {dst} nosuid: {e}"))
+    mount_remount(dst, MountFlags::BIND | MountFlags::NOSUID, "")
+        .map_err(|e| format!("remount {dst} nosuid: {e}"))
 }
 
 /// The fix when a mount point is missing.
-fn need_dir(dst: &str, e: nix::Error) -> String {
-    if e == nix::Error::ENOENT || e == nix::Error::ENOTDIR {
+fn need_dir(dst: &str, e: rustix::io::Errno) -> String {
+    if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::NOTDIR {
         format!("; the distro must have the directory {dst} (build-distro build creates every mount point)")
     } else {
         String::new()

@@ -23,10 +23,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::waitpid;
-use nix::unistd::Pid;
+use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::progress::Reporter;
@@ -339,7 +336,7 @@ pub fn boot(
             return Ok(report(run, None, Vec::new()));
         }
     };
-    let init = container.pid.as_raw();
+    let init = container.pid.as_raw_pid();
     let ns = std::fs::read_link(format!("/proc/{init}/ns/pid"))
         .ok()
         .map(|p| p.display().to_string());
@@ -435,15 +432,17 @@ struct Container {
 
 impl Container {
     fn start(cfg: &inside::Inside) -> Result<Container, String> {
-        let (msg_r, msg_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-        let (ctl_r, ctl_w) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-        let flags = CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWNET;
+        let pipe = || {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| format!("pipe: {e}"))
+        };
+        let (msg_r, msg_w) = pipe()?;
+        let (ctl_r, ctl_w) = pipe()?;
+        let flags = libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWNET;
         // The child is a copy of this process (no shared memory) running on its own
         // stack; it never returns into our code: `inside::init` ends with `_exit`.
         let mut stack = vec![0u8; 8 << 20];
@@ -455,11 +454,9 @@ impl Container {
                 // control pipe close.
                 close: [msg_r.as_raw_fd(), ctl_w.as_raw_fd()],
             };
-            let cb = Box::new(move || -> isize {
-                inside::init(cfg, &fds);
-            });
+            let mut init = || -> libc::c_int { inside::init(cfg, &fds) };
             // SAFETY: the callback runs in a new process (no CLONE_VM), like after fork.
-            unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+            unsafe { clone_process(&mut init, &mut stack, flags) }
         };
         let pid = child.map_err(|e| {
             format!("clone(CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET): {e}; run as root on a kernel with namespaces")
@@ -498,7 +495,7 @@ impl Container {
 
     fn proceed(&mut self) {
         if let Some(fd) = &self.to {
-            let _ = nix::unistd::write(fd, b"g");
+            let _ = rustix::io::write(fd, b"g");
         }
     }
 }
@@ -507,9 +504,9 @@ impl Drop for Container {
     fn drop(&mut self) {
         self.to = None;
         if !self.reaped {
-            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = kill_process(self.pid, Signal::KILL);
             // An init is reaped only after every process of its namespace is gone.
-            let _ = waitpid(self.pid, None);
+            let _ = waitpid(Some(self.pid), WaitOptions::empty());
             self.reaped = true;
         }
     }
@@ -524,14 +521,43 @@ enum Next {
 }
 
 fn poll_in(fd: std::os::fd::BorrowedFd<'_>, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: (ms / 1000).into(),
+        tv_nsec: ((ms % 1000) * 1_000_000).into(),
     };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut p, 1, ms) };
-    n > 0 && p.revents != 0
+    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0) && !fds[0].revents().is_empty()
+}
+
+/// `clone(2)` without `CLONE_VM`: `child` runs in a copy of this process on `stack` and
+/// must not return into our code (the container's init ends with `_exit`). rustix has no
+/// `clone`, as it cannot know what the child may touch; the libc wrapper it is.
+///
+/// # Safety
+/// As after `fork`: the child has only the calling thread, so `child` must not rely on
+/// locks other threads may have held.
+unsafe fn clone_process(
+    child: &mut dyn FnMut() -> libc::c_int,
+    stack: &mut [u8],
+    flags: libc::c_int,
+) -> std::io::Result<Pid> {
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut` below, in the child's copy of our memory.
+        let child = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> libc::c_int) };
+        child()
+    }
+    // The stack grows down: start at its top, aligned as the ABI wants.
+    let top = stack.as_mut_ptr_range().end;
+    let top = top.wrapping_sub(top as usize % 16);
+    let mut child = child;
+    let arg = &mut child as *mut &mut dyn FnMut() -> libc::c_int as *mut libc::c_void;
+    // SAFETY: the stack is ours and outlives the call; the child gets a copy of it.
+    let pid = unsafe { libc::clone(trampoline, top.cast(), flags | libc::SIGCHLD, arg) };
+    match Pid::from_raw(pid) {
+        Some(p) if pid > 0 => Ok(p),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
 
 /// Follow the container's steps, check the subscription, run the shell; every way out
@@ -635,17 +661,25 @@ fn drain(listener: &UnixDatagram, subs: &mut Vec<subscription::Subscription>) {
 
 /// The shell took the terminal's foreground; take it back for this process group.
 fn restore_terminal() {
-    let stdin = std::io::stdin();
-    if !std::io::IsTerminal::is_terminal(&stdin) {
-        return;
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        take_foreground(rustix::process::getpgrp().as_raw_pid());
     }
-    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGTTOU);
-    // A background process changing the foreground group gets SIGTTOU unless blocked.
-    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
-    let _ = nix::unistd::tcsetpgrp(stdin.as_fd(), nix::unistd::getpgrp());
-    let _ = sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
+/// Make `pgrp` the foreground process group of the terminal on fd 0. A process outside
+/// the foreground group gets SIGTTOU for this unless it blocks it, so it is blocked
+/// around the call. Only async-signal-safe libc calls (rustix leaves signal masks to the
+/// runtime): the shell's `pre_exec` in `inside` runs this between fork and exec.
+fn take_foreground(pgrp: libc::pid_t) {
+    // SAFETY: a sigset_t initialised by sigemptyset, and plain syscall wrappers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTTOU);
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::tcsetpgrp(0, pgrp);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Cut a detail to about [`DETAIL_MAX`] characters, keeping its start (what failed) and

@@ -33,6 +33,7 @@
 //! Findings are sorted by severity (errors first), rule id, path, message.
 
 pub mod elf;
+pub mod ldd;
 mod rules;
 pub mod view;
 

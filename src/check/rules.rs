@@ -1,7 +1,8 @@
 //! The rules themselves (ids and hints are in [`super::RULES`]). Each function looks at
 //! the indexed tree and records violations as (rule id, severity, path, message).
 
-use super::elf::{world_access, Parsed, Resolver, Use};
+use super::elf::Parsed;
+use super::ldd::{world_access, Resolver, Use};
 use super::view::{join, Kind, Tree};
 use super::{rule_by_id, Error, Options, Severity};
 use crate::finish::{

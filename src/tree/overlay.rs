@@ -14,9 +14,9 @@ pub struct Overlay {
 
 impl Drop for Overlay {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(
+        let _ = rustix::mount::unmount(
             &self.target,
-            nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW,
+            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
         );
     }
 }
@@ -67,12 +67,14 @@ pub fn mount(lowers: &[PathBuf], target: &Path, scratch: &Path) -> Result<Overla
         std::fs::create_dir(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
     if data.len() <= MAX_OPTIONS {
-        nix::mount::mount(
-            Some("overlay"),
+        let data =
+            std::ffi::CString::new(data).map_err(|_| "a layer path has a NUL byte".to_string())?;
+        rustix::mount::mount(
+            "overlay",
             target,
-            Some("overlay"),
-            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-            Some(data.as_str()),
+            "overlay",
+            rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+            data.as_c_str(),
         )
         .map_err(|e| format!("the kernel refused the overlay mount: {e}"))?;
     } else {

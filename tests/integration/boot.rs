@@ -406,11 +406,7 @@ fn interrupt_in_the_shell_tears_everything_down() {
         .into_owned();
     let procs = processes_in(&ns);
     assert!(!procs.is_empty());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    crate::support::ctrl_c(&child);
     // The shell's stdin stays open: only Ctrl-C can end this run.
     let status = child.wait().unwrap();
     let mut err = String::new();

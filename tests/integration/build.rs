@@ -238,9 +238,12 @@ fn rootfs_dir_read_in_place_equals_a_copy() {
     )
     .unwrap();
     std::fs::hard_link(tree.join("usr/bin/su"), tree.join("usr/bin/su2")).unwrap();
-    nix::unistd::mkfifo(
-        &tree.join("fifo"),
-        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        tree.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
     )
     .unwrap();
     std::fs::create_dir_all(tree.join("dev/pts")).unwrap();
@@ -368,11 +371,7 @@ fn interrupt_while_packing_leaves_nothing() {
         }
     }
     assert!(log.contains("pack: started"), "{log}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    crate::support::ctrl_c(&child);
     for line in lines {
         log.push_str(&line.unwrap());
         log.push('\n');

@@ -548,7 +548,7 @@ fn many_layered_image(name: &str, extra: usize) -> Image {
 
 /// Kernel release as (major, minor).
 fn kernel() -> (u32, u32) {
-    let r = nix::sys::utsname::uname().unwrap();
+    let r = rustix::system::uname();
     let r = r.release().to_string_lossy().into_owned();
     let mut it = r
         .split(|c: char| !c.is_ascii_digit())
@@ -1240,11 +1240,7 @@ fn no_container_left_after_interrupt_mid_export() {
         1,
         "mid-export, the container exists"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    crate::support::ctrl_c(&child);
     // The build drops the export connection on its own, although no byte moves.
     proxy
         .client_closed

@@ -828,21 +828,15 @@ struct Bind(PathBuf);
 
 impl Bind {
     fn new(src: &Path, dst: &Path) -> Bind {
-        nix::mount::mount(
-            Some(src),
-            dst,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .unwrap_or_else(|e| panic!("bind {} on {}: {e}", src.display(), dst.display()));
+        rustix::mount::mount_bind(src, dst)
+            .unwrap_or_else(|e| panic!("bind {} on {}: {e}", src.display(), dst.display()));
         Bind(dst.to_path_buf())
     }
 }
 
 impl Drop for Bind {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
     }
 }
 

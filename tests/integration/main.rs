@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod architecture;
 mod boot;
 mod build;
 mod check;

@@ -156,18 +156,24 @@ pub fn copy_tree(from: &Path, to: &Path) {
     assert!(st.success(), "cp -a {} {}", from.display(), to.display());
 }
 
+/// Send SIGINT to a running `build-distro`, as Ctrl-C in its terminal would.
+pub fn ctrl_c(child: &std::process::Child) {
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("a child's pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
+}
+
 /// A tmpfs mounted for one test (root only), unmounted when dropped.
 pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     pub fn mount(dir: &Path) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
-        nix::mount::mount(
-            Some("tmpfs"),
+        rustix::mount::mount(
+            "tmpfs",
             dir,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            Some("size=1g"),
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            c"size=1g",
         )
         .expect("mount a tmpfs");
         Tmpfs(dir.to_path_buf())
@@ -180,7 +186,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
     }
 }
 
