@@ -189,6 +189,11 @@ impl Bar<'_> {
         }
     }
 
+    /// A line about this target that shows even with -q (a retry, a fault survived).
+    pub fn warn(&self, msg: &str) {
+        self.reporter.warn(&format!("{}: {msg}", self.name));
+    }
+
     pub fn finish(&self, summary: &str) {
         if let Some(p) = &self.pb {
             p.finish_and_clear();

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde::Deserialize;
 
+use super::retry::{parse_retry_after, Jitter, Policy};
 use super::{Error, Result, ENV_API, ENV_CA_FILE, ENV_PASSWORD, ENV_PASSWORD_FILE, ENV_USER};
+
+/// How long one attempt of a call may take unless `--api-timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The API password. It prints as `***` everywhere, so a stray `{:?}` cannot leak it.
 #[derive(Clone)]
@@ -68,12 +72,11 @@ pub struct Settings {
     /// Trust only this PEM CA instead of the built-in web roots (a supplier's private CA).
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
-    /// For a whole call, body included.
+    /// For one attempt of a call, body included (`--api-timeout`, `UWSGI_IT_TIMEOUT`).
     pub timeout: Duration,
-    /// Extra attempts for GETs that failed in transit or with 502/503/504.
-    pub retries: u32,
-    /// First pause between GET attempts; doubles each time.
-    pub backoff: Duration,
+    /// How often and how patiently a call is tried again after a transient failure
+    /// (`--api-retries`, `UWSGI_IT_RETRIES`).
+    pub retry: Policy,
 }
 
 impl Settings {
@@ -84,9 +87,8 @@ impl Settings {
             password,
             ca_file: None,
             connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(60),
-            retries: 3,
-            backoff: Duration::from_millis(250),
+            timeout: DEFAULT_TIMEOUT,
+            retry: Policy::default(),
         }
     }
 
@@ -161,9 +163,17 @@ pub struct Client {
     authorization: String,
     /// Forms of the secret that could come back in a server page: never shown.
     secrets: Vec<String>,
-    retries: u32,
-    backoff: Duration,
+    retry: Policy,
+    jitter: Jitter,
     trace: Option<Trace>,
+}
+
+/// How a write ended (see [`Client::write`]).
+pub(super) enum Written<T> {
+    /// The server answered 2xx, with this body.
+    Replied(String),
+    /// The reply was lost, but reading the state back showed the write applied.
+    Found(T),
 }
 
 impl fmt::Debug for Client {
@@ -243,8 +253,8 @@ impl Client {
             user: s.user,
             authorization: format!("Basic {token}"),
             secrets,
-            retries: s.retries,
-            backoff: s.backoff,
+            retry: s.retry,
+            jitter: Jitter::new(),
             trace: None,
         })
     }
@@ -281,56 +291,119 @@ impl Client {
         out
     }
 
-    /// Perform a call; `Ok` only for a 2xx status, with the body.
-    pub(super) fn call(&self, c: &Call) -> Result<(u16, String)> {
-        let url = format!("{}{}", self.base, c.path);
+    /// One attempt: `Ok` only for a 2xx status, with the body; with the server's
+    /// `Retry-After`, if it sent one.
+    fn attempt(&self, c: &Call, url: &str) -> (Result<(u16, String)>, Option<Duration>) {
         let m = c.method.as_str();
-        // Only GETs are retried: a POST or DELETE that timed out may have been applied.
-        let attempts = if c.method == Method::Get {
-            self.retries + 1
-        } else {
-            1
-        };
-        let mut pause = self.backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match &c.body {
-                Some(b) => self.trace(&format!("> {m} {url} {b}")),
-                None => self.trace(&format!("> {m} {url}")),
-            }
-            let started = Instant::now();
-            let result = self.send(c, &url);
-            let retry = match &result {
-                Ok((status, _)) => matches!(status, 429 | 502 | 503 | 504),
-                Err(Error::Tls { .. }) => false,
-                Err(_) => true,
-            };
-            match &result {
-                Ok((status, body)) => self.trace(&format!(
+        match &c.body {
+            Some(b) => self.trace(&format!("> {m} {url} {b}")),
+            None => self.trace(&format!("> {m} {url}")),
+        }
+        let started = Instant::now();
+        match self.send(c, url) {
+            Ok((status, body, retry_after)) => {
+                self.trace(&format!(
                     "< {status} {m} {url} ({} bytes, {} ms)",
                     body.len(),
                     started.elapsed().as_millis()
-                )),
-                Err(e) => self.trace(&format!("< {e}")),
-            }
-            if retry && attempt < attempts {
-                self.trace(&format!(
-                    "retrying {m} {url} in {} ms (attempt {} of {attempts})",
-                    pause.as_millis(),
-                    attempt + 1
                 ));
-                std::thread::sleep(pause);
-                pause *= 2;
-                continue;
+                (self.check_status(c, url, status, body), retry_after)
             }
-            let (status, body) = result?;
-            return self.check_status(c, &url, status, body);
+            Err(e) => {
+                self.trace(&format!("< {e}"));
+                (Err(e), None)
+            }
         }
     }
 
-    /// One HTTP exchange; transport failures become errors, every status is returned.
-    fn send(&self, c: &Call, url: &str) -> Result<(u16, String)> {
+    /// Wait before attempt `attempt + 1`, saying so (`-v`); `false` when the budget is
+    /// spent or the user interrupted.
+    fn pause_before_retry(
+        &self,
+        c: &Call,
+        url: &str,
+        attempt: u32,
+        why: &Error,
+        retry_after: Option<Duration>,
+    ) -> bool {
+        if attempt > self.retry.retries || crate::interrupt::interrupted() {
+            return false;
+        }
+        let pause = self.retry.pause(attempt, retry_after, &self.jitter);
+        self.trace(&format!(
+            "retrying {} {url} in {} ms (attempt {} of {}){}: {why}",
+            c.method.as_str(),
+            pause.as_millis(),
+            attempt + 1,
+            self.retry.retries + 1,
+            match retry_after {
+                Some(r) => format!(", server asked {} s", r.as_secs()),
+                None => String::new(),
+            }
+        ));
+        std::thread::sleep(pause);
+        true
+    }
+
+    /// Perform a call; `Ok` only for a 2xx status, with the body. Only GETs are retried
+    /// here, on transient failures: a POST or DELETE whose reply was lost may have been
+    /// applied, so writes go through [`Client::write`], which reads the state back first.
+    pub(super) fn call(&self, c: &Call) -> Result<(u16, String)> {
+        let url = format!("{}{}", self.base, c.path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (result, retry_after) = self.attempt(c, &url);
+            match result {
+                Err(e)
+                    if c.method == Method::Get
+                        && e.is_transient()
+                        && self.pause_before_retry(c, &url, attempt, &e, retry_after) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// A write (POST, DELETE) made safe to retry: after a failure that may or may not
+    /// have been applied (a timeout, a reset, a 5xx from a gateway), `applied` reads the
+    /// state back; `Some` means the write took effect and ends here, `None` that it did
+    /// not and may be sent again. Failures the server certainly did not apply (connection
+    /// refused, 429) are sent again directly. Other errors, a 403 included, are returned
+    /// for the caller to explain.
+    pub(super) fn write<T>(
+        &self,
+        c: &Call,
+        applied: &dyn Fn() -> Result<Option<T>>,
+    ) -> Result<Written<T>> {
+        let url = format!("{}{}", self.base, c.path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (result, retry_after) = self.attempt(c, &url);
+            let e = match result {
+                Ok((_, body)) => return Ok(Written::Replied(body)),
+                Err(e) if e.is_transient() => e,
+                Err(e) => return Err(e),
+            };
+            if e.may_have_applied() {
+                self.trace(&format!(
+                    "{} {url} may have been applied ({e}): reading the state back",
+                    c.method.as_str()
+                ));
+                if let Some(found) = applied()? {
+                    self.trace(&format!("{} {url} was applied", c.method.as_str()));
+                    return Ok(Written::Found(found));
+                }
+            }
+            if !self.pause_before_retry(c, &url, attempt, &e, retry_after) {
+                return Err(e);
+            }
+        }
+    }
+
+    /// One HTTP exchange; transport failures become errors, every status is returned
+    /// (with `Retry-After`, when sent).
+    fn send(&self, c: &Call, url: &str) -> Result<(u16, String, Option<Duration>)> {
         let auth = self.authorization.as_str();
         let res = match (c.method, &c.body) {
             (Method::Get, _) => self
@@ -358,11 +431,16 @@ impl Client {
         let method = c.method.as_str();
         let mut resp = res.map_err(|e| self.transport_error(method, url, e))?;
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let body = resp
             .body_mut()
             .read_to_string()
             .map_err(|e| self.transport_error(method, url, e))?;
-        Ok((status, body))
+        Ok((status, body, retry_after))
     }
 
     fn transport_error(&self, method: &'static str, url: &str, e: ureq::Error) -> Error {
@@ -500,11 +578,21 @@ impl Client {
 
     pub(super) fn json<T: for<'de> Deserialize<'de>>(&self, c: &Call) -> Result<T> {
         let (status, body) = self.call(c)?;
-        serde_json::from_str(&body).map_err(|e| Error::BadResponse {
+        self.parse(c, status, &body)
+    }
+
+    /// The body of a reply to `c` as `T`.
+    pub(super) fn parse<T: for<'de> Deserialize<'de>>(
+        &self,
+        c: &Call,
+        status: u16,
+        body: &str,
+    ) -> Result<T> {
+        serde_json::from_str(body).map_err(|e| Error::BadResponse {
             method: c.method.as_str(),
             url: format!("{}{}", self.base, c.path),
             status,
-            detail: format!("not the expected JSON ({e}): {}", self.summarize(&body)),
+            detail: format!("not the expected JSON ({e}): {}", self.summarize(body)),
         })
     }
 }

@@ -23,12 +23,14 @@
 
 mod client;
 mod ops;
+mod retry;
 mod types;
 
 use std::path::PathBuf;
 
-pub use client::{Client, Password, Settings};
+pub use client::{Client, Password, Settings, DEFAULT_TIMEOUT};
 pub use ops::{newest_per_group, validate_path, versioned_base};
+pub use retry::Policy as RetryPolicy;
 pub use types::{
     Container, CustomDistro, DistroEntry, DistroListing, GcAction, GcEntry, Registered,
     UsableDistro,
@@ -39,6 +41,8 @@ pub const ENV_USER: &str = "UWSGI_IT_USER";
 pub const ENV_PASSWORD: &str = "UWSGI_IT_PASSWORD";
 pub const ENV_PASSWORD_FILE: &str = "UWSGI_IT_PASSWORD_FILE";
 pub const ENV_CA_FILE: &str = "UWSGI_IT_CA_FILE";
+pub const ENV_TIMEOUT: &str = "UWSGI_IT_TIMEOUT";
+pub const ENV_RETRIES: &str = "UWSGI_IT_RETRIES";
 
 /// Longest `name` / `path` the server stores.
 pub const MAX_FIELD_LEN: usize = 255;
@@ -196,6 +200,28 @@ impl Error {
             | Error::PathTaken { .. }
             | Error::NotUsable { .. } => 2,
             _ => 1,
+        }
+    }
+}
+
+impl Error {
+    /// Worth another try: the network or a gateway failed, or the server asked to wait.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Refused { .. } | Error::Timeout { .. } | Error::Transport { .. } => true,
+            Error::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    /// A write that failed this way may have been applied all the same: the request may
+    /// have reached the server before the reply was lost (timeout, reset, a gateway's
+    /// 5xx). A refused connection or a 429 never reached it.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Error::Timeout { .. } | Error::Transport { .. } => true,
+            Error::Status { status, .. } => matches!(status, 502..=504),
+            _ => false,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! and assign check first what the server would break), and the server's rules for names
 //! and paths.
 
-use super::client::{Call, Client, Method};
+use super::client::{Call, Client, Method, Written};
 use super::types::{
     Container, CustomDistro, DistroEntry, DistroListing, GcAction, GcEntry, Registered,
     UsableDistro,
@@ -87,6 +87,14 @@ fn validate_name(name: &str) -> Result<()> {
         return bad("longer than 255 characters");
     }
     Ok(())
+}
+
+/// What a storage container holds under a name and path.
+enum Lookup {
+    /// An entry with both, this id.
+    Same(u64),
+    /// Neither the name nor the path.
+    Absent,
 }
 
 impl Client {
@@ -175,13 +183,21 @@ impl Client {
         if c.custom_distros_storage == Some(true) {
             return Ok(c);
         }
-        self.json(&Call {
+        let call = Call {
             method: Method::Post,
             path: format!("/containers/{uid}"),
             body: Some(serde_json::json!({ "custom_distros_storage": true })),
             on_403: &format!("container {uid} does not exist or is not yours"),
             on_500: "",
-        })
+        };
+        let applied = || -> Result<Option<Container>> {
+            let c = self.container(uid)?;
+            Ok((c.custom_distros_storage == Some(true)).then_some(c))
+        };
+        match self.write(&call, &applied)? {
+            Written::Found(c) => Ok(c),
+            Written::Replied(body) => self.parse(&call, 200, &body),
+        }
     }
 
     /// `Ok` when `id` is in container's usable list (anything else crashes the server's
@@ -208,41 +224,44 @@ impl Client {
 
     /// `POST /containers/U {"custom_distro": ID}`: **restarts U**. Checks first that ID is
     /// in U's usable list, since anything else crashes the server.
+    /// After a lost reply it reads the container back: already on `id` is done (no
+    /// second restart); otherwise it checks usability again before sending it again.
     pub fn assign(&self, container: u32, id: u64) -> Result<Container> {
         self.check_usable(container, id)?;
-        self.json(&Call {
+        let call = Call {
             method: Method::Post,
             path: format!("/containers/{container}"),
             body: Some(serde_json::json!({ "custom_distro": id })),
             on_403: &format!("container {container} does not exist or is not yours"),
             on_500: "the server crashes when the distro is missing, not yours, or stored in \
                      the container itself",
-        })
+        };
+        let applied = || -> Result<Option<Container>> {
+            let c = self.container(container)?;
+            if c.custom_distro == Some(id) {
+                return Ok(Some(c));
+            }
+            // Not applied: the distro must still be usable before we send it again (a
+            // distro removed meanwhile would crash the server).
+            self.check_usable(container, id)?;
+            Ok(None)
+        };
+        match self.write(&call, &applied)? {
+            Written::Found(c) => Ok(c),
+            Written::Replied(body) => self.parse(&call, 200, &body),
+        }
     }
 
-    /// Register `path` on storage container `storage` as `name` and return its id.
-    /// Idempotent: the same name and path already there give that entry's id. A name or a
-    /// path held by a different entry is an error naming it.
-    pub fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> Result<Registered> {
-        validate_name(name)?;
-        validate_path(path)?;
-        if self.container(storage)?.custom_distros_storage != Some(true) {
-            return Err(Error::NotStorage(storage));
-        }
-        // The server refuses duplicates with a bare 403: find them ourselves, by name and
-        // by path (the list has no path, so read each entry on this storage container).
+    /// What storage container `storage` holds under `name` or at `path`. The listing has
+    /// no path, so each entry on `storage` is read.
+    fn lookup(&self, storage: u32, name: &str, path: &str) -> Result<Lookup> {
         for entry in self.custom_distros()? {
             if entry.container != storage {
                 continue;
             }
             let d = self.custom_distro(entry.id)?;
             match (d.name == name, d.path == path) {
-                (true, true) => {
-                    return Ok(Registered {
-                        id: d.id,
-                        created: false,
-                    })
-                }
+                (true, true) => return Ok(Lookup::Same(d.id)),
                 (true, false) => {
                     return Err(Error::NameTaken {
                         storage,
@@ -264,7 +283,30 @@ impl Client {
                 (false, false) => {}
             }
         }
-        self.call(&Call {
+        Ok(Lookup::Absent)
+    }
+
+    /// Register `path` on storage container `storage` as `name` and return its id.
+    /// Idempotent: the same name and path already there give that entry's id. A name or a
+    /// path held by a different entry is an error naming it.
+    ///
+    /// The server's create returns no id and is not idempotent, so the client makes it so:
+    /// after a create whose outcome is unknown (timeout, reset, a gateway's 5xx) it lists
+    /// the storage container again and matches name and path before sending it again, so
+    /// there is exactly one entry whatever failed; a 403 whose name and path turn out to
+    /// be there (another publisher, or our own lost create) is success; any other 403 is
+    /// explained from the state read back.
+    pub fn register(&self, storage: u32, name: &str, path: &str, note: &str) -> Result<Registered> {
+        validate_name(name)?;
+        validate_path(path)?;
+        if self.container(storage)?.custom_distros_storage != Some(true) {
+            return Err(Error::NotStorage(storage));
+        }
+        // The server refuses duplicates with a bare 403: find them ourselves first.
+        if let Lookup::Same(id) = self.lookup(storage, name, path)? {
+            return Ok(Registered { id, created: false });
+        }
+        let call = Call {
             method: Method::Post,
             path: format!("/custom_distros/{storage}"),
             body: Some(serde_json::json!({ "name": name, "path": path, "note": note })),
@@ -274,19 +316,48 @@ impl Client {
                  `build-distro distros list`)"
             ),
             on_500: "",
-        })?;
-        // 201 carries no id: find the entry by name on this storage container.
-        self.custom_distros()?
-            .into_iter()
-            .find(|d| d.container == storage && d.name == name)
-            .map(|d| Registered {
-                id: d.id,
-                created: true,
-            })
-            .ok_or_else(|| Error::MissingAfterCreate {
-                storage,
-                name: name.into(),
-            })
+        };
+        let applied = || -> Result<Option<u64>> {
+            match self.lookup(storage, name, path)? {
+                Lookup::Same(id) => Ok(Some(id)),
+                Lookup::Absent => Ok(None),
+            }
+        };
+        match self.write(&call, &applied) {
+            Ok(Written::Found(id)) => Ok(Registered { id, created: true }),
+            // 201 carries no id: find the entry by name and path on this storage container.
+            Ok(Written::Replied(_)) => match self.lookup(storage, name, path)? {
+                Lookup::Same(id) => Ok(Registered { id, created: true }),
+                Lookup::Absent => Err(Error::MissingAfterCreate {
+                    storage,
+                    name: name.into(),
+                }),
+            },
+            Err(forbidden @ Error::Forbidden { .. }) => {
+                // Say why from the state: the entry is there (a concurrent publisher made
+                // it), the name or path is taken (`lookup` errs naming the holder), or the
+                // container stopped being a storage container.
+                if let Lookup::Same(id) = self.lookup(storage, name, path)? {
+                    return Ok(Registered { id, created: false });
+                }
+                if self.container(storage)?.custom_distros_storage != Some(true) {
+                    return Err(Error::NotStorage(storage));
+                }
+                match forbidden {
+                    Error::Forbidden { method, url, .. } => Err(Error::Forbidden {
+                        method,
+                        url,
+                        hint: format!(
+                            "refused, yet reading back shows {storage} is a storage container \
+                             of yours where neither the name nor the path is taken: check \
+                             `build-distro distros list`, run again, or ask the supplier"
+                        ),
+                    }),
+                    other => Err(other),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The distro, if no container uses it; [`Error::InUse`] naming them otherwise.
@@ -309,15 +380,27 @@ impl Client {
 
     /// `DELETE /custom_distro/ID`, only after checking that no container uses it (the
     /// server would delete those containers). There is no way around the check.
+    ///
+    /// After a lost reply it lists the distros again: gone means done; still there means
+    /// not applied, and it is sent again only after checking again that no container uses
+    /// it.
     pub fn remove_distro(&self, id: u64) -> Result<CustomDistro> {
         let d = self.removable(id)?;
-        self.call(&Call {
+        let call = Call {
             method: Method::Delete,
             path: format!("/custom_distro/{id}"),
             body: None,
             on_403: &format!("custom distro {id} does not exist or is not yours"),
             on_500: "",
-        })?;
+        };
+        let applied = || -> Result<Option<()>> {
+            if !self.custom_distros()?.iter().any(|e| e.id == id) {
+                return Ok(Some(()));
+            }
+            self.removable(id)?;
+            Ok(None)
+        };
+        self.write(&call, &applied)?;
         Ok(d)
     }
 

@@ -27,6 +27,17 @@ pub struct ApiOpts {
     /// Trust only this PEM CA certificate for the API (a supplier's private CA).
     #[arg(long, value_name = "FILE", env = api::ENV_CA_FILE, hide_env_values = true)]
     pub ca_file: Option<PathBuf>,
+    /// Seconds one attempt of an API call may take (a reply slower than this counts as
+    /// lost, and the call is retried or its effect read back).
+    #[arg(long, value_name = "SECS", env = api::ENV_TIMEOUT, default_value_t = api::DEFAULT_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub api_timeout: u64,
+    /// Extra attempts after a transient API failure (connection refused or reset,
+    /// timeout, 429, 502, 503, 504), with backoff; writes are sent again only after
+    /// reading the state back.
+    #[arg(long, value_name = "N", env = api::ENV_RETRIES, default_value_t = api::RetryPolicy::default().retries,
+          value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub api_retries: u32,
 }
 
 impl ApiOpts {
@@ -38,6 +49,14 @@ impl ApiOpts {
             self.password_file.as_deref(),
             self.ca_file.clone(),
         )?;
+        let settings = Settings {
+            timeout: std::time::Duration::from_secs(self.api_timeout),
+            retry: api::RetryPolicy {
+                retries: self.api_retries,
+                ..settings.retry
+            },
+            ..settings
+        };
         let mut client = Client::new(settings)?;
         let reporter = Arc::new(ctx.reporter());
         if let Some(rest) = client.base_url().strip_prefix("http://") {

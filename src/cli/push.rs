@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use build_distro::push::lock::LockOptions;
 use build_distro::push::publish::{To, Verify};
 use build_distro::push::ssh::SshConfig;
 use build_distro::push::{Distro, PublishOptions, PublishReport, Registry, TransportSpec};
@@ -92,6 +95,17 @@ pub struct PushFlags {
     /// Answer yes to every confirmation (CI).
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Seconds to wait for another job's lock on a storage container before failing.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lock_wait: u64,
+    /// Seconds after which a storage lock is taken to be abandoned and taken over (a
+    /// lock whose job ran on this host and is gone is taken over at once).
+    #[arg(long, value_name = "SECS", default_value_t = 4 * 3600)]
+    pub lock_stale: u64,
+    /// Remove the storage lock before taking it. Only when no other job is pushing to
+    /// those storage containers: the error naming the holder says when this is needed.
+    #[arg(long)]
+    pub force_unlock: bool,
     #[command(flatten)]
     pub api: super::api_cmds::ApiOpts,
 }
@@ -172,6 +186,12 @@ pub fn publish(
         register: !flags.no_register,
         assign,
         work_dir: work_dir.unwrap_or_else(std::env::temp_dir),
+        lock: LockOptions {
+            wait: Duration::from_secs(flags.lock_wait),
+            stale_after: Duration::from_secs(flags.lock_stale),
+            force_unlock: flags.force_unlock,
+            owner: format!("build-distro push {}", distro.name),
+        },
     };
     let reporter = ctx.reporter();
     Ok(build_distro::push::publish(

@@ -55,6 +55,17 @@ impl Local {
         }
     }
 
+    /// An error under `distros/`, naming the missing `distros/` itself when that is why.
+    fn io_in_distros(&self, path: &Path, e: std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::NotFound && !self.distros().is_dir() {
+            return Error::Remote {
+                target: self.describe(),
+                detail: "no distros/ directory in the home: not a storage container".into(),
+            };
+        }
+        self.io(path, e)
+    }
+
     fn exists(p: &Path) -> bool {
         p.symlink_metadata().is_ok()
     }
@@ -65,18 +76,22 @@ impl Transport for Local {
         format!("local:{}", self.home.display())
     }
 
+    fn storage(&self) -> String {
+        self.home
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.home.display().to_string())
+    }
+
+    fn free_space(&self) -> Result<Option<u64>> {
+        let d = self.distros();
+        let st = rustix::fs::statvfs(&d).map_err(|e| self.io(&d, e.into()))?;
+        Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+    }
+
     fn list(&self) -> Result<Vec<Listed>> {
         let d = self.distros();
-        let rd = std::fs::read_dir(&d).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::Remote {
-                    target: self.describe(),
-                    detail: "no distros/ directory in the home: not a storage container".into(),
-                }
-            } else {
-                self.io(&d, e)
-            }
-        })?;
+        let rd = std::fs::read_dir(&d).map_err(|e| self.io_in_distros(&d, e))?;
         let mut out = Vec::new();
         for e in rd {
             let e = e.map_err(|er| self.io(&d, er))?;
@@ -253,5 +268,182 @@ impl Transport for Local {
             });
         }
         Ok(())
+    }
+
+    fn lock_try(&self, owner: &str) -> Result<super::lock::LockTry> {
+        let dir = self.distros().join(super::lock::LOCK_DIR);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                let f = dir.join("owner");
+                if let Err(e) = std::fs::write(&f, format!("{owner}\n")) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    return Err(self.io(&f, e));
+                }
+                Ok(super::lock::LockTry::Acquired)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let now = std::time::SystemTime::now();
+                let age = std::fs::metadata(&dir)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .map_or(0, |d| d.as_secs());
+                Ok(super::lock::LockTry::Held {
+                    owner: std::fs::read_to_string(dir.join("owner"))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                    age,
+                    now: now
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs()),
+                })
+            }
+            Err(e) => Err(self.io_in_distros(&dir, e)),
+        }
+    }
+
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        let dir = self.distros().join(super::lock::LOCK_DIR);
+        if let Some(o) = only_if {
+            let text = std::fs::read_to_string(dir.join("owner")).unwrap_or_default();
+            if text.trim() != o.trim() {
+                return Ok(());
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.io(&dir, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The storage lock ([`super::lock`]) on a local `distros/`: the lock's rules, tested
+/// here so that `lock` needs no transport of its own.
+#[cfg(test)]
+mod lock_tests {
+    use super::super::lock::*;
+    use super::Local;
+    use crate::push::Transport;
+    use std::time::Duration;
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn opts(wait_ms: u64) -> LockOptions {
+        LockOptions {
+            wait: Duration::from_millis(wait_ms),
+            owner: "test".into(),
+            ..Default::default()
+        }
+    }
+
+    fn storage() -> (tempfile::TempDir, Local) {
+        let d = tempfile::tempdir().unwrap();
+        let home = d.path().join("30003");
+        std::fs::create_dir_all(home.join("distros")).unwrap();
+        (d, Local::new(home))
+    }
+
+    fn plant(tr: &Local, h: &Holder) {
+        let dir = tr.home.join("distros").join(LOCK_DIR);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("owner"), serde_json::to_string(h).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn one_holder_at_a_time_and_released_on_drop() {
+        let (_d, tr) = storage();
+        let lock = StorageLock::acquire(&tr, &opts(0), &|_| {}).unwrap();
+        let owner: Holder = serde_json::from_str(
+            &std::fs::read_to_string(tr.home.join("distros/.bd+lock/owner")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (owner.pid, owner.owner.as_str()),
+            (std::process::id(), "test")
+        );
+        let waited = std::cell::Cell::new(false);
+        let e = StorageLock::acquire(&tr, &opts(0), &|_| waited.set(true)).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("storage 30003 is locked by test (host "),
+            "{msg}"
+        );
+        assert!(msg.contains("--force-unlock"), "{msg}");
+        assert_eq!(e.exit_code(), 1);
+        drop(lock);
+        assert!(!tr.home.join("distros/.bd+lock").exists());
+        StorageLock::acquire(&tr, &opts(0), &|_| {})
+            .unwrap()
+            .release()
+            .unwrap();
+        assert!(!tr.home.join("distros/.bd+lock").exists());
+    }
+
+    #[test]
+    fn stale_and_dead_locks_are_taken_over_live_ones_only_forced() {
+        let (_d, tr) = storage();
+        let other = |host: &str, pid: u32, time: u64| Holder {
+            owner: "build-distro push other".into(),
+            host: host.into(),
+            pid,
+            time,
+            token: "t".into(),
+        };
+        // A live job elsewhere: waited for, then refused naming it.
+        plant(&tr, &other("ci-runner-7", 1, now()));
+        let e = StorageLock::acquire(&tr, &opts(50), &|_| {}).unwrap_err();
+        assert!(e.to_string().contains("ci-runner-7"), "{e}");
+        // ...unless forced.
+        let forced = LockOptions {
+            force_unlock: true,
+            ..opts(0)
+        };
+        StorageLock::acquire(&tr, &forced, &|_| {})
+            .unwrap()
+            .release()
+            .unwrap();
+        // A dead job on this host: taken over at once.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        plant(&tr, &other(&hostname(), dead, now()));
+        StorageLock::acquire(&tr, &opts(0), &|_| {})
+            .unwrap()
+            .release()
+            .unwrap();
+        // An old lock: stale.
+        plant(&tr, &other("elsewhere", 1, 0));
+        let old = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        std::fs::File::open(tr.home.join("distros/.bd+lock"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        StorageLock::acquire(&tr, &opts(0), &|_| {})
+            .unwrap()
+            .release()
+            .unwrap();
+        assert!(!tr.home.join("distros/.bd+lock").exists());
+    }
+
+    #[test]
+    fn release_leaves_a_lock_that_is_no_longer_ours() {
+        let (_d, tr) = storage();
+        let lock = StorageLock::acquire(&tr, &opts(0), &|_| {}).unwrap();
+        // Someone forced it and took it meanwhile.
+        tr.lock_remove(None).unwrap();
+        let theirs = StorageLock::acquire(&tr, &opts(0), &|_| {}).unwrap();
+        drop(lock);
+        assert!(
+            tr.home.join("distros/.bd+lock").exists(),
+            "not ours to remove"
+        );
+        drop(theirs);
+        assert!(!tr.home.join("distros/.bd+lock").exists());
     }
 }

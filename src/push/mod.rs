@@ -10,6 +10,7 @@
 //! they are composed only from [`Name`]s (validated directory names) and numbers.
 
 pub mod local;
+pub mod lock;
 pub mod publish;
 pub mod reclaim;
 pub mod rsync;
@@ -52,6 +53,32 @@ pub enum Error {
     Remote { target: String, detail: String },
     #[error("{target}: verify failed: {detail}; the upload was discarded, run push again")]
     Verify { target: String, detail: String },
+    /// Another job holds the storage lock and did not let go in time.
+    #[error(
+        "{target}: storage {storage} is locked by {holder}; waited {waited} s: let that job \
+         finish, or if it is gone (crashed on another host), run again with --force-unlock"
+    )]
+    Locked {
+        target: String,
+        storage: String,
+        holder: String,
+        waited: u64,
+    },
+    /// Not enough room in `distros/` (`df`), found before sending or after a failed upload.
+    #[error(
+        "{target}: storage {storage} has {} free, the distro needs {} or more{after}: remove \
+         unused distros there (build-distro distros gc, then their directories) or ask for \
+         more storage; nothing was left behind",
+        mib(*free), mib(*needed)
+    )]
+    StorageFull {
+        target: String,
+        storage: String,
+        free: u64,
+        needed: u64,
+        /// Empty before sending; after a failed upload, what the failure said.
+        after: String,
+    },
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
     #[error(transparent)]
@@ -65,6 +92,31 @@ pub enum Error {
 }
 
 impl Error {
+    /// An upload that failed because the link dropped or the remote process was killed,
+    /// not because of what was sent or where (a full disk, a missing `distros/`): worth
+    /// another try. ssh says 255 when the connection failed or dropped; a remote shell
+    /// reports a process killed by signal N as 128+N; rsync has its own codes for a
+    /// broken stream (10 socket I/O, 12 protocol stream, 30 timeout, 35 daemon timeout).
+    pub fn is_dropped_link(&self) -> bool {
+        let Error::Command {
+            source: crate::runner::Error::Failed {
+                command, status, ..
+            },
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let Some(code) = status
+            .strip_prefix("exit code ")
+            .and_then(|c| c.parse::<u32>().ok())
+        else {
+            return false;
+        };
+        let rsync = command.starts_with("rsync");
+        code == 255 || (129..=192).contains(&code) || (rsync && matches!(code, 10 | 12 | 30 | 35))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Input { .. } | Error::Usage(_) => 2,
@@ -76,6 +128,22 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Bytes as MiB for messages: one decimal below 10 MiB, whole above.
+fn mib(b: u64) -> String {
+    let m = b as f64 / 1048576.0;
+    if m < 10.0 {
+        format!("{m:.1} MiB")
+    } else {
+        format!("{m:.0} MiB")
+    }
+}
+
+/// Whether a failed upload's message says the filesystem or the quota is full.
+pub fn says_storage_full(e: &Error) -> bool {
+    let t = e.to_string();
+    t.contains("No space left on device") || t.contains("Disk quota exceeded")
+}
 
 /// Single-quote `s` for a POSIX shell. Values are validated before they get here; the
 /// quoting is the second line of defence, not the only one.
@@ -120,12 +188,21 @@ impl Name {
 
     /// Where an upload of content `id12` by process `pid` goes first.
     pub fn tmp(id12: &str, pid: u32) -> Result<Name> {
+        Name::tmp_attempt(id12, pid, 0)
+    }
+
+    /// A fresh staging directory for retry `attempt` (0: the first upload), so a retry
+    /// never lands in what a dropped upload left behind.
+    pub fn tmp_attempt(id12: &str, pid: u32, attempt: u32) -> Result<Name> {
         if !is_id12(id12) {
             return Err(Error::Usage(format!(
                 "content id prefix {id12:?} is not 12 hex digits"
             )));
         }
-        Ok(Name(format!("{TMP_PREFIX}{id12}-{pid}")))
+        Ok(Name(match attempt {
+            0 => format!("{TMP_PREFIX}{id12}-{pid}"),
+            n => format!("{TMP_PREFIX}{id12}-{pid}.{n}"),
+        }))
     }
 
     /// Where `replace` moves the distro at `dest` while swapping in the new one.
@@ -144,7 +221,11 @@ impl Name {
     pub fn stale(s: &str) -> Option<Stale> {
         if let Some(rest) = s.strip_prefix(TMP_PREFIX) {
             let (id, pid) = rest.split_once('-')?;
-            return (is_id12(id) && is_digits(pid)).then(|| Stale::Tmp(Name(s.to_string())));
+            let pid_ok = match pid.split_once('.') {
+                Some((p, n)) => is_digits(p) && is_digits(n),
+                None => is_digits(pid),
+            };
+            return (is_id12(id) && pid_ok).then(|| Stale::Tmp(Name(s.to_string())));
         }
         let rest = s.strip_prefix(OLD_PREFIX)?;
         let (pid, dest) = rest.split_once('-')?;
@@ -585,6 +666,24 @@ pub trait Transport: Send + Sync {
     fn list(&self) -> Result<Vec<Listed>>;
     /// The content id recorded in `distros/NAME/etc/build-distro.json`, when there is one.
     fn content_id(&self, name: &Name) -> Result<Option<String>>;
+    /// The storage container's name for messages (its uid).
+    fn storage(&self) -> String {
+        self.describe()
+    }
+    /// Bytes available in `distros/` (`df`), when it can be known.
+    fn free_space(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Whether uploads share unchanged files with the previous version (so they need
+    /// less room than the distro's size).
+    fn shares_with_previous(&self) -> bool {
+        false
+    }
+    /// Whether an upload that dropped can be resumed into the same `distros/TMP` (rsync
+    /// with `--partial`); otherwise a retry starts over in a fresh one.
+    fn resumes(&self) -> bool {
+        false
+    }
     /// Put the distro into the fresh directory `distros/TMP`; `prev` is an existing distro
     /// whose unchanged files may be shared (hard links). Returns the bytes sent.
     fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64>;
@@ -602,6 +701,12 @@ pub trait Transport: Send + Sync {
     /// arguments: a file hard-linked into an earlier name is not counted again. Put what
     /// stays first, and the sizes of the rest are what removing them frees.
     fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>>;
+    /// Try once to create the storage lock ([`lock::LOCK_DIR`]) with `owner` as its owner
+    /// file; what holds it when it exists.
+    fn lock_try(&self, owner: &str) -> Result<lock::LockTry>;
+    /// Remove the storage lock: only while its owner file reads `only_if`, or whatever
+    /// it holds with `None`. No lock is not an error.
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()>;
 }
 
 /// The transports, as one type.
@@ -631,6 +736,18 @@ impl Transport for AnyTransport {
     fn content_id(&self, name: &Name) -> Result<Option<String>> {
         self.inner().content_id(name)
     }
+    fn resumes(&self) -> bool {
+        self.inner().resumes()
+    }
+    fn storage(&self) -> String {
+        self.inner().storage()
+    }
+    fn free_space(&self) -> Result<Option<u64>> {
+        self.inner().free_space()
+    }
+    fn shares_with_previous(&self) -> bool {
+        self.inner().shares_with_previous()
+    }
     fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64> {
         self.inner().upload(d, tmp, prev, bar)
     }
@@ -651,6 +768,13 @@ impl Transport for AnyTransport {
     }
     fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>> {
         self.inner().disk_usage(names)
+    }
+
+    fn lock_try(&self, owner: &str) -> Result<lock::LockTry> {
+        self.inner().lock_try(owner)
+    }
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        self.inner().lock_remove(only_if)
     }
 }
 
@@ -735,6 +859,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn dropped_links_are_told_from_other_failures() {
+        let failed = |command: &str, status: &str| Error::Command {
+            target: "30001@h".into(),
+            source: crate::runner::Error::Failed {
+                command: command.into(),
+                status: status.into(),
+                tail: String::new(),
+            },
+        };
+        for (cmd, status, dropped) in [
+            ("ssh -- 30001@h 'tar'", "exit code 255", true),
+            ("ssh -- 30001@h 'tar'", "exit code 137", true),
+            ("ssh -- 30001@h 'tar'", "exit code 2", false),
+            ("ssh -- 30001@h 'tar'", "exit code 3", false),
+            ("ssh -- 30001@h 'tar'", "a signal", false),
+            ("rsync -rlptH", "exit code 12", true),
+            ("rsync -rlptH", "exit code 10", true),
+            ("rsync -rlptH", "exit code 11", false),
+            ("rsync -rlptH", "exit code 23", false),
+            ("ssh -- 30001@h 'x'", "exit code 12", false),
+        ] {
+            assert_eq!(
+                failed(cmd, status).is_dropped_link(),
+                dropped,
+                "{cmd} {status}"
+            );
+        }
+        assert!(!Error::Usage("x".into()).is_dropped_link());
+    }
+
+    #[test]
+    fn sizes_read_as_mib() {
+        assert_eq!(mib(1 << 20), "1.0 MiB");
+        assert_eq!(mib(250 << 20), "250 MiB");
+        assert_eq!(mib(12_900_000), "12 MiB");
+    }
+
+    #[test]
     fn quoting_survives_quotes() {
         assert_eq!(sq("a b"), "'a b'");
         assert_eq!(sq("it's"), "'it'\\''s'");
@@ -759,6 +921,9 @@ mod tests {
         let t = Name::tmp("0123456789ab", 42).unwrap();
         assert_eq!(t.as_str(), ".bd+tmp-0123456789ab-42");
         assert_eq!(Name::stale(t.as_str()), Some(Stale::Tmp(t)));
+        let t2 = Name::tmp_attempt("0123456789ab", 42, 2).unwrap();
+        assert_eq!(t2.as_str(), ".bd+tmp-0123456789ab-42.2");
+        assert_eq!(Name::stale(t2.as_str()), Some(Stale::Tmp(t2)));
         let d = Name::distro("deb-12").unwrap();
         let o = Name::old(9, &d).unwrap();
         assert_eq!(o.as_str(), ".bd+old-9-deb-12");
@@ -773,6 +938,8 @@ mod tests {
             ".bd-tmp-0123456789ab-42",
             ".bd+tmp-0123456789ab-",
             ".bd+tmp-0123456789ab-4x",
+            ".bd+tmp-0123456789ab-4.",
+            ".bd+tmp-0123456789ab-4.x",
             ".bd+tmp-0123456789-42",
             ".bd+old-x-deb",
             ".bd+old-9-a/b",

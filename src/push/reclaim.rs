@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::lock::{LockOptions, StorageLock};
 use super::{Listed, Name, Stale, StorageTarget, Transport, TransportSpec};
 use crate::progress::Reporter;
 use crate::runner::Runner;
@@ -154,6 +155,23 @@ pub fn reclaim_one(
         dirs: Vec::new(),
         freed_bytes: 0,
         error: None,
+    };
+    // Held while listing and removing, so nothing another job is staging or about to
+    // register can go; a dry run changes nothing and takes no lock.
+    let _lock = if remove {
+        let opts = LockOptions {
+            owner: "build-distro distros gc".into(),
+            ..LockOptions::default()
+        };
+        match StorageLock::acquire(tr, &opts, &|_| {}) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                r.error = Some(e.to_string());
+                return r;
+            }
+        }
+    } else {
+        None
     };
     let listed = match tr.list() {
         Ok(l) => l,

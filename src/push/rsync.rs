@@ -33,7 +33,9 @@ impl Rsync {
         // SOURCE_DATE_EPOCH and the provenance file always has the same size and time, so
         // a changed file can look unchanged and would be hard-linked to the old content.
         // Checksums cost reading both trees, never sending them.
-        let mut c = Cmd::new("rsync").args(["-rlptH", "-z", "--checksum", "--stats"]);
+        // --partial: a transfer cut short keeps what arrived, so a retry into the same
+        // staging directory resumes instead of starting over.
+        let mut c = Cmd::new("rsync").args(["-rlptH", "-z", "--checksum", "--partial", "--stats"]);
         if let Some(b) = self.bwlimit {
             c = c.arg(format!("--bwlimit={b}"));
         }
@@ -70,6 +72,22 @@ impl Transport for Rsync {
 
     fn content_id(&self, name: &Name) -> Result<Option<String>> {
         self.ssh.content_id(name)
+    }
+
+    fn resumes(&self) -> bool {
+        true
+    }
+
+    fn storage(&self) -> String {
+        self.ssh.storage()
+    }
+
+    fn free_space(&self) -> Result<Option<u64>> {
+        self.ssh.free_space()
+    }
+
+    fn shares_with_previous(&self) -> bool {
+        true
     }
 
     fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64> {
@@ -115,6 +133,14 @@ impl Transport for Rsync {
     fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>> {
         self.ssh.disk_usage(names)
     }
+
+    fn lock_try(&self, owner: &str) -> Result<crate::push::lock::LockTry> {
+        self.ssh.lock_try(owner)
+    }
+
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        self.ssh.lock_remove(only_if)
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +171,7 @@ mod tests {
                 "-rlptH",
                 "-z",
                 "--checksum",
+                "--partial",
                 "--stats",
                 "--bwlimit=500",
                 "--link-dest=../deb-aaaaaaaaaaaa",

@@ -247,6 +247,44 @@ pub fn upload_script(tmp: &Name, gzip: bool) -> String {
     )
 }
 
+/// Take the storage lock (`mkdir` is atomic) and write its owner file, or say who holds
+/// it: `held`, the clock, the lock's mtime, the owner file. A `mkdir` that fails for
+/// another reason (a full disk) is an error, not "held".
+pub fn lock_try_script(owner: &str) -> String {
+    let l = super::sq(&format!("./{}", super::lock::LOCK_DIR));
+    format!(
+        "{CD}; if mkdir -m 755 -- {l} 2>/dev/null; then printf '%s\\n' {o} > {l}/owner \
+         || {{ rm -rf -- {l}; exit 1; }}; echo acquired; elif [ -d {l} ]; then echo held; \
+         date +%s; stat -c %Y -- {l} 2>/dev/null || echo; cat -- {l}/owner 2>/dev/null; \
+         else echo 'cannot create distros/{lock}' >&2; exit 1; fi",
+        o = super::sq(owner),
+        lock = super::lock::LOCK_DIR,
+    )
+}
+
+/// Remove the storage lock, only while its owner file reads `only_if` when given.
+pub fn lock_remove_script(only_if: Option<&str>) -> String {
+    let l = super::sq(&format!("./{}", super::lock::LOCK_DIR));
+    match only_if {
+        None => format!("{CD}; rm -rf -- {l}"),
+        Some(o) => format!(
+            "{CD}; if [ \"$(cat -- {l}/owner 2>/dev/null)\" = {o} ]; then rm -rf -- {l}; fi",
+            o = super::sq(o.trim())
+        ),
+    }
+}
+
+/// Free space in `distros/`: POSIX `df` in KiB, the last line's fourth column.
+pub fn df_script() -> String {
+    format!("{CD}; df -Pk . | tail -n 1")
+}
+
+/// Bytes available from [`df_script`] output.
+pub fn parse_df(text: &str) -> Option<u64> {
+    let kib: u64 = text.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 pub fn measure_script(n: &Name) -> String {
     format!(
         "{CD}; cd -- {} && find . -mindepth 1 ! -path ./etc/build-distro.json -printf '%y %i %s\\n'",
@@ -342,6 +380,14 @@ impl Transport for Ssh {
         Ok(super::provenance_content_id(out.as_bytes()))
     }
 
+    fn storage(&self) -> String {
+        self.uid.to_string()
+    }
+
+    fn free_space(&self) -> Result<Option<u64>> {
+        Ok(parse_df(&self.script(&df_script())?))
+    }
+
     fn upload(&self, d: &Distro, tmp: &Name, _prev: Option<&Name>, bar: &Bar) -> Result<u64> {
         let cmd = self.command(&upload_script(tmp, d.stream_is_gzip(true)));
         let mut sent = 0u64;
@@ -389,6 +435,18 @@ impl Transport for Ssh {
             target: self.describe(),
             detail: format!("du printed something unexpected: {:?}", out.trim()),
         })
+    }
+
+    fn lock_try(&self, owner: &str) -> Result<super::lock::LockTry> {
+        let out = self.script(&lock_try_script(owner))?;
+        super::lock::parse_lock_try(&out).ok_or_else(|| Error::Remote {
+            target: self.describe(),
+            detail: format!("unexpected answer taking the storage lock: {out:?}"),
+        })
+    }
+
+    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
+        self.script(&lock_remove_script(only_if)).map(drop)
     }
 }
 
@@ -550,6 +608,33 @@ mod tests {
         for p in ["x'; rm -rf ~; '", "$(id)", "a b", "`id`", "x\ny"] {
             assert!(Name::distro(p).is_err(), "{p:?}");
         }
+    }
+
+    #[test]
+    fn lock_scripts_are_pinned() {
+        assert_eq!(
+            lock_try_script(r#"{"owner":"it's"}"#),
+            "cd distros || exit 3; if mkdir -m 755 -- './.bd+lock' 2>/dev/null; then printf '%s\\n' '{\"owner\":\"it'\\''s\"}' > './.bd+lock'/owner || { rm -rf -- './.bd+lock'; exit 1; }; echo acquired; elif [ -d './.bd+lock' ]; then echo held; date +%s; stat -c %Y -- './.bd+lock' 2>/dev/null || echo; cat -- './.bd+lock'/owner 2>/dev/null; else echo 'cannot create distros/.bd+lock' >&2; exit 1; fi"
+        );
+        assert_eq!(
+            lock_remove_script(None),
+            "cd distros || exit 3; rm -rf -- './.bd+lock'"
+        );
+        assert_eq!(
+            lock_remove_script(Some("x\n")),
+            "cd distros || exit 3; if [ \"$(cat -- './.bd+lock'/owner 2>/dev/null)\" = 'x' ]; then rm -rf -- './.bd+lock'; fi"
+        );
+    }
+
+    #[test]
+    fn df_output() {
+        assert_eq!(df_script(), "cd distros || exit 3; df -Pk . | tail -n 1");
+        assert_eq!(
+            parse_df("tmpfs 1024 4 1020 1% /containers/30003/distros\n"),
+            Some(1020 * 1024)
+        );
+        assert_eq!(parse_df("Filesystem 1024-blocks Used Available\n"), None);
+        assert_eq!(parse_df(""), None);
     }
 
     #[test]

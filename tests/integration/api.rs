@@ -458,8 +458,8 @@ fn register_403_from_the_server_says_what_to_check() {
             "POST",
             "/custom_distros/30003",
             "403",
-            "not a storage container of yours",
-            "already exists",
+            "reading back shows 30003 is a storage container of yours",
+            "neither the name nor the path is taken",
             "distros list",
         ],
     );
@@ -906,7 +906,7 @@ fn errors_say_what_to_check() {
 }
 
 #[test]
-fn gets_are_retried_writes_never() {
+fn gets_are_retried_writes_only_after_reading_back() {
     let f = FakeApi::standard();
     f.fail_all(Some(503));
     let (_, err) = expect(&f, &["distros", "list"], 1);
@@ -917,5 +917,8 @@ fn gets_are_retried_writes_never() {
     f.state().fail_writes = Some(503);
     let (_, err) = expect(&f, &["storage", "enable", "30006", "--yes"], 1);
     one_line_error(&err, &["POST", "/containers/30006", "503"]);
-    assert_eq!(f.writes().len(), 1, "a POST is sent once");
+    // Each 503 may have been applied: the container was read back each time and the
+    // POST sent again only because it had not been.
+    assert_eq!(f.writes().len(), 4, "a POST and three retries");
+    assert!(!f.state().containers[&30006].custom_distros_storage);
 }

@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::support::sshd::SshLab;
 use crate::support::{self, bin, run};
 
-const LO1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
-const LO2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+pub(crate) const LO1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+pub(crate) const LO2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// Deterministic bytes that do not compress (rsync -z and gzip cannot shrink them).
 pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -93,7 +93,7 @@ pub(crate) fn id12(tarball: &Path) -> String {
 }
 
 /// `build-distro push PATH --to UID --no-register --ssh-host 127.0.0.1 …ARGS --json`.
-fn push(lab: &SshLab, path: &Path, uid: u32, args: &[&str]) -> (i32, Value, String) {
+pub(crate) fn push(lab: &SshLab, path: &Path, uid: u32, args: &[&str]) -> (i32, Value, String) {
     let (code, out, err) = run(bin()
         .arg("push")
         .arg(path)
@@ -292,6 +292,7 @@ fn to_all_pushes_to_every_server_and_registers_each() {
         register: true,
         assign: vec![30100],
         work_dir: out.path().to_path_buf(),
+        lock: Default::default(),
     };
     let mut d = Distro::open(&tarball).unwrap();
     let reporter = build_distro::progress::Reporter::silent();
@@ -453,8 +454,12 @@ fn sigkill_mid_transfer_leaves_the_previous_distro_and_the_next_push_succeeds() 
         !names.contains(&d2),
         "no half-written distro is visible: {names:?}"
     );
+    // What the killed push left: its staging directory and its storage lock (taken
+    // over by the next push, since its holder on this host is gone).
     assert!(
-        names.iter().all(|n| n == &d1 || n.starts_with(".bd+tmp-")),
+        names
+            .iter()
+            .all(|n| n == &d1 || n.starts_with(".bd+tmp-") || n == ".bd+lock"),
         "{names:?}"
     );
     assert_eq!(
@@ -467,7 +472,11 @@ fn sigkill_mid_transfer_leaves_the_previous_distro_and_the_next_push_succeeds() 
     assert_eq!(r["targets"][0]["status"], "uploaded");
     let mut want = [d1, d2];
     want.sort();
-    assert_eq!(listing(&distros), want, "the stale temporary was cleaned");
+    assert_eq!(
+        listing(&distros),
+        want,
+        "the stale temporary and the dead job's lock were cleaned"
+    );
 }
 
 #[test]

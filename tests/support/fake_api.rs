@@ -5,12 +5,19 @@
 //! 64 KiB, wrong reason phrases, cookies, exact paths, and the cascade delete (deleting a
 //! custom distro deletes every container using it). Requests are recorded so tests can
 //! assert what was sent; the state is open for assertions and setup.
+//!
+//! Clients reach it through a gateway (a raw TCP front, as CI proxies are) that can inject
+//! faults per request ([`Fault`]): a reply lost after the server applied the request (the
+//! gateway answers 502, or drops the connection), 503 or 429 before the server sees it
+//! (with or without `Retry-After`), a reply slower than the client waits, a connection
+//! reset. The server behind it keeps answering exactly as the real one does.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{json, Value};
@@ -71,7 +78,54 @@ pub struct State {
     pub fail_all: Option<u16>,
     /// Answer every POST and DELETE with this status (after auth).
     pub fail_writes: Option<u16>,
+    /// Faults the gateway injects, first match wins (see [`FakeApi::inject`]).
+    pub faults: Vec<FaultRule>,
+    /// Every fault injected, in order.
+    pub fired: Vec<Fired>,
     next_distro: u64,
+}
+
+/// What the gateway in front of the server does to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The server applies the request; the gateway loses its reply and answers 502.
+    LostReply,
+    /// The server applies the request; the gateway closes the connection without a reply.
+    DropAfterApply,
+    /// The connection is reset before the request reaches the server (nothing applied).
+    Reset,
+    /// 503 from the gateway before the server sees the request, with `Retry-After`
+    /// seconds when given.
+    Unavailable { retry_after: Option<u32> },
+    /// 429 from the gateway before the server sees the request.
+    TooMany { retry_after: u32 },
+    /// The server applies the request; its reply comes after this long (longer than
+    /// the client waits).
+    Slow(Duration),
+    /// Another publisher's create of `name` at `path` on `storage` reaches the server
+    /// just before this request (a race lost between our check and our write).
+    ConcurrentCreate {
+        storage: u32,
+        name: String,
+        path: String,
+    },
+}
+
+/// Inject `fault` into the next `times` requests of `method` on `path` (below `/api`).
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub method: String,
+    pub path: String,
+    pub fault: Fault,
+    pub times: u32,
+}
+
+/// One injected fault: the request it hit and what was done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fired {
+    pub method: String,
+    pub path: String,
+    pub fault: Fault,
 }
 
 impl State {
@@ -94,12 +148,14 @@ impl State {
 }
 
 pub struct FakeApi {
-    /// Base URL to give the client, e.g. `http://127.0.0.1:PORT/api`.
+    /// Base URL to give the client, e.g. `http://127.0.0.1:PORT/api` (the gateway).
     pub url: String,
+    /// The gateway's port.
     pub port: u16,
     state: Arc<Mutex<State>>,
     server: Arc<tiny_http::Server>,
     thread: Option<JoinHandle<()>>,
+    gateway: Option<Gateway>,
 }
 
 impl FakeApi {
@@ -121,13 +177,41 @@ impl FakeApi {
                 handle(&st, req);
             }
         });
+        let gateway = Gateway::start(port, state.clone());
         FakeApi {
-            url: format!("http://127.0.0.1:{port}{BASE_PATH}"),
-            port,
+            url: format!("http://127.0.0.1:{}{BASE_PATH}", gateway.port),
+            port: gateway.port,
             state,
             server,
             thread: Some(thread),
+            gateway: Some(gateway),
         }
+    }
+
+    /// Inject `fault` into the next `times` requests `METHOD PATH` (path below `/api`,
+    /// e.g. `/custom_distros/30003`).
+    pub fn inject(&self, method: &str, path: &str, fault: Fault, times: u32) {
+        self.state().faults.push(FaultRule {
+            method: method.into(),
+            path: path.into(),
+            fault,
+            times,
+        });
+    }
+
+    /// The faults injected so far.
+    pub fn fired(&self) -> Vec<Fired> {
+        self.state().fired.clone()
+    }
+
+    /// The custom distros on storage container `storage`, as (name, path), by id.
+    pub fn distros_on(&self, storage: u32) -> Vec<(String, String)> {
+        self.state()
+            .distros
+            .values()
+            .filter(|d| d.container == storage)
+            .map(|d| (d.name.clone(), d.path.clone()))
+            .collect()
     }
 
     /// The scenario most tests use:
@@ -231,6 +315,7 @@ impl FakeApi {
 
 impl Drop for FakeApi {
     fn drop(&mut self) {
+        drop(self.gateway.take());
         self.server.unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -673,6 +758,170 @@ fn container_json(st: &State, c: &FakeContainer, full: bool) -> Value {
         o.insert("custom_distro_name".into(), json!(cd_name));
     }
     v
+}
+
+/// The raw TCP front every client goes through: it reads one request, asks the fault
+/// rules what to do, forwards it to the server (or not) and passes the reply back (or
+/// not). One thread per connection, so a slow reply holds up nobody else.
+struct Gateway {
+    port: u16,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Gateway {
+    fn start(backend: u16, state: Arc<Mutex<State>>) -> Gateway {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind gateway");
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(tcp) = conn else { continue };
+                let st = state.clone();
+                std::thread::spawn(move || gateway_one(tcp, backend, &st));
+            }
+        });
+        Gateway {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Close `tcp` with a reset (RST) instead of an orderly end.
+fn reset(tcp: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd and a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(tcp);
+}
+
+fn gateway_page(status: u16, reason: &str, extra: &str) -> Vec<u8> {
+    let body = format!("<html><head><title>{status} {reason}</title></head><body><center><h1>{status} {reason}</h1></center><hr><center>gateway</center></body></html>\n");
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn gateway_one(mut tcp: std::net::TcpStream, backend: u16, state: &Mutex<State>) {
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+    let Some(request) = read_message(&mut tcp) else {
+        return;
+    };
+    let line = String::from_utf8_lossy(&request[..request.len().min(512)])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("");
+    let path = target
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .strip_prefix(BASE_PATH)
+        .unwrap_or("")
+        .to_string();
+    let fault = {
+        let mut st = state.lock().unwrap();
+        let hit = st
+            .faults
+            .iter_mut()
+            .find(|r| r.times > 0 && r.method == method && r.path == path);
+        let fault = hit.map(|r| {
+            r.times -= 1;
+            r.fault.clone()
+        });
+        if let Some(f) = &fault {
+            st.fired.push(Fired {
+                method: method.clone(),
+                path: path.clone(),
+                fault: f.clone(),
+            });
+        }
+        fault
+    };
+    let forward = || -> Option<Vec<u8>> {
+        let mut up = std::net::TcpStream::connect(("127.0.0.1", backend)).ok()?;
+        up.write_all(&request).ok()?;
+        read_message(&mut up)
+    };
+    match fault {
+        None => {
+            if let Some(resp) = forward() {
+                let _ = tcp.write_all(&resp);
+            }
+        }
+        Some(Fault::Reset) => reset(tcp),
+        Some(Fault::Unavailable { retry_after }) => {
+            let extra = retry_after
+                .map(|s| format!("Retry-After: {s}\r\n"))
+                .unwrap_or_default();
+            let _ = tcp.write_all(&gateway_page(503, "Service Unavailable", &extra));
+        }
+        Some(Fault::TooMany { retry_after }) => {
+            let extra = format!("Retry-After: {retry_after}\r\n");
+            let _ = tcp.write_all(&gateway_page(429, "Too Many Requests", &extra));
+        }
+        Some(Fault::LostReply) => {
+            let _ = forward();
+            let _ = tcp.write_all(&gateway_page(502, "Bad Gateway", ""));
+        }
+        Some(Fault::DropAfterApply) => {
+            let _ = forward();
+            drop(tcp);
+        }
+        Some(Fault::ConcurrentCreate {
+            storage,
+            name,
+            path,
+        }) => {
+            state
+                .lock()
+                .unwrap()
+                .insert_distro(storage, name, path, "the other job".into());
+            if let Some(resp) = forward() {
+                let _ = tcp.write_all(&resp);
+            }
+        }
+        Some(Fault::Slow(d)) => {
+            let resp = forward();
+            std::thread::sleep(d);
+            if let Some(resp) = resp {
+                let _ = tcp.write_all(&resp);
+            }
+        }
+    }
 }
 
 /// A TLS endpoint with a self-signed certificate for 127.0.0.1 in front of a [`FakeApi`]:

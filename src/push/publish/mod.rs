@@ -25,6 +25,7 @@ pub use registry::{Recording, Registered, Registry, StorageTarget};
 use target::{plan, push_one};
 pub use types::{AssignReport, PublishOptions, PublishReport, Status, TargetReport, To, Verify};
 
+use super::lock::StorageLock;
 use super::{AnyTransport, Distro, Error, Result, Transport, TransportSpec};
 use crate::progress::Reporter;
 use crate::runner::Runner;
@@ -142,7 +143,13 @@ pub fn publish(
                 };
                 let bar = reporter.bar(&label, total);
                 let started = Instant::now();
-                let r = push_one(d, tr, &plan, opts, &bar);
+                // One publisher at a time per storage container: the cleanup in push_one
+                // removes staging directories it finds, which must not be another job's.
+                let r = StorageLock::acquire(tr, &opts.lock, &|m| bar.warn(m)).and_then(|lock| {
+                    let r = push_one(d, tr, &plan, opts, &bar);
+                    drop(lock);
+                    r
+                });
                 let seconds = started.elapsed().as_secs_f64();
                 let mut rep = TargetReport {
                     uid: *uid,
@@ -329,6 +336,7 @@ mod tests {
             register: true,
             assign: Vec::new(),
             work_dir: std::env::temp_dir(),
+            lock: Default::default(),
         }
     }
 
@@ -496,6 +504,12 @@ mod tests {
         }
         fn disk_usage(&self, n: &[Name]) -> Result<Vec<u64>, Error> {
             self.0.disk_usage(n)
+        }
+        fn lock_try(&self, o: &str) -> Result<crate::push::lock::LockTry, Error> {
+            self.0.lock_try(o)
+        }
+        fn lock_remove(&self, o: Option<&str>) -> Result<(), Error> {
+            self.0.lock_remove(o)
         }
     }
 

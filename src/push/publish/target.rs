@@ -70,6 +70,82 @@ fn previous_version(
         .and_then(|l| Name::distro(&l.name).ok())
 }
 
+/// `Err(StorageFull)` when `distros/` has less room than the distro's content. After a
+/// failed upload (`failed`), that error (or the failure itself when `df` cannot say).
+fn check_room(tr: &dyn Transport, d: &Distro, failed: Option<Error>) -> Result<(), Error> {
+    let free = match tr.free_space() {
+        Ok(Some(f)) => f,
+        // Unknown room is not a reason to refuse; a failure stays what it was.
+        _ => return failed.map_or(Ok(()), Err),
+    };
+    if free < d.bytes || failed.is_some() {
+        return Err(Error::StorageFull {
+            target: tr.describe(),
+            storage: tr.storage(),
+            free,
+            needed: d.bytes,
+            // Room by size can still run out (file system overhead, inodes, a quota
+            // df does not see): then say that unpacking hit it.
+            after: match failed {
+                Some(_) => " (unpacking ran out of space or inodes)".into(),
+                None => String::new(),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// How many times an upload whose link dropped is tried again.
+const UPLOAD_RETRIES: u32 = 2;
+
+/// Upload into a staging directory, again when the link drops or the remote process is
+/// killed (bounded): rsync resumes into the same directory (`--partial`), the tar stream
+/// starts over in a fresh one after removing the failed one (if that removal fails too,
+/// the next push reclaims it as stale). Returns the staging name, its guard and the
+/// bytes the successful attempt sent.
+fn upload_with_retries<'a>(
+    d: &Distro,
+    tr: &'a dyn Transport,
+    prev: Option<&Name>,
+    bar: &Bar,
+) -> Result<(Name, TmpGuard<'a>, u64), Error> {
+    let mut attempt = 0;
+    loop {
+        let n = if tr.resumes() { 0 } else { attempt };
+        let tmp = Name::tmp_attempt(d.id12(), std::process::id(), n)?;
+        let guard = TmpGuard {
+            tr,
+            name: tmp.clone(),
+            armed: true,
+        };
+        bar.set_message("uploading");
+        match tr.upload(d, &tmp, prev, bar) {
+            Ok(sent) => return Ok((tmp, guard, sent)),
+            Err(e)
+                if e.is_dropped_link()
+                    && attempt < UPLOAD_RETRIES
+                    && !crate::interrupt::interrupted() =>
+            {
+                attempt += 1;
+                let how = if tr.resumes() {
+                    "resuming into the same staging directory"
+                } else {
+                    "starting over in a fresh staging directory"
+                };
+                bar.warn(&format!(
+                    "upload dropped ({e}); {how} (retry {attempt} of {UPLOAD_RETRIES})"
+                ));
+                // Keep what arrived for rsync to resume from; remove the rest now.
+                let mut guard = guard;
+                guard.armed = !tr.resumes();
+                drop(guard);
+                std::thread::sleep(std::time::Duration::from_secs(u64::from(attempt)));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Push to one storage container: clean up, skip if present, upload, verify, rename.
 pub(super) fn push_one(
     d: &Distro,
@@ -113,14 +189,19 @@ pub(super) fn push_one(
         }
     }
     let prev = previous_version(&listed, d, plan, opts.strategy);
-    let tmp = Name::tmp(d.id12(), std::process::id())?;
-    let mut guard = TmpGuard {
-        tr,
-        name: tmp.clone(),
-        armed: true,
-    };
-    bar.set_message("uploading");
-    let sent = tr.upload(d, &tmp, prev.as_ref(), bar)?;
+    // The room the unpacked distro takes is known up front (its content size), unless
+    // rsync shares unchanged files with an earlier version: then only after.
+    if prev.is_none() || !tr.shares_with_previous() {
+        check_room(tr, d, None)?;
+    }
+    let (tmp, mut guard, sent) = upload_with_retries(d, tr, prev.as_ref(), bar).map_err(|e| {
+        if crate::push::says_storage_full(&e) {
+            // The failed upload is gone already: df shows the room it had.
+            check_room(tr, d, Some(e)).unwrap_err()
+        } else {
+            e
+        }
+    })?;
     crate::interrupt::check_interrupted().map_err(|_| Error::Remote {
         target: tr.describe(),
         detail: "interrupted".into(),

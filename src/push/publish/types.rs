@@ -53,6 +53,8 @@ pub struct PublishOptions {
     pub assign: Vec<u32>,
     /// Where rsync's local extraction of an archive goes.
     pub work_dir: PathBuf,
+    /// The storage lock held while pushing to each storage container.
+    pub lock: crate::push::lock::LockOptions,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
