@@ -2,81 +2,11 @@
 //! a distro in use, check usability before assigning, find ids after registering) live in
 //! `build_distro::api`; this file asks for confirmation and prints.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use build_distro::api::{self, Client, GcAction, Settings};
-use build_distro::progress::Verbosity;
+use build_distro::api::{self, GcAction};
 use serde::Serialize;
 
-use super::{print_json, Ctx, ExitStatus};
-
-/// How to reach the API. The password is never a flag (it would show in `ps`): it comes
-/// from UWSGI_IT_PASSWORD or a file.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ApiOpts {
-    /// API base URL, e.g. https://example.com/api.
-    #[arg(long, value_name = "URL", env = api::ENV_API, hide_env_values = true)]
-    pub api: Option<String>,
-    /// API user name.
-    #[arg(long, value_name = "NAME", env = api::ENV_USER, hide_env_values = true)]
-    pub user: Option<String>,
-    /// File whose first line is the API password (else UWSGI_IT_PASSWORD).
-    #[arg(long, value_name = "FILE", env = api::ENV_PASSWORD_FILE, hide_env_values = true)]
-    pub password_file: Option<PathBuf>,
-    /// Trust only this PEM CA certificate for the API (a supplier's private CA).
-    #[arg(long, value_name = "FILE", env = api::ENV_CA_FILE, hide_env_values = true)]
-    pub ca_file: Option<PathBuf>,
-    /// Seconds one attempt of an API call may take (a reply slower than this counts as
-    /// lost, and the call is retried or its effect read back).
-    #[arg(long, value_name = "SECS", env = api::ENV_TIMEOUT, default_value_t = api::DEFAULT_TIMEOUT.as_secs(),
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub api_timeout: u64,
-    /// Extra attempts after a transient API failure (connection refused or reset,
-    /// timeout, 429, 502, 503, 504), with backoff; writes are sent again only after
-    /// reading the state back.
-    #[arg(long, value_name = "N", env = api::ENV_RETRIES, default_value_t = api::RetryPolicy::default().retries,
-          value_parser = clap::value_parser!(u32).range(0..=20))]
-    pub api_retries: u32,
-}
-
-impl ApiOpts {
-    /// A client that traces every call with `-v`.
-    pub fn client(&self, ctx: &Ctx) -> build_distro::Result<Client> {
-        let settings = Settings::resolve(
-            self.api.clone(),
-            self.user.clone(),
-            self.password_file.as_deref(),
-            self.ca_file.clone(),
-        )?;
-        let settings = Settings {
-            timeout: std::time::Duration::from_secs(self.api_timeout),
-            retry: api::RetryPolicy {
-                retries: self.api_retries,
-                ..settings.retry
-            },
-            ..settings
-        };
-        let mut client = Client::new(settings)?;
-        let reporter = Arc::new(ctx.reporter());
-        if let Some(rest) = client.base_url().strip_prefix("http://") {
-            let loopback = ["127.", "localhost/", "localhost:", "[::1]"]
-                .iter()
-                .any(|p| rest.starts_with(p))
-                || rest == "localhost";
-            if !loopback {
-                reporter.warn(&format!(
-                    "{} is plain http: the password travels unencrypted",
-                    client.base_url()
-                ));
-            }
-        }
-        if ctx.verbosity == Verbosity::Verbose {
-            client = client.with_trace(move |line| reporter.debug(&format!("api: {line}")));
-        }
-        Ok(client)
-    }
-}
+use super::flags::ApiOpts;
+use super::{print_json, print_table, Ctx, ExitStatus};
 
 /// Options every API command takes.
 #[derive(Debug, clap::Args)]
@@ -165,7 +95,7 @@ pub enum DistrosCmd {
         #[arg(long)]
         keep_files: bool,
         #[command(flatten)]
-        transport: super::push::TransportFlags,
+        transport: super::flags::TransportFlags,
         #[command(flatten)]
         common: Common,
     },
@@ -187,32 +117,6 @@ pub enum StorageCmd {
         #[command(flatten)]
         common: Common,
     },
-}
-
-/// Plain aligned columns; the last one is not padded.
-pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let n = cells.len();
-        let mut out = String::new();
-        for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
-            if i + 1 == n {
-                out.push_str(c);
-            } else {
-                out.push_str(&format!("{c:<w$}  "));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(headers.to_vec());
-    for r in rows {
-        line(r.iter().map(String::as_str).collect());
-    }
 }
 
 fn uids(list: &[u32]) -> String {
@@ -539,7 +443,7 @@ fn gc(
     ctx: &Ctx,
     keep: usize,
     yes: bool,
-    files: Option<&super::push::TransportFlags>,
+    files: Option<&super::flags::TransportFlags>,
     common: &Common,
 ) -> build_distro::Result<ExitStatus> {
     // Bad transport flags are refused before anything is deleted.

@@ -6,6 +6,7 @@ mod boot;
 mod build;
 mod check;
 mod docs;
+mod flags;
 mod outdated;
 mod push;
 mod reclaim;
@@ -152,4 +153,30 @@ impl Ctx {
 /// Print a value as pretty JSON on stdout.
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+/// Plain aligned columns; the last one is not padded.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let n = cells.len();
+        let mut out = String::new();
+        for (i, (c, w)) in cells.into_iter().zip(&widths).enumerate() {
+            if i + 1 == n {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(headers.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
 }

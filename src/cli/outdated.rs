@@ -49,7 +49,7 @@ pub struct Args {
     #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
     pub ssh_options: Vec<String>,
     #[command(flatten)]
-    pub api: super::api_cmds::ApiOpts,
+    pub api: super::flags::ApiOpts,
 }
 
 fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use build_distro::push::lock::LockOptions;
 use build_distro::push::publish::{To, Verify};
-use build_distro::push::ssh::SshConfig;
-use build_distro::push::{Distro, PublishOptions, PublishReport, Registry, TransportSpec};
+use build_distro::push::{Distro, PublishOptions, PublishReport, Registry};
 use build_distro::recipe::Strategy;
 use build_distro::runner::System;
 
+use super::flags::TransportFlags;
 use super::{print_json, Ctx, ExitStatus};
 
 #[derive(Debug, clap::Args)]
@@ -32,42 +32,6 @@ pub struct Args {
     /// Print the push report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-/// How to reach storage containers: shared by `push`, `build --publish` and `distros gc`,
-/// so one set of flags serves a whole pipeline.
-#[derive(Debug, clap::Args)]
-pub struct TransportFlags {
-    /// ssh (a push streams the archive into tar), rsync (a push sends only what changed,
-    /// unchanged files hard-linked to the previous version; otherwise as ssh) or local:DIR
-    /// (DIR holds the homes, as /containers does on a server).
-    #[arg(long, default_value = "ssh", value_name = "ssh|rsync|local:DIR")]
-    pub transport: String,
-    /// Connect to this host instead of the storage container's server address.
-    #[arg(long, value_name = "HOST")]
-    pub ssh_host: Option<String>,
-    /// ssh port (default: your ssh config, else 22).
-    #[arg(long, value_name = "PORT")]
-    pub ssh_port: Option<u16>,
-    /// ssh private key (default: your ssh config and agent).
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
-    /// Passed to ssh as `-o KEY=VALUE` (repeatable).
-    #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
-    pub ssh_options: Vec<String>,
-}
-
-impl TransportFlags {
-    /// The transport these flags name (`bwlimit` is rsync's, from `push` only).
-    pub fn spec(&self, bwlimit: Option<u32>) -> build_distro::Result<TransportSpec> {
-        let ssh = SshConfig::new(
-            self.ssh_host.clone(),
-            self.ssh_port,
-            self.identity.clone(),
-            &self.ssh_options,
-        )?;
-        Ok(TransportSpec::parse(&self.transport, ssh, bwlimit)?)
-    }
 }
 
 /// How to push: shared by `push` and `build --publish`.
@@ -107,7 +71,7 @@ pub struct PushFlags {
     #[arg(long)]
     pub force_unlock: bool,
     #[command(flatten)]
-    pub api: super::api_cmds::ApiOpts,
+    pub api: super::flags::ApiOpts,
 }
 
 fn usage(msg: impl Into<String>) -> build_distro::Error {

@@ -72,7 +72,7 @@ pub fn print(r: &ReclaimReport) {
             ]);
         }
     }
-    super::api_cmds::print_table(&["STORAGE", "DIRECTORY", "ACTION", "WHY", "SIZE"], &rows);
+    super::print_table(&["STORAGE", "DIRECTORY", "ACTION", "WHY", "SIZE"], &rows);
     for s in &r.storages {
         if let Some(e) = &s.error {
             eprintln!("build-distro: error: storage container {}: {e}", s.uid);
