@@ -1,4 +1,18 @@
-# build-distro: common tasks. `make help` lists them.
+# build-distro: common tasks. `make help` lists them and the variables below (`#:` lines).
+#:   RECIPE=debian-bookworm  recipe name or path (distro, publish, security)
+#:   OUT=dist                where builds go
+#:   DISTRO=OUT/NAME.tar.gz  the archive check, boot and security work on
+#:   TO=all                  storage containers to push to: all, or UID[,UID]
+#:   PROFILE=release         release, or debug to reuse the test build
+#:   STORAGE=UID             security: the storage container holding the published version
+#:   PUBLISHED=PATH          security: that version's path (e.g. debian-bookworm-0123456789ab);
+#:                           unset: the local DISTRO is checked instead
+#:   CONTAINERS='UID UID'    security: containers switched to the new version (on STORAGE's
+#:                           server); unset: none is switched
+#:   SSH='--identity KEY'    security: ssh flags for outdated, push and gc (--identity,
+#:                           --ssh-option K=V, --ssh-host, --ssh-port)
+#:   TRANSPORT=ssh           security: push and gc transport (ssh, rsync, local:DIR)
+#:   KEEP=3                  security: versions per path that gc keeps
 RECIPE ?= debian-bookworm
 OUT ?= dist
 # The distro `check` and `boot` work on: the archive `make distro` made.
@@ -10,11 +24,21 @@ PUBLISH_TO := $(if $(filter all,$(TO)),all,[$(TO)])
 PROFILE ?= release
 BIN := target/$(PROFILE)/build-distro
 CARGO_PROFILE := $(if $(filter release,$(PROFILE)),--release,)
+# The security loop (README: "Keeping a custom distro secure").
+STORAGE ?=
+PUBLISHED ?=
+CONTAINERS ?=
+SSH ?=
+TRANSPORT ?= ssh
+KEEP ?= 3
+OUTDATED_ON := $(if $(PUBLISHED),--to $(STORAGE) --path $(PUBLISHED) $(SSH),$(DISTRO))
 
-.PHONY: help build test bench distro check boot publish clean
+.PHONY: help build test bench distro check boot publish security clean
 
-help: ## list the targets
+help: ## list the targets and their variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
+	@printf '\nvariables (make TARGET VAR=value):\n'
+	@sed -n 's/^#: //p' $(MAKEFILE_LIST)
 
 build: ## build the binary (release; PROFILE=debug for the test build)
 	cargo build $(CARGO_PROFILE) --locked
@@ -38,6 +62,24 @@ boot: build ## boot a distro as the platform would: make boot [DISTRO=…] (root
 
 publish: build ## build and publish: make publish RECIPE=… TO=all|UID[,UID] (API: UWSGI_IT_*)
 	$(BIN) build $(RECIPE) --out $(OUT) --publish --set 'publish.to=$(PUBLISH_TO)'
+
+# outdated exits 0 (nothing pending: stop), 1 (a security fix is out: rebuild and roll out)
+# or 2 (it could not tell: stop and fail, nothing is rebuilt). Assigning needs jq.
+security: build ## rebuild, push, switch and gc when outdated finds a security fix (see variables)
+	@rc=0; $(BIN) outdated $(OUTDATED_ON) || rc=$$?; \
+	if [ $$rc = 0 ]; then echo 'security: nothing pending from a security suite'; exit 0; fi; \
+	if [ $$rc != 1 ]; then echo "security: outdated failed (exit $$rc), nothing rebuilt" >&2; exit $$rc; fi; \
+	set -e; \
+	$(BIN) build $(RECIPE) --out $(OUT); \
+	$(BIN) check $(DISTRO); \
+	$(BIN) push $(DISTRO) --to $(TO) --transport $(TRANSPORT) $(SSH) --yes --json > $(OUT)/push.json; \
+	echo "security: pushed as $$(jq -r .path $(OUT)/push.json) (the next run's PUBLISHED)"; \
+	if [ -n '$(CONTAINERS)' ]; then \
+	  id=$$(jq -r '.targets[] | select(.uid == $(or $(STORAGE),0)) | .distro_id // empty' $(OUT)/push.json); \
+	  test -n "$$id" || { echo 'security: STORAGE=$(STORAGE) was not pushed to (TO=$(TO))' >&2; exit 1; }; \
+	  $(BIN) distros assign $(CONTAINERS) --distro $$id --yes; \
+	fi; \
+	$(BIN) distros gc --keep $(KEEP) --transport $(TRANSPORT) $(SSH) --yes
 
 clean: ## remove build outputs
 	cargo clean

@@ -79,7 +79,7 @@ fn make_help_lists_every_target() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for t in [
-        "build", "test", "bench", "distro", "check", "boot", "publish", "clean", "help",
+        "build", "test", "bench", "distro", "check", "boot", "publish", "security", "clean", "help",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(&format!("{t} "))),
