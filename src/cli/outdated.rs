@@ -72,7 +72,17 @@ fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {
     Ok(Target::remote(&ssh, &Name::distro(path)?)?)
 }
 
+/// Exit 2 for every error, whatever its kind: 1 is the gate's "a security fix is out", so
+/// a run that could not tell (ssh or the API unreachable, Ctrl-C) must never exit 1, or a
+/// scheduled loop would rebuild and roll out on a network hiccup.
 pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+    gate(a, ctx).or_else(|e| {
+        ctx.print_error(&e);
+        Ok(ExitStatus::Usage)
+    })
+}
+
+fn gate(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let t = target(&a, ctx)?;
     let opts = Options {
         mirror: a.mirror.clone(),

@@ -68,6 +68,38 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// `outdated` is a gate whose 1 means "a security fix is out": when it cannot tell (ssh or
+/// the API unreachable) it must say 2, never 1, or a scheduled loop would roll out.
+#[test]
+fn outdated_exits_2_when_it_cannot_reach_the_published_version() {
+    let path = ["--to", "30003", "--path", "debian-bookworm-0123456789ab"];
+    // Port 1 on loopback: connection refused at once.
+    let (code, _, err) = run(bin().arg("outdated").args(path).args([
+        "--ssh-host",
+        "127.0.0.1",
+        "--ssh-port",
+        "1",
+        "--ssh-option",
+        "BatchMode=yes",
+    ]));
+    assert_eq!(code, 2, "ssh unreachable: {err}");
+    assert!(err.contains("127.0.0.1"), "{err}");
+    let (code, _, err) = run(bin()
+        .arg("outdated")
+        .args(path)
+        .args([
+            "--api",
+            "http://127.0.0.1:1/api",
+            "--user",
+            "u",
+            "--api-retries",
+            "0",
+        ])
+        .env("UWSGI_IT_PASSWORD", "p"));
+    assert_eq!(code, 2, "API unreachable: {err}");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+}
+
 #[test]
 fn make_help_lists_every_target() {
     let out = std::process::Command::new("make")
