@@ -76,7 +76,7 @@ security: build ## rebuild, push, switch and gc when outdated finds a security f
 	echo "security: pushed as $$(jq -r .path $(OUT)/push.json) (the next run's PUBLISHED)"; \
 	if [ -n '$(CONTAINERS)' ]; then \
 	  id=$$(jq -r '.targets[] | select(.uid == $(or $(STORAGE),0)) | .distro_id // empty' $(OUT)/push.json); \
-	  test -n "$$id" || { echo 'security: STORAGE=$(STORAGE) was not pushed to (TO=$(TO))' >&2; exit 1; }; \
+	  test -n "$$id" || { echo 'security: no entry pushed to STORAGE=$(STORAGE) (TO=$(TO)): set STORAGE to the containers'"'"' storage container' >&2; exit 1; }; \
 	  $(BIN) distros assign $(CONTAINERS) --distro $$id --yes; \
 	fi; \
 	$(BIN) distros gc --keep $(KEEP) --transport $(TRANSPORT) $(SSH) --yes

@@ -21,6 +21,7 @@ need_pkgs=(
   docker-registry skopeo        # registry source tests: a real registry 2.8, images pushed into it
   apache2-utils                 # htpasswd -B for the registry's basic-auth test
   umoci                         # bench.sh: the daemonless skopeo + umoci comparison
+  jq make                       # make security: picks the pushed entry out of push --json
 )
 
 missing=()
