@@ -346,3 +346,85 @@ fn a_misspelt_flag_or_a_parent_command_s_flag_is_caught() {
     // `distros --help` documents no --identity: the nested command's own help is the one read.
     assert!(!helps.flags(&["distros".into()]).contains("--identity"));
 }
+
+/// The loop's control flow, run for real by make with a stand-in `build-distro` that logs
+/// its arguments, answers `outdated` with a chosen exit code and `push --json` with a
+/// report: 0 stops, 2 fails before building, 1 runs every step with the entry pushed to
+/// STORAGE.
+#[test]
+fn make_security_acts_on_the_gate_s_exit_code() {
+    if Command::new("jq").arg("--version").output().is_err() {
+        eprintln!("skipped: jq is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let fake = d.path().join("build-distro");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n\
+         echo \"$*\" >> \"$LOG\"\n\
+         case \"$1\" in\n\
+         outdated) exit \"$OUTDATED_RC\" ;;\n\
+         push) echo '{\"path\": \"d-aaaaaaaaaaaa\", \"targets\": \
+         [{\"uid\": 30004, \"distro_id\": 7}, {\"uid\": 30003, \"distro_id\": 9}]}' ;;\n\
+         esac\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let log = d.path().join("log");
+    let make = |rc: u8, storage: &str| {
+        let _ = std::fs::remove_file(&log);
+        let out = Command::new("make")
+            // -o build: the binary is the stand-in, nothing to compile.
+            .args(["--no-print-directory", "-o", "build", "security"])
+            .arg(format!("BIN={}", fake.display()))
+            .arg(format!("OUT={}", d.path().display()))
+            .args(["PUBLISHED=d-0123456789ab", "CONTAINERS=30010 30011"])
+            .arg(format!("STORAGE={storage}"))
+            .env("LOG", &log)
+            .env("OUTDATED_RC", rc.to_string())
+            .current_dir(root())
+            .output()
+            .expect("make");
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        (
+            out.status.success(),
+            logged,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let o = "outdated --to 30003 --path d-0123456789ab\n";
+
+    let (ok, logged, _) = make(0, "30003");
+    assert!(ok);
+    assert_eq!(logged, o, "exit 0 stops after the gate");
+
+    let (ok, logged, _) = make(2, "30003");
+    assert!(!ok, "exit 2 fails the run");
+    assert_eq!(logged, o, "exit 2 rebuilds nothing");
+
+    let (ok, logged, stdout) = make(1, "30003");
+    assert!(ok, "{logged}");
+    let dist = d.path().join("debian-bookworm.tar.gz");
+    let dist = dist.display();
+    assert_eq!(
+        logged,
+        format!(
+            "{o}build debian-bookworm --out {}\n\
+             check {dist}\n\
+             push {dist} --to all --transport ssh --yes --json\n\
+             distros assign 30010 30011 --distro 9 --yes\n\
+             distros gc --keep 3 --transport ssh --yes\n",
+            d.path().display()
+        )
+    );
+    assert!(stdout.contains("pushed as d-aaaaaaaaaaaa"), "{stdout}");
+
+    // Containers whose storage container was not pushed to: stop before assign and gc.
+    let (ok, logged, _) = make(1, "30099");
+    assert!(!ok);
+    assert!(logged.ends_with(&format!(
+        "push {dist} --to all --transport ssh --yes --json\n"
+    )));
+}
