@@ -860,6 +860,29 @@ fn apt_security_upgrades(dir: &Path, status: &Path) -> BTreeSet<(String, String)
         .collect()
 }
 
+/// The dependency fields of a package stanza, which go back with its version.
+const RELATIONS: &[&str] = &[
+    "Depends",
+    "Pre-Depends",
+    "Recommends",
+    "Suggests",
+    "Breaks",
+    "Conflicts",
+    "Replaces",
+    "Provides",
+    "Enhances",
+];
+
+/// A deb822 stanza's fields whose value is on one line (what the test rewrites).
+fn stanza_fields(stanza: &str) -> Vec<(String, String)> {
+    stanza
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('\t'))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn outdated_security(out: &str) -> BTreeSet<(String, String)> {
     let v: Value = serde_json::from_str(out).unwrap();
     v["packages"]
@@ -902,41 +925,57 @@ fn outdated_agrees_with_apt_on_a_stale_debian_tree_and_its_tarball() {
     let fresh = std::fs::read_to_string(&status).unwrap();
     apt_security_upgrades(&apt_dir, &status);
     let lists = apt_dir.join("lists");
-    let index = |suffix: &str| -> std::collections::HashMap<String, String> {
+    // Each index as `package:arch` -> its stanza's single-line fields.
+    let index = |suffix: &str| -> std::collections::HashMap<String, Vec<(String, String)>> {
         let f = std::fs::read_dir(&lists)
             .unwrap()
             .map(|e| e.unwrap().path())
             .find(|p| p.to_string_lossy().ends_with(suffix))
             .unwrap_or_else(|| panic!("apt fetched no {suffix}"));
-        let text = std::fs::read(&f).unwrap();
-        build_distro::mirror::packages::entries(&text[..])
-            .map(|e| e.unwrap())
-            .filter(|e| e.architecture != "i386")
-            .map(|e| (format!("{}:{}", e.package, e.architecture), e.version))
+        let text = std::fs::read_to_string(&f).unwrap();
+        text.split("\n\n")
+            .map(stanza_fields)
+            .filter_map(|fields| {
+                let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                let arch = get("Architecture")?;
+                let key = format!("{}:{arch}", get("Package")?);
+                (arch != "i386").then_some((key, fields))
+            })
             .collect()
     };
     let point = index("_debian_dists_bookworm_main_binary-amd64_Packages");
     let security = index("_debian-security_dists_bookworm-security_main_binary-amd64_Packages");
     // The stale status: every installed package that bookworm-security has fixed goes
-    // back to its bookworm point-release version.
+    // back to its bookworm point-release version, with that version's relationships
+    // (a newer `perl` depends on the newer `perl-base`: apt would call the status broken).
     let mut stale = String::new();
     let mut set_back = 0;
     for para in fresh.split("\n\n").filter(|p| !p.trim().is_empty()) {
+        let fields = stanza_fields(para);
         let field = |k: &str| {
-            para.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
-                .unwrap_or("")
-                .to_string()
+            fields
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
         };
         let key = format!("{}:{}", field("Package"), field("Architecture"));
         let mut para = para.to_string();
         if let (Some(_), Some(old)) = (security.get(&key), point.get(&key)) {
-            let now = field("Version");
-            if &now != old {
-                para = para.replace(
-                    &format!("\nVersion: {now}\n"),
-                    &format!("\nVersion: {old}\n"),
-                );
+            para = para
+                .lines()
+                .filter(|l| !RELATIONS.iter().any(|r| l.starts_with(&format!("{r}: "))))
+                .collect::<Vec<_>>()
+                .join("\n");
+            for (name, value) in old {
+                if name == "Version" {
+                    para = para.replace(
+                        &format!("\nVersion: {}\n", field("Version")),
+                        &format!("\nVersion: {value}\n"),
+                    );
+                } else if RELATIONS.contains(&name.as_str()) {
+                    para.push_str(&format!("\n{name}: {value}"));
+                }
             }
             set_back += 1;
         }
