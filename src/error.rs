@@ -28,6 +28,8 @@ pub enum Error {
     Api(#[from] crate::api::Error),
     #[error(transparent)]
     Mirror(#[from] crate::mirror::Error),
+    #[error(transparent)]
+    Cache(#[from] crate::cache::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
     Interrupted,
@@ -49,6 +51,7 @@ impl Error {
             Error::Push(e) => e.exit_code(),
             Error::Api(e) => e.exit_code(),
             Error::Mirror(e) => e.exit_code(),
+            Error::Cache(e) => e.exit_code(),
             Error::Interrupted => 1,
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod boot;
+pub mod cache;
 pub mod check;
 pub mod customize;
 pub mod error;

@@ -29,6 +29,8 @@ pub struct BuildOptions {
     pub pack: PackOptions,
     /// Check rules accepted knowingly, on top of the recipe's `[check] allow`.
     pub allow: Vec<String>,
+    /// The build cache's root ([`crate::cache`]); `None` builds without it (`--no-cache`).
+    pub cache: Option<PathBuf>,
 }
 
 /// `/etc/build-distro.json`: how this distro was made.
@@ -105,7 +107,25 @@ pub fn build(
         max_unpack_bytes: opts.max_unpack_bytes,
         in_place: read_only.then(|| build_dir.path()),
     };
-    let (source, in_place) = crate::source::fetch(loaded.source(), &tree, &ctx)?;
+    // A cache that cannot be opened (a read-only home) is a warning: the build goes on.
+    let cache = opts
+        .cache
+        .as_deref()
+        .and_then(|root| match crate::cache::Cache::open(root) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                reporter.warn(&format!("{e}; building without the cache"));
+                None
+            }
+        });
+    let (source, in_place) = crate::cache::fetch_source(
+        loaded.source(),
+        &tree,
+        &ctx,
+        cache.as_ref(),
+        build_dir.path(),
+    )?;
+    drop(cache);
     stage.done(&format!("{} {}", source.kind, source.reference));
     crate::error::check_interrupted()?;
     let root = Root::open(&tree)?;

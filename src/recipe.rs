@@ -313,6 +313,10 @@ pub struct Bootstrap {
     pub packages: Vec<PackageName>,
     #[serde(default)]
     pub arch: Option<Word>,
+    /// OpenPGP keyring (binary or armored) that signs the mirror's `InRelease`, for a
+    /// mirror the host's apt keys do not cover; relative to the recipe.
+    #[serde(default)]
+    pub keyring: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -576,7 +580,7 @@ fn anchor_paths(table: &mut Table, dir: &Path) -> Result<(), String> {
         }
     };
     if let Some(Value::Table(src)) = table.get_mut("source") {
-        for key in ["file", "dir", "tar"] {
+        for key in ["file", "dir", "tar", "keyring"] {
             if let Some(v) = src.get_mut(key) {
                 anchor(v);
             }

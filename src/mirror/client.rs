@@ -146,6 +146,17 @@ impl Client {
     /// checked by gpgv against `keyrings`, the signed text parsed, its suite and freshness
     /// checked.
     pub fn release(&self, base: &str, suite: &str, keyrings: &[Keyring]) -> Result<Release, Error> {
+        Ok(self.release_signed(base, suite, keyrings)?.0)
+    }
+
+    /// [`Client::release`] and the `InRelease` bytes as fetched (the build cache keys on
+    /// their SHA-256).
+    pub fn release_signed(
+        &self,
+        base: &str,
+        suite: &str,
+        keyrings: &[Keyring],
+    ) -> Result<(Release, Vec<u8>), Error> {
         let url = dists_url(base, suite, "InRelease");
         let signed = self.fetch(&url, RELEASE_MAX)?;
         let text = self.verify(&url, &signed, keyrings)?;
@@ -183,7 +194,7 @@ impl Client {
                 });
             }
         }
-        Ok(rel)
+        Ok((rel, signed))
     }
 
     /// gpgv over `signed`; the signed text on success.

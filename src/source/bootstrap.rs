@@ -1,14 +1,26 @@
 //! `debootstrap` and `mmdebstrap` backends: the same recipe keys, two argument styles.
+//! Before a run, every `InRelease` the bootstrap will read is fetched and verified
+//! ([`fetch_releases`]): the build cache keys on their SHA-256, the provenance records
+//! them, and the newest `Date:` is the build's default `SOURCE_DATE_EPOCH`.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{Error, SourceCtx, SourceInfo};
+use super::{Error, ReleaseRef, SourceCtx, SourceInfo};
+use crate::mirror::client::{Client, Keyring};
 use crate::recipe::Bootstrap;
 use crate::runner::Cmd;
 
 /// Debian's mirror, used when the recipe names none.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+
+/// Keyrings apt (and so mmdebstrap) trusts on the host, and debootstrap's default.
+const HOST_KEYRING_DIR: &str = "/etc/apt/trusted.gpg.d";
+const HOST_KEYRINGS: &[&str] = &[
+    "/etc/apt/trusted.gpg",
+    "/usr/share/keyrings/debian-archive-keyring.gpg",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -17,7 +29,7 @@ pub enum Tool {
 }
 
 impl Tool {
-    fn program(self) -> &'static str {
+    pub fn program(self) -> &'static str {
         match self {
             Tool::Debootstrap => "debootstrap",
             Tool::Mmdebstrap => "mmdebstrap",
@@ -25,8 +37,103 @@ impl Tool {
     }
 }
 
+/// One suite a bootstrap reads: the mirror's base URL and the suite name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suite {
+    pub mirror: String,
+    pub suite: String,
+}
+
+/// Every suite a bootstrap of `b` reads. The one list the cache key, the provenance and
+/// the command line agree on.
+pub fn suites(b: &Bootstrap) -> Vec<Suite> {
+    vec![Suite {
+        mirror: b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR).to_string(),
+        suite: b.suite.to_string(),
+    }]
+}
+
+/// The keyrings that verify `b`'s mirror: the recipe's `keyring`, else the host's apt
+/// keys (what mmdebstrap and debootstrap trust by default).
+pub fn keyrings(b: &Bootstrap) -> Result<Vec<Keyring>, Error> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    match &b.keyring {
+        Some(k) => paths.push(k.clone()),
+        None => {
+            if let Ok(rd) = std::fs::read_dir(HOST_KEYRING_DIR) {
+                let mut found: Vec<PathBuf> = rd
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        matches!(p.extension().and_then(|e| e.to_str()), Some("gpg" | "asc"))
+                    })
+                    .collect();
+                found.sort();
+                paths.extend(found);
+            }
+            paths.extend(
+                HOST_KEYRINGS
+                    .iter()
+                    .map(PathBuf::from)
+                    .filter(|p| p.exists()),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let name = p.display().to_string();
+        let bytes = std::fs::read(&p).map_err(|e| Error::Input {
+            path: name.clone(),
+            msg: format!("cannot read the keyring: {e}; fix [source] keyring"),
+        })?;
+        out.push(Keyring {
+            bytes: crate::mirror::keyring::binary(&name, &bytes)?,
+            name,
+        });
+    }
+    Ok(out)
+}
+
+/// Fetch and verify (gpgv) the `InRelease` of every suite in [`suites`].
+pub fn fetch_releases(b: &Bootstrap, ctx: &SourceCtx) -> Result<Vec<ReleaseRef>, Error> {
+    let rings = keyrings(b)?;
+    // No index cache: only the small release files are fetched here.
+    let client = Client::new(None, Arc::new(crate::runner::System));
+    let mut out = Vec::new();
+    for s in suites(b) {
+        let (rel, bytes) = client.release_signed(&s.mirror, &s.suite, &rings)?;
+        let url = crate::mirror::client::dists_url(&s.mirror, &s.suite, "InRelease");
+        ctx.reporter.debug(&format!(
+            "{url}: {}",
+            rel.date.as_deref().unwrap_or("no Date")
+        ));
+        out.push(ReleaseRef {
+            url,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            date: rel
+                .date
+                .as_deref()
+                .and_then(crate::mirror::inrelease::parse_date),
+        });
+    }
+    Ok(out)
+}
+
+/// How one run differs from the plain command: the build cache's package directory and
+/// the time the result claims.
+#[derive(Debug, Clone, Default)]
+pub struct RunOpts<'a> {
+    /// A directory of `.deb` files to start from, and where the run leaves every package
+    /// it used (and none in the tree). debootstrap reads and writes one directory, so
+    /// `debs_out` is ignored for it.
+    pub debs: Option<&'a Path>,
+    pub debs_out: Option<&'a Path>,
+    /// `SOURCE_DATE_EPOCH` for mmdebstrap's reproducible mode.
+    pub source_date_epoch: Option<u64>,
+}
+
 /// The argument vector for `tool` (validated recipe values only, never a shell string).
-pub fn command(tool: Tool, b: &Bootstrap, target: &Path) -> Cmd {
+pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd {
     let mut args: Vec<OsString> = Vec::new();
     if let Some(v) = &b.variant {
         args.push(format!("--variant={v}").into());
@@ -42,26 +149,62 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path) -> Cmd {
         let p: Vec<&str> = b.packages.iter().map(|p| &**p).collect();
         args.push(format!("--include={}", p.join(",")).into());
     }
+    if let Some(k) = &b.keyring {
+        let mut a = OsString::from("--keyring=");
+        a.push(k);
+        args.push(a);
+    }
+    if let Some(d) = opts.debs {
+        match tool {
+            Tool::Debootstrap => {
+                let mut a = OsString::from("--cache-dir=");
+                a.push(d);
+                args.push(a);
+            }
+            Tool::Mmdebstrap => {
+                // The documented way to reuse downloads: keep the essential set's .debs,
+                // copy the directory in before apt runs and everything back out at the
+                // end; mmdebstrap's cleanup then empties the tree's apt cache.
+                let out = opts.debs_out.unwrap_or(d).display();
+                let d = d.display();
+                args.push("--skip=essential/unlink".into());
+                args.push("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/partial".into());
+                args.push(format!("--setup-hook=sync-in {d} /var/cache/apt/archives/").into());
+                args.push(
+                    format!("--customize-hook=sync-out /var/cache/apt/archives {out}").into(),
+                );
+            }
+        }
+    }
+    let mut cmd = Cmd::new(tool.program());
     if tool == Tool::Mmdebstrap {
         // Root mode: real chroot, real device nodes; we are root anyway (checked before).
         args.push("--mode=root".into());
+        if let Some(t) = opts.source_date_epoch {
+            cmd = cmd.env("SOURCE_DATE_EPOCH", &t.to_string());
+        }
     }
     args.push(b.suite.to_string().into());
     args.push(target.as_os_str().to_os_string());
     args.push(b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR).into());
-    Cmd::new(tool.program()).args(args).passthrough(true)
+    cmd.args(args).passthrough(true)
 }
 
-pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+/// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`].
+pub fn run(
+    tool: Tool,
+    b: &Bootstrap,
+    target: &Path,
+    ctx: &SourceCtx,
+    releases: &[ReleaseRef],
+    debs: Option<(&Path, &Path)>,
+) -> Result<SourceInfo, Error> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::NeedsRoot {
             tool: tool.program().into(),
         });
     }
-    let cmd = command(tool, b, target);
-    ctx.reporter.debug(&format!("running {}", cmd.display()));
-    ctx.runner.run(&cmd)?;
-    Ok(SourceInfo {
+    let mut info = SourceInfo {
         kind: tool.program().into(),
         reference: format!(
             "{} {} {}",
@@ -69,9 +212,21 @@ pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<
             b.variant.as_deref().unwrap_or("default"),
             b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR)
         ),
-        digest: None,
-        created: None,
-    })
+        releases: releases.to_vec(),
+        ..Default::default()
+    };
+    info.created = info.newest_release();
+    let opts = RunOpts {
+        debs: debs.map(|d| d.0),
+        debs_out: debs.map(|d| d.1),
+        source_date_epoch: crate::pack::PackOptions::default()
+            .clamp_mtime
+            .or(info.created),
+    };
+    let cmd = command(tool, b, target, &opts);
+    ctx.reporter.debug(&format!("running {}", cmd.display()));
+    ctx.runner.run(&cmd)?;
+    Ok(info)
 }
 
 #[cfg(test)]
@@ -94,7 +249,12 @@ mod tests {
     #[test]
     fn mmdebstrap_arguments() {
         let b = spec("variant = \"minbase\"\ncomponents = [\"main\", \"contrib\"]\npackages = [\"net-tools\", \"uwsgi-core\"]\n");
-        let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"));
+        let c = command(
+            Tool::Mmdebstrap,
+            &b,
+            Path::new("/t/root"),
+            &RunOpts::default(),
+        );
         assert_eq!(
             c.display(),
             "mmdebstrap --variant=minbase --components=main,contrib --include=net-tools,uwsgi-core --mode=root bookworm /t/root http://deb.debian.org/debian"
@@ -104,7 +264,12 @@ mod tests {
     #[test]
     fn debootstrap_arguments_with_mirror() {
         let b = spec("mirror = \"http://mirror.example/debian\"\narch = \"amd64\"\n");
-        let c = command(Tool::Debootstrap, &b, Path::new("/t/root"));
+        let c = command(
+            Tool::Debootstrap,
+            &b,
+            Path::new("/t/root"),
+            &RunOpts::default(),
+        );
         assert_eq!(
             c.display(),
             "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian"
