@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod boot;
 mod build;
+mod cache;
 mod check;
 mod ci_examples;
 mod cli;
