@@ -14,6 +14,7 @@ need_pkgs=(
   iproute2 net-tools ca-certificates xz-utils zstd file
   gcc libc6-dev                 # builds the NSS module (build.rs)
   openssl                       # boot: the container's RSA key for signed subscriptions
+  apt-utils gnupg               # cache tests: apt-ftparchive and a throwaway key sign a loopback repository
 )
 
 missing=()
