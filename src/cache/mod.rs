@@ -62,6 +62,8 @@ pub enum Error {
     Corrupt { id: String, msg: String },
     #[error("no cache directory: set BUILD_DISTRO_CACHE_DIR, XDG_CACHE_HOME or HOME")]
     NoDir,
+    #[error("interrupted")]
+    Interrupted,
     #[error(transparent)]
     Pack(#[from] crate::pack::Error),
     #[error(transparent)]
@@ -370,9 +372,10 @@ impl Cache {
         Ok(())
     }
 
-    /// Unpack the entry for `key` into `root` (an empty tree), after checking the tarball
-    /// against its fingerprint. A damaged entry is removed and reported as
-    /// [`Error::Corrupt`]; the caller rebuilds.
+    /// Unpack the entry for `key` into `root` (an empty tree), checking the tarball against
+    /// its fingerprint. A damaged entry is removed and reported as [`Error::Corrupt`]; then
+    /// (and on any error) `root` holds an unknown part of it: the caller empties it and
+    /// rebuilds.
     pub fn restore(
         &self,
         key: &Key,
@@ -399,28 +402,41 @@ impl Cache {
             return Err(corrupt(format!("{ENTRY} names another key")));
         }
         let tar_path = dir.join(TARBALL);
-        let mut f = match File::open(&tar_path) {
+        let f = match File::open(&tar_path) {
             Ok(f) => f,
             Err(e) => return Err(corrupt(format!("{TARBALL}: {e}"))),
         };
-        let mut hr = crate::pack::HashingReader::new(&mut f);
-        let n =
-            std::io::copy(&mut hr, &mut std::io::sink()).map_err(|e| Error::io(&tar_path, e))?;
-        let sha = hr.hex();
-        if n != entry.tar_bytes || sha != entry.tar_sha256 {
-            return Err(corrupt(format!(
-                "{TARBALL} is {n} bytes with sha256 {sha}, the fingerprint says {} bytes with {}",
-                entry.tar_bytes, entry.tar_sha256
-            )));
-        }
-        let f = File::open(&tar_path).map_err(|e| Error::io(&tar_path, e))?;
-        let reader = crate::source::decompressed(f).map_err(|e| Error::io(&tar_path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&tar_path, e))?.len();
+        // Hashed while it is unpacked (one read): on a mismatch the caller throws the
+        // unpacked tree away, so nothing from a damaged entry survives.
+        let mut hr = crate::pack::HashingReader::new(f);
         let opts = crate::tree::UnpackOptions {
             whiteouts: false,
             max_bytes,
             label: format!("cache entry {}", &id[..12]),
         };
-        crate::tree::unpack(crate::source::Interruptible(reader), root, &opts)?;
+        let unpacked = crate::source::decompressed(&mut hr)
+            .map_err(|e| Error::io(&tar_path, e))
+            .and_then(|r| {
+                Ok(crate::tree::unpack(
+                    crate::source::Interruptible(r),
+                    root,
+                    &opts,
+                )?)
+            });
+        if crate::error::check_interrupted().is_err() {
+            return Err(Error::Interrupted);
+        }
+        // The tar's end comes before the file's: the rest counts too.
+        let drained = std::io::copy(&mut hr, &mut std::io::sink());
+        let sha = hr.hex();
+        if drained.is_err() || len != entry.tar_bytes || sha != entry.tar_sha256 {
+            return Err(corrupt(format!(
+                "{TARBALL} is {len} bytes with sha256 {sha}, the fingerprint says {} bytes with {}",
+                entry.tar_bytes, entry.tar_sha256
+            )));
+        }
+        unpacked?;
         // Mark it used: pruning goes by the fingerprint's mtime, oldest first.
         if let Ok(f) = File::options().append(true).open(dir.join(ENTRY)) {
             let _ = f.set_modified(SystemTime::now());

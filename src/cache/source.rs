@@ -36,6 +36,7 @@ pub fn fetch_source<'a>(
                     .info(&format!("source: from the build cache (entry {short})"));
                 return Ok((info, None));
             }
+            Err(Error::Interrupted) => return Err(crate::error::Error::Interrupted),
             Err(e) => {
                 ctx.reporter.warn(&format!(
                     "{e}; rebuilding it (the damaged entry was removed)"
@@ -75,14 +76,24 @@ pub fn fetch_source<'a>(
     }
     // A release that changed during the run may or may not be what the tree holds: such a
     // tree must not be served under either key.
-    let after = bootstrap::fetch_releases(b, ctx)?;
-    let same = after
-        .iter()
-        .map(|r| &r.sha256)
-        .eq(releases.iter().map(|r| &r.sha256));
+    let same = match bootstrap::fetch_releases(b, ctx) {
+        Ok(after) => {
+            let same = after
+                .iter()
+                .map(|r| &r.sha256)
+                .eq(releases.iter().map(|r| &r.sha256));
+            if !same {
+                ctx.reporter
+                    .warn("the mirror changed during the bootstrap: not caching this tree");
+            }
+            same
+        }
+        Err(e) => {
+            ctx.reporter.warn(&format!("{e}; not caching this tree"));
+            false
+        }
+    };
     let stored = if !same {
-        ctx.reporter
-            .warn("the mirror changed during the bootstrap: not caching this tree");
         false
     } else {
         match cache.store(&key, &built, &info) {
@@ -102,6 +113,7 @@ pub fn fetch_source<'a>(
                 crate::tree::remove_tree(&built)?;
                 return Ok((info, None));
             }
+            Err(Error::Interrupted) => return Err(crate::error::Error::Interrupted),
             Err(e) => {
                 ctx.reporter
                     .warn(&format!("{e}; using the bootstrapped tree"));
