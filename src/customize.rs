@@ -1,5 +1,5 @@
-//! Customize stage: the recipe's `[packages]`, `[[files]]`, `[[run]]` and `[remove]`,
-//! applied to the tree. Commands run in a chroot that has `/proc`, a minimal `/dev` and
+//! Customize stage: the recipe's `[packages]` (upgrade, install, remove), `[[files]]`,
+//! `[[run]]` and `[remove]`, applied to the tree. Commands run in a chroot that has `/proc`, a minimal `/dev` and
 //! the host's resolver while they run; [`ChrootSession`] undoes all of that when dropped,
 //! on success, on error and on Ctrl-C alike.
 
@@ -36,6 +36,8 @@ pub enum Error {
     },
     #[error("[packages]: {0}")]
     Packages(#[source] crate::runner::Error),
+    #[error("[packages] upgrade: {root} uses {manager}, which build-distro cannot upgrade; upgrade in [[run]] instead")]
+    UpgradeUnsupported { root: String, manager: &'static str },
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
 }
@@ -43,7 +45,9 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::NoPackageManager { .. } | Error::File { .. } => 2,
+            Error::NoPackageManager { .. }
+            | Error::File { .. }
+            | Error::UpgradeUnsupported { .. } => 2,
             Error::Tree(e) => e.exit_code(),
             _ => 1,
         }
@@ -230,6 +234,38 @@ impl PackageManager {
         }
     }
 
+    fn name(self) -> &'static str {
+        match self {
+            PackageManager::Apt => "apt",
+            PackageManager::Apk => "apk",
+            PackageManager::Dnf => "dnf",
+        }
+    }
+
+    /// Argument vectors that upgrade every installed package from the tree's sources;
+    /// `None` for a manager build-distro does not upgrade.
+    pub fn upgrade_commands(self) -> Option<Vec<Vec<String>>> {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match self {
+            // dist-upgrade: a security fix may need a new dependency. A changed conffile
+            // keeps the tree's version (nobody is there to answer dpkg's question).
+            PackageManager::Apt => Some(vec![
+                v(&["apt-get", "update"]),
+                v(&[
+                    "apt-get",
+                    "-y",
+                    "-o",
+                    "Dpkg::Options::=--force-confdef",
+                    "-o",
+                    "Dpkg::Options::=--force-confold",
+                    "dist-upgrade",
+                ]),
+            ]),
+            PackageManager::Apk => Some(vec![v(&["apk", "upgrade", "--no-cache"])]),
+            PackageManager::Dnf => None,
+        }
+    }
+
     /// Argument vectors that install then remove the given packages.
     pub fn commands(self, install: &[&str], remove: &[&str]) -> Vec<Vec<String>> {
         let mut out = Vec::new();
@@ -282,9 +318,109 @@ impl PackageManager {
     }
 }
 
+/// Where `[packages] upgrade` adds the security suite to a tree whose sources lack it.
+pub const SECURITY_LIST: &str = "etc/apt/sources.list.d/build-distro-security.list";
+
+/// Whether any of the tree's apt sources (`sources.list`, `sources.list.d/*.list` and
+/// `*.sources`) names a security suite.
+fn tree_names_security_suite(root: &Root) -> Result<bool> {
+    let mut files = vec![PathBuf::from("etc/apt/sources.list")];
+    let dir = Path::new("etc/apt/sources.list.d");
+    if root.file_type(dir)? == Some(FileType::Directory) {
+        for n in root.read_dir(dir)? {
+            let n = Path::new(&n);
+            if n.extension().is_some_and(|e| e == "list" || e == "sources") {
+                files.push(dir.join(n));
+            }
+        }
+    }
+    for f in files {
+        if root.file_type(&f)?.is_none() {
+            continue;
+        }
+        if crate::apt_sources::names_security_suite(&String::from_utf8_lossy(&root.read(&f)?)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Before an apt upgrade: a Debian or Ubuntu tree whose sources name no security suite
+/// (an image built without one) gets [`SECURITY_LIST`] for its release, so the upgrade
+/// finds the fixes and so does a later `apt-get upgrade` in the container.
+fn add_missing_security_suite(root: &Root, reporter: &Reporter) -> Result<()> {
+    if tree_names_security_suite(root)? {
+        return Ok(());
+    }
+    let os_release = ["etc/os-release", "usr/lib/os-release"]
+        .iter()
+        .find_map(|p| root.read(Path::new(p)).ok())
+        .unwrap_or_default();
+    if let Some(line) =
+        crate::apt_sources::missing_security_line(&String::from_utf8_lossy(&os_release))
+    {
+        reporter.info(&format!("adding /{SECURITY_LIST}: {line}"));
+        root.create_dir_all(Path::new("etc/apt/sources.list.d"), 0o755)?;
+        root.write_file(
+            Path::new(SECURITY_LIST),
+            crate::apt_sources::sources_list(std::slice::from_ref(&line)).as_bytes(),
+            0o644,
+        )?;
+    }
+    Ok(())
+}
+
+/// Upgrade every installed package in a chroot of the tree (apt also gets the security
+/// suite when the sources lack it). The bootstrap source calls this after debootstrap.
+pub fn upgrade(
+    root: &Root,
+    pm: PackageManager,
+    runner: &dyn Runner,
+    reporter: &Reporter,
+) -> Result<()> {
+    let session = ChrootSession::enter(root)?;
+    root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
+    upgrade_in(&session, pm, runner, reporter)
+}
+
+fn upgrade_in(
+    session: &ChrootSession,
+    pm: PackageManager,
+    runner: &dyn Runner,
+    reporter: &Reporter,
+) -> Result<()> {
+    let commands = pm
+        .upgrade_commands()
+        .ok_or_else(|| Error::UpgradeUnsupported {
+            root: session.root.path().display().to_string(),
+            manager: pm.name(),
+        })?;
+    if pm == PackageManager::Apt {
+        add_missing_security_suite(session.root, reporter)?;
+    }
+    run_package_commands(session, &commands, runner, reporter)
+}
+
+fn run_package_commands(
+    session: &ChrootSession,
+    commands: &[Vec<String>],
+    runner: &dyn Runner,
+    reporter: &Reporter,
+) -> Result<()> {
+    for argv in commands {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let cmd = session.command(&argv);
+        reporter.debug(&format!("running {}", cmd.display()));
+        runner.run(&cmd).map_err(Error::Packages)?;
+        crate::error::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;
+    }
+    Ok(())
+}
+
 /// Whether the recipe has anything that needs a chroot (so pure-copy builds skip it).
 pub fn needs_chroot(recipe: &Recipe) -> bool {
-    !recipe.packages.install.is_empty()
+    recipe.packages.upgrade
+        || !recipe.packages.install.is_empty()
         || !recipe.packages.remove.is_empty()
         || !recipe.run.is_empty()
 }
@@ -306,17 +442,15 @@ pub fn customize(
         root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
         let install: Vec<&str> = recipe.packages.install.iter().map(|p| &**p).collect();
         let remove: Vec<&str> = recipe.packages.remove.iter().map(|p| &**p).collect();
-        if !install.is_empty() || !remove.is_empty() {
+        if recipe.packages.upgrade || !install.is_empty() || !remove.is_empty() {
             let pm = PackageManager::detect(root).ok_or_else(|| Error::NoPackageManager {
                 root: root.path().display().to_string(),
             })?;
-            for argv in pm.commands(&install, &remove) {
-                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                let cmd = session.command(&argv);
-                reporter.debug(&format!("running {}", cmd.display()));
-                runner.run(&cmd).map_err(Error::Packages)?;
-                crate::error::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;
+            if recipe.packages.upgrade {
+                reporter.info(&format!("upgrading every package ({})", pm.name()));
+                upgrade_in(&session, pm, runner, reporter)?;
             }
+            run_package_commands(&session, &pm.commands(&install, &remove), runner, reporter)?;
         }
         write_files(root, recipe)?;
         for (i, r) in recipe.run.iter().enumerate() {
@@ -420,6 +554,59 @@ mod tests {
             c[2],
             ["apt-get", "purge", "-y", "--auto-remove", "--", "nano"]
         );
+    }
+
+    #[test]
+    fn upgrade_commands_per_manager() {
+        let apt = PackageManager::Apt.upgrade_commands().unwrap();
+        assert_eq!(apt[0], ["apt-get", "update"]);
+        assert_eq!(
+            apt[1].join(" "),
+            "apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold dist-upgrade"
+        );
+        assert_eq!(
+            PackageManager::Apk.upgrade_commands().unwrap(),
+            [["apk", "upgrade", "--no-cache"]]
+        );
+        assert_eq!(PackageManager::Dnf.upgrade_commands(), None);
+    }
+
+    fn debian_tree(sources: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc/apt/sources.list.d")).unwrap();
+        std::fs::write(
+            t.path().join("etc/os-release"),
+            "ID=debian\nVERSION_CODENAME=bookworm\n",
+        )
+        .unwrap();
+        for (rel, text) in sources {
+            std::fs::write(t.path().join(rel), text).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn upgrade_adds_the_security_suite_only_when_missing() {
+        let t = debian_tree(&[(
+            "etc/apt/sources.list",
+            "deb http://deb.debian.org/debian bookworm main\n",
+        )]);
+        let root = Root::open(t.path()).unwrap();
+        add_missing_security_suite(&root, &Reporter::silent()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(t.path().join(SECURITY_LIST)).unwrap(),
+            "# written by build-distro: the release, its updates and its security fixes\n\
+             deb http://deb.debian.org/debian-security bookworm-security main\n"
+        );
+        // A deb822 file (the Docker images' layout) that names it already: nothing added.
+        let t = debian_tree(&[(
+            "etc/apt/sources.list.d/debian.sources",
+            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n\n\
+             Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n",
+        )]);
+        let root = Root::open(t.path()).unwrap();
+        add_missing_security_suite(&root, &Reporter::silent()).unwrap();
+        assert!(!t.path().join(SECURITY_LIST).exists());
     }
 
     #[test]

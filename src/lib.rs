@@ -6,6 +6,7 @@
 //! Nothing in the library prints or exits: progress goes through [`progress::Reporter`].
 
 pub mod api;
+pub mod apt_sources;
 pub mod boot;
 pub mod cache;
 pub mod check;

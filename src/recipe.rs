@@ -317,6 +317,32 @@ pub struct Bootstrap {
     /// mirror the host's apt keys do not cover; relative to the recipe.
     #[serde(default)]
     pub keyring: Option<PathBuf>,
+    /// `debian` or `ubuntu`: decides the default mirrors and which suites exist. Unset:
+    /// `ubuntu` when the mirror URL names ubuntu, else `debian`.
+    #[serde(default)]
+    pub distribution: Option<Distribution>,
+    /// Install from `<suite>-updates` too (when the suite has one).
+    #[serde(default = "yes")]
+    pub updates: bool,
+    /// Install from `<suite>-security` too (when the suite has one).
+    #[serde(default = "yes")]
+    pub security: bool,
+    /// Where `<suite>-security` is; default: Debian's `http://deb.debian.org/debian-security`,
+    /// Ubuntu's archive (the mirror) for Ubuntu.
+    #[serde(default)]
+    pub security_mirror: Option<MirrorUrl>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The Debian-family distributions a bootstrap source can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Distribution {
+    Debian,
+    Ubuntu,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -364,6 +390,10 @@ pub struct Packages {
     pub install: Vec<PackageName>,
     #[serde(default)]
     pub remove: Vec<PackageName>,
+    /// Upgrade every installed package (apt: `dist-upgrade` from the release, its
+    /// `-updates` and `-security` suites; apk: `apk upgrade`) before installing.
+    #[serde(default)]
+    pub upgrade: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

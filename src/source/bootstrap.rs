@@ -2,18 +2,21 @@
 //! Before a run, every `InRelease` the bootstrap will read is fetched and verified
 //! ([`fetch_releases`]): the build cache keys on their SHA-256, the provenance records
 //! them, and the newest `Date:` is the build's default `SOURCE_DATE_EPOCH`.
+//! Both install from the release and its `-updates` and `-security` suites
+//! ([`crate::apt_sources`]), and leave those in the tree's `sources.list`: mmdebstrap
+//! takes every line as an argument; debootstrap takes one mirror, so the full list is
+//! written afterwards and the tree upgraded from it in a chroot.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Error, ReleaseRef, SourceCtx, SourceInfo};
+use crate::apt_sources;
 use crate::mirror::client::{Client, Keyring};
 use crate::recipe::Bootstrap;
 use crate::runner::Cmd;
-
-/// Debian's mirror, used when the recipe names none.
-pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+use crate::tree::Root;
 
 /// Keyrings apt (and so mmdebstrap) trusts on the host, and debootstrap's default.
 const HOST_KEYRING_DIR: &str = "/etc/apt/trusted.gpg.d";
@@ -47,10 +50,13 @@ pub struct Suite {
 /// Every suite a bootstrap of `b` reads. The one list the cache key, the provenance and
 /// the command line agree on.
 pub fn suites(b: &Bootstrap) -> Vec<Suite> {
-    vec![Suite {
-        mirror: b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR).to_string(),
-        suite: b.suite.to_string(),
-    }]
+    apt_sources::bootstrap_lines(b)
+        .into_iter()
+        .map(|l| Suite {
+            mirror: l.uri,
+            suite: l.suite,
+        })
+        .collect()
 }
 
 /// The keyrings that verify `b`'s mirror: the recipe's `keyring`, else the host's apt
@@ -186,7 +192,15 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
     }
     args.push(b.suite.to_string().into());
     args.push(target.as_os_str().to_os_string());
-    args.push(b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR).into());
+    match tool {
+        // Each full `deb …` line becomes a line of the tree's sources.list as given.
+        Tool::Mmdebstrap => args.extend(
+            apt_sources::bootstrap_lines(b)
+                .iter()
+                .map(|l| l.to_string().into()),
+        ),
+        Tool::Debootstrap => args.push(apt_sources::mirror(b).into()),
+    }
     cmd.args(args).passthrough(true)
 }
 
@@ -204,13 +218,14 @@ pub fn run(
             tool: tool.program().into(),
         });
     }
+    let lines = apt_sources::bootstrap_lines(b);
     let mut info = SourceInfo {
         kind: tool.program().into(),
         reference: format!(
             "{} {} {}",
-            b.suite,
+            suite_list(&lines),
             b.variant.as_deref().unwrap_or("default"),
-            b.mirror.as_deref().unwrap_or(DEFAULT_MIRROR)
+            apt_sources::mirror(b)
         ),
         releases: releases.to_vec(),
         ..Default::default()
@@ -226,7 +241,31 @@ pub fn run(
     let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
     ctx.runner.run(&cmd)?;
+    if tool == Tool::Debootstrap && lines.len() > 1 {
+        let root = Root::open(target)?;
+        root.write_file(
+            Path::new("etc/apt/sources.list"),
+            apt_sources::sources_list(&lines).as_bytes(),
+            0o644,
+        )?;
+        crate::customize::upgrade(
+            &root,
+            crate::customize::PackageManager::Apt,
+            ctx.runner,
+            ctx.reporter,
+        )
+        .map_err(|source| Error::Upgrade {
+            suites: suite_list(&lines),
+            source,
+        })?;
+    }
     Ok(info)
+}
+
+/// `bookworm,bookworm-updates,bookworm-security`: the suites, for the provenance.
+fn suite_list(lines: &[apt_sources::Line]) -> String {
+    let s: Vec<&str> = lines.iter().map(|l| l.suite.as_str()).collect();
+    s.join(",")
 }
 
 #[cfg(test)]
@@ -257,7 +296,10 @@ mod tests {
         );
         assert_eq!(
             c.display(),
-            "mmdebstrap --variant=minbase --components=main,contrib --include=net-tools,uwsgi-core --mode=root bookworm /t/root http://deb.debian.org/debian"
+            "mmdebstrap --variant=minbase --components=main,contrib --include=net-tools,uwsgi-core --mode=root bookworm /t/root \
+             'deb http://deb.debian.org/debian bookworm main contrib' \
+             'deb http://deb.debian.org/debian bookworm-updates main contrib' \
+             'deb http://deb.debian.org/debian-security bookworm-security main contrib'"
         );
     }
 
@@ -273,6 +315,50 @@ mod tests {
         assert_eq!(
             c.display(),
             "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian"
+        );
+    }
+
+    #[test]
+    fn every_suite_read_is_listed_once() {
+        let s = suites(&spec(""));
+        let names: Vec<(&str, &str)> = s.iter().map(|s| (&*s.mirror, &*s.suite)).collect();
+        assert_eq!(
+            names,
+            [
+                ("http://deb.debian.org/debian", "bookworm"),
+                ("http://deb.debian.org/debian", "bookworm-updates"),
+                ("http://deb.debian.org/debian-security", "bookworm-security"),
+            ]
+        );
+        let one = suites(&spec("updates = false\nsecurity = false\n"));
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn package_cache_and_date_reach_the_tools() {
+        let b = spec("updates = false\nsecurity = false\nkeyring = \"/k/repo.gpg\"\n");
+        let opts = RunOpts {
+            debs: Some(Path::new("/c/in")),
+            debs_out: Some(Path::new("/c/out")),
+            source_date_epoch: Some(1700000000),
+        };
+        let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"), &opts);
+        assert_eq!(
+            c.display(),
+            "mmdebstrap --keyring=/k/repo.gpg --skip=essential/unlink \
+             '--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/partial' \
+             '--setup-hook=sync-in /c/in /var/cache/apt/archives/' \
+             '--customize-hook=sync-out /var/cache/apt/archives /c/out' \
+             --mode=root bookworm /t/root 'deb http://deb.debian.org/debian bookworm main'"
+        );
+        assert_eq!(
+            c.env,
+            [("SOURCE_DATE_EPOCH".to_string(), "1700000000".to_string())]
+        );
+        let c = command(Tool::Debootstrap, &b, Path::new("/t/root"), &opts);
+        assert_eq!(
+            c.display(),
+            "debootstrap --keyring=/k/repo.gpg --cache-dir=/c/in bookworm /t/root http://deb.debian.org/debian"
         );
     }
 

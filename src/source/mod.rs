@@ -32,6 +32,12 @@ pub enum Error {
     Docker { image: String, msg: String },
     #[error("interrupted")]
     Interrupted,
+    #[error("upgrade the bootstrapped tree from {suites}: {source}")]
+    Upgrade {
+        suites: String,
+        #[source]
+        source: crate::customize::Error,
+    },
     #[error(transparent)]
     Runner(#[from] crate::runner::Error),
     #[error(transparent)]
@@ -52,6 +58,7 @@ impl Error {
             Error::Runner(e) => e.exit_code(),
             Error::Tree(e) => e.exit_code(),
             Error::Mirror(e) => e.exit_code(),
+            Error::Upgrade { source, .. } => source.exit_code(),
         }
     }
 }

@@ -155,7 +155,7 @@ fn cache_follows_the_mirror_and_survives_damage_and_concurrency() {
         d.path(),
         "r.toml",
         &format!(
-            "[distro]\nname = \"local\"\n[source]\ntype = \"mmdebstrap\"\nsuite = \"bdtest\"\nvariant = \"extract\"\nmirror = \"{}\"\nkeyring = \"repo-key.gpg\"\npackages = [\"bd-base\", \"bd-hello\"]\n[nss]\nmode = \"none\"\n",
+            "[distro]\nname = \"local\"\n[source]\ntype = \"mmdebstrap\"\nsuite = \"bdtest\"\nvariant = \"extract\"\nupdates = false\nsecurity = false\nmirror = \"{}\"\nkeyring = \"repo-key.gpg\"\npackages = [\"bd-base\", \"bd-hello\"]\n[nss]\nmode = \"none\"\n",
             repo.url()
         ),
     );
