@@ -172,6 +172,16 @@ if "$bin" push --help 2>/dev/null | grep -q -- '--transport'; then
   echo "  push bytes sent: full ${push_full:-?}, rsync one-file change ${push_rsync:-?}"
 fi
 
+# outdated on the default tarball, indexes cached (scripts/bench-outdated.sh runs it alone).
+if line=$(bash scripts/bench-outdated.sh "$bin" "$work/outdated" 2>"$work/outdated.err"); then
+  read -r _ o_secs o_rss _ <<<"$line"
+  printf 'build-distro outdated (default tarball, cached)\t%s\t0\t0\t%s\n' "$o_secs" "$o_rss" >>"$results"
+  printf '  %-44s %7.2fs %8s %12s       %8s KB RSS\n' "build-distro outdated (default tarball)" "$o_secs" "" "" "$o_rss"
+else
+  echo "bench: outdated failed:"; tail -n 5 "$work/outdated.err"
+  echo -e "build-distro outdated (default tarball, cached)\tfailed\t\t\t" >>"$results"
+fi
+
 python3 - "$results" "$OUT" "$(nproc)" "$input_bytes" "$identical" "${push_full:-}" "${push_rsync:-}" "$driver" <<'PY'
 import json, sys
 res, out, cores, inp, ident, pf, pr, driver = sys.argv[1:9]
@@ -195,6 +205,9 @@ summary = {
 one, two = by.get("build-distro build (image-archive)"), by.get("build-distro build (image-archive, 2x image)")
 if one and two:
     summary["image-archive: peak RSS MB (1x, 2x image)"] = [round(one["peak_rss_kb"] / 1024), round(two["peak_rss_kb"] / 1024)]
+o = by.get("build-distro outdated (default tarball, cached)")
+if o:
+    summary["outdated: seconds, peak RSS MB (goal < 5, < 100)"] = [o["seconds"], round(o["peak_rss_kb"] / 1024)]
 if "build-distro build (docker)" in by and "docker export | gzip -6" in by:
     summary["docker: size vs gzip"] = round(by["build-distro build (docker)"]["output_bytes"] / by["docker export | gzip -6"]["output_bytes"], 3)
 doc = {"cores": int(cores), "docker_storage_driver": driver, "input_bytes": int(inp), "results": rows, "summary": summary,

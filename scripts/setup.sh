@@ -14,7 +14,10 @@ need_pkgs=(
   iproute2 net-tools ca-certificates xz-utils zstd file
   gcc libc6-dev                 # builds the NSS module (build.rs)
   openssl                       # boot: the container's RSA key for signed subscriptions
-  apt-utils gnupg               # cache tests: apt-ftparchive and a throwaway key sign a loopback repository
+  gpgv debian-archive-keyring apt   # outdated: InRelease signatures; its test asks apt itself
+  gnupg                         # outdated tests: sign a loopback archive with a test key
+  python3-venv                  # the SBOM validators' venv (below)
+  apt-utils                     # cache tests: apt-ftparchive indexes a loopback repository
 )
 
 missing=()
@@ -43,4 +46,15 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) and run again" >&2
     exit 2
   fi
+fi
+
+# SBOM tests validate build-distro's SPDX and CycloneDX files with the formats' reference
+# validators from PyPI, kept in their own venv (the tests find it at this path, or at
+# $BUILD_DISTRO_SBOM_VENV, and skip with a reason when it is missing).
+sbom_venv=${BUILD_DISTRO_SBOM_VENV:-/opt/build-distro-venv}
+if ! "$sbom_venv/bin/python" -c 'import spdx_tools, cyclonedx.validation.json, jsonschema' 2>/dev/null \
+   || [ ! -x "$sbom_venv/bin/pyspdxtools" ]; then
+  echo "setup: installing the SBOM validators into $sbom_venv"
+  [ -x "$sbom_venv/bin/pip" ] || /usr/bin/python3 -m venv "$sbom_venv"
+  "$sbom_venv/bin/pip" install -q --disable-pip-version-check spdx-tools 'cyclonedx-python-lib[json-validation]'
 fi

@@ -30,6 +30,12 @@ pub enum Error {
     Mirror(#[from] crate::mirror::Error),
     #[error(transparent)]
     Cache(#[from] crate::cache::Error),
+    #[error(transparent)]
+    Outdated(#[from] crate::outdated::Error),
+    #[error(transparent)]
+    Inventory(#[from] crate::inventory::Error),
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
     Interrupted,
@@ -52,6 +58,9 @@ impl Error {
             Error::Api(e) => e.exit_code(),
             Error::Mirror(e) => e.exit_code(),
             Error::Cache(e) => e.exit_code(),
+            Error::Outdated(e) => e.exit_code(),
+            Error::Inventory(e) => e.exit_code(),
+            Error::Sbom(e) => e.exit_code(),
             Error::Interrupted => 1,
         }
     }

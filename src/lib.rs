@@ -15,12 +15,14 @@ pub mod error;
 pub mod finish;
 pub mod inventory;
 pub mod mirror;
+pub mod outdated;
 pub mod pack;
 pub mod pipeline;
 pub mod progress;
 pub mod push;
 pub mod recipe;
 pub mod runner;
+pub mod sbom;
 pub mod source;
 pub mod tree;
 

@@ -1,4 +1,4 @@
-//! The build pipeline: recipe → source → customize → finish → check → pack. Each stage is
+//! The build pipeline: recipe → source → customize → finish → check → sbom → pack. Each stage is
 //! its own module; this one only sequences them, owns the build directory (removed on
 //! every exit path) and writes the outputs atomically into `--out`.
 
@@ -61,6 +61,8 @@ pub struct BuildReport {
     pub output: PathBuf,
     pub manifest: PathBuf,
     pub report: PathBuf,
+    /// `NAME.spdx.json` and `NAME.cdx.json`.
+    pub sboms: Vec<PathBuf>,
     pub content_id: String,
     pub entries: u64,
     pub files: u64,
@@ -148,10 +150,39 @@ pub fn build(
     crate::error::check_interrupted()?;
 
     let stage = reporter.stage("check");
-    let check = run_check(&tree, loaded, &allow, reporter)?;
+    // One index of the finished tree serves check and the SBOMs.
+    let view = crate::check::Tree::open(&tree)?;
+    let check = run_check(&view, &tree, loaded, &allow, reporter)?;
     stage.done(&format!(
         "{} errors, {} warnings, {} allowed",
         check.errors, check.warnings, check.allowed
+    ));
+    crate::error::check_interrupted()?;
+
+    // An image's creation time bounds an archive's mtimes, so two builds of one image give
+    // one archive (a directory output keeps the times it has on disk).
+    let clamp = match opts.format {
+        Format::TarGz | Format::Tar => opts.pack.clamp_mtime.or(source.created),
+        Format::Dir => opts.pack.clamp_mtime,
+    };
+
+    // The SBOMs describe the tree as it is packed, with the archive's time bound.
+    let stage = reporter.stage("sbom");
+    let sbom_opts = crate::sbom::Options {
+        name: Some(loaded.name().to_string()),
+        content_id: None,
+        clamp,
+        allow_no_packages: true,
+    };
+    let mut sbom = crate::sbom::collect(&view, &tree.display().to_string(), &sbom_opts)?;
+    drop(view);
+    if let Some(note) = &sbom.note {
+        reporter.warn(&format!("the SBOMs list no packages: {note}"));
+    }
+    stage.done(&format!(
+        "{} packages, {} files added by build-distro",
+        sbom.components.len(),
+        sbom.files.len()
     ));
     crate::error::check_interrupted()?;
 
@@ -177,10 +208,8 @@ pub fn build(
     };
     let packed: Packed = match opts.format {
         Format::TarGz | Format::Tar => {
-            // An image's creation time bounds its mtimes, so two builds of one image give
-            // one archive (a directory output keeps the times it has on disk).
             let pack = PackOptions {
-                clamp_mtime: opts.pack.clamp_mtime.or(source.created),
+                clamp_mtime: clamp,
                 ..opts.pack
             };
             crate::pack::pack_to_file(&tree, &output, opts.format, &pack, provenance)?
@@ -206,6 +235,16 @@ pub fn build(
         packed.entries, packed.content_id
     ));
 
+    // Written once the archive's content id is known; read before packing so that a
+    // distro the inventory cannot read stops the build before any output exists.
+    sbom.content_id = packed.content_id.clone();
+    let mut sboms = Vec::new();
+    for format in crate::sbom::Format::ALL {
+        let dest = out.join(format!("{name}{}", format.extension()));
+        write_atomic(&dest, &sbom.render(format))?;
+        sboms.push(dest);
+    }
+
     let manifest = out.join(format!("{name}.manifest"));
     let report_path = out.join(format!("{name}.json"));
     let report = BuildReport {
@@ -216,6 +255,7 @@ pub fn build(
         output,
         manifest: manifest.clone(),
         report: report_path.clone(),
+        sboms,
         content_id: packed.content_id.clone(),
         entries: packed.entries,
         files: packed.files,
@@ -252,6 +292,7 @@ fn allowed_rules(loaded: &Loaded, opts: &BuildOptions) -> Vec<String> {
 /// The check stage: every error and warning goes to the log, then errors outside the
 /// allowed rules stop the build before anything is packed.
 fn run_check(
+    view: &crate::check::Tree,
     tree: &Path,
     loaded: &Loaded,
     allow: &[String],
@@ -261,8 +302,7 @@ fn run_check(
         allow: allow.to_vec(),
         path: Some(loaded.path().to_string()),
     };
-    let view = crate::check::Tree::open(tree)?;
-    let report = crate::check::check_tree(&view, &tree.display().to_string(), &opts)?;
+    let report = crate::check::check_tree(view, &tree.display().to_string(), &opts)?;
     for f in &report.findings {
         match f.severity {
             crate::check::Severity::Error if !f.allowed => reporter.error(&f.line()),

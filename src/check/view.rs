@@ -1,8 +1,8 @@
 //! A read-only view of a distro given as a directory or as a `.tar`/`.tar.gz` read in
 //! place (never extracted): an in-memory index of every entry (type, mode, size, link
-//! target) plus the bytes of the few files the rules parse. Symlinks are resolved against
-//! the index the way `RESOLVE_IN_ROOT` would, so an absolute or `..` link never leads out
-//! of the tree. Nothing in the tree is ever executed.
+//! target) plus the bytes of the few files the rules and the package inventory parse.
+//! Symlinks are resolved against the index the way `RESOLVE_IN_ROOT` would, so an
+//! absolute or `..` link never leads out of the tree. Nothing in the tree is ever executed.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -39,6 +39,8 @@ pub struct Entry {
     pub target: Option<String>,
     /// A tar hard link: the path whose data it shares.
     pub data_of: Option<String>,
+    /// Modification time, seconds since the epoch (0 when before it or unknown).
+    pub mtime: u64,
 }
 
 /// Why a path does not resolve to an entry.
@@ -82,6 +84,15 @@ pub enum InputKind {
 /// files under these prefixes. Anything else is fetched by a second pass if asked for.
 const KEEP_PREFIXES: &[&str] = &["/etc/", "/opt/unbit/"];
 const KEEP_MAX: u64 = 1 << 20;
+/// Files kept whatever their size: what the package inventory (`outdated`, `sbom`) reads,
+/// so reading a tarball's inventory takes one pass. A big dpkg status is a few MB.
+const KEEP_FILES: &[&str] = &[
+    "/var/lib/dpkg/status",
+    "/lib/apk/db/installed",
+    "/usr/lib/apk/db/installed",
+    "/usr/lib/os-release",
+];
+const KEEP_FILES_MAX: u64 = 256 << 20;
 
 /// A distro, indexed.
 pub struct Tree {
@@ -138,6 +149,7 @@ fn root_entry() -> Entry {
         size: 0,
         target: None,
         data_of: None,
+        mtime: 0,
     }
 }
 
@@ -214,6 +226,7 @@ impl Tree {
                     size,
                     target,
                     data_of: None,
+                    mtime: md.mtime().max(0) as u64,
                 },
             );
         }
@@ -265,6 +278,7 @@ impl Tree {
                 .ok_or_else(|| bad(format!("entry {} has a `..` component", raw.display())))?;
             let h = e.header();
             let mode = h.mode().unwrap_or(0) & 0o7777;
+            let mtime = h.mtime().unwrap_or(0);
             let link = || -> Result<String, Error> {
                 let t = e
                     .link_name()
@@ -280,6 +294,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Symlink => Entry {
                     kind: Kind::Symlink,
@@ -287,6 +302,7 @@ impl Tree {
                     size: 0,
                     target: Some(link()?),
                     data_of: None,
+                    mtime,
                 },
                 T::Link => {
                     let t = link()?;
@@ -309,6 +325,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Block => Entry {
                     kind: Kind::BlockDevice,
@@ -316,6 +333,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Fifo => Entry {
                     kind: Kind::Fifo,
@@ -323,6 +341,7 @@ impl Tree {
                     size: 0,
                     target: None,
                     data_of: None,
+                    mtime,
                 },
                 T::Regular | T::Continuous | T::GNUSparse => {
                     let size = e.size();
@@ -340,8 +359,9 @@ impl Tree {
                     }
                     let is_elf = got == 4 && head == *b"\x7fELF";
                     let keep = !is_elf
-                        && size <= KEEP_MAX
-                        && KEEP_PREFIXES.iter().any(|p| path.starts_with(p));
+                        && ((size <= KEEP_MAX
+                            && KEEP_PREFIXES.iter().any(|p| path.starts_with(p)))
+                            || (size <= KEEP_FILES_MAX && KEEP_FILES.contains(&path.as_str())));
                     if is_elf || keep {
                         let mut buf = Vec::with_capacity(size as usize);
                         buf.extend_from_slice(&head[..got]);
@@ -359,6 +379,7 @@ impl Tree {
                         size,
                         target: None,
                         data_of: None,
+                        mtime,
                     }
                 }
                 // Pax/GNU metadata records are consumed by the tar reader; anything else
@@ -483,45 +504,69 @@ impl Tree {
 
     /// The content of the regular file at the resolved `path`.
     pub fn read(&self, path: &str) -> Result<Rc<Vec<u8>>, Error> {
-        let path = self.data_path(path);
-        if let Some(b) = self.kept.borrow().get(&path) {
-            return Ok(b.clone());
-        }
-        let data = match &self.source {
-            Source::Dir(root) => root.read(Path::new(&path)).map_err(|e| Error::Input {
-                path: root.host_path(&path).display().to_string(),
-                msg: e.to_string(),
-            })?,
-            Source::Tar(file) => self.fetch(file, &path)?,
-        };
-        let data = Rc::new(data);
-        self.kept.borrow_mut().insert(path, data.clone());
-        Ok(data)
+        Ok(self.read_all(&[path])?.remove(0))
     }
 
-    /// A second pass over the archive for a file the first pass did not keep.
-    fn fetch(&self, file: &Path, want: &str) -> Result<Vec<u8>, Error> {
+    /// The contents of the regular files at the resolved `paths`, in order. A tarball is
+    /// read again at most once for all the files its first pass did not keep.
+    pub fn read_all(&self, paths: &[&str]) -> Result<Vec<Rc<Vec<u8>>>, Error> {
+        let paths: Vec<String> = paths.iter().map(|p| self.data_path(p)).collect();
+        let missing: HashSet<&str> = paths
+            .iter()
+            .filter(|p| !self.kept.borrow().contains_key(p.as_str()))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let fetched = match &self.source {
+                Source::Dir(root) => missing
+                    .iter()
+                    .map(|p| {
+                        let data = root.read(Path::new(p)).map_err(|e| Error::Input {
+                            path: root.host_path(p).display().to_string(),
+                            msg: e.to_string(),
+                        })?;
+                        Ok((p.to_string(), data))
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?,
+                Source::Tar(file) => self.fetch(file, &missing)?,
+            };
+            let mut kept = self.kept.borrow_mut();
+            for (p, data) in fetched {
+                kept.insert(p, Rc::new(data));
+            }
+        }
+        let kept = self.kept.borrow();
+        Ok(paths.iter().map(|p| kept[p].clone()).collect())
+    }
+
+    /// A second pass over the archive for files the first pass did not keep.
+    fn fetch(&self, file: &Path, want: &HashSet<&str>) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let (stream, _) = Tree::tar_stream(file)?;
         let mut ar = tar::Archive::new(stream);
-        let mut found = None;
+        let mut found = HashMap::new();
         for e in ar.entries().map_err(|e| Error::read(file, e))? {
             interrupted()?;
             let mut e = e.map_err(|e| Error::read(file, e))?;
             let Some(p) = e.path().ok().and_then(|p| normalize(&p)) else {
                 continue;
             };
-            if p == want && e.header().entry_type().is_file() {
+            if want.contains(p.as_str()) && e.header().entry_type().is_file() {
                 let mut buf = Vec::new();
                 e.read_to_end(&mut buf)
                     .map_err(|er| Error::read(file, er))?;
                 // Later entries with the same name replace earlier ones on extraction.
-                found = Some(buf);
+                found.insert(p, buf);
             }
         }
-        found.ok_or_else(|| Error::Input {
-            path: file.display().to_string(),
-            msg: format!("{want} vanished from the archive between two reads"),
-        })
+        want.iter()
+            .map(|w| {
+                let data = found.remove(*w).ok_or_else(|| Error::Input {
+                    path: file.display().to_string(),
+                    msg: format!("{w} vanished from the archive between two reads"),
+                })?;
+                Ok((w.to_string(), data))
+            })
+            .collect()
     }
 
     /// The ELF summary of the regular file at the resolved `path` (cached).
@@ -561,6 +606,7 @@ mod tests {
                     size: 0,
                     target: t.map(str::to_string),
                     data_of: None,
+                    mtime: 0,
                 },
             );
         }

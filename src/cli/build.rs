@@ -12,7 +12,7 @@ use super::{print_json, Ctx, ExitStatus};
 pub struct Args {
     /// A recipe file, or the name of one in recipes/ (default: the built-in debian-bookworm).
     pub recipe: Option<String>,
-    /// Where the archive, manifest and report go.
+    /// Where the archive, manifest, report and SBOMs (NAME.spdx.json, NAME.cdx.json) go.
     #[arg(long, default_value = "dist")]
     pub out: PathBuf,
     /// Output format.
@@ -149,6 +149,12 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             report.manifest.display(),
             report.report.display()
         );
+        let sboms: Vec<String> = report
+            .sboms
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        println!("  sbom {}", sboms.join(", "));
         println!("  time {total:.1}s: {}", times.join(", "));
         if let Some(p) = &published {
             super::push::print_report(p);

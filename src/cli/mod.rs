@@ -7,7 +7,9 @@ mod build;
 mod cache;
 mod check;
 mod docs;
+mod outdated;
 mod push;
+mod sbom;
 
 use std::io::IsTerminal;
 
@@ -45,6 +47,11 @@ pub enum Command {
     Boot(boot::Args),
     /// Upload a distro into storage containers and register it.
     Push(push::Args),
+    /// Installed packages the distribution has updated since; exit 1 when a security
+    /// update is pending.
+    Outdated(outdated::Args),
+    /// Write the SBOM (SPDX or CycloneDX JSON) of a distro tree or tarball.
+    Sbom(sbom::Args),
     /// The custom-distro API: list, show, usable, register, assign, rm, gc.
     #[command(subcommand)]
     Distros(api_cmds::DistrosCmd),
@@ -77,6 +84,8 @@ pub fn run(command: Command, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Command::Check(a) => check::run(a, ctx),
         Command::Boot(a) => boot::run(a, ctx),
         Command::Push(a) => push::run(a, ctx),
+        Command::Outdated(a) => outdated::run(a, ctx),
+        Command::Sbom(a) => sbom::run(a, ctx),
         Command::Distros(c) => api_cmds::run_distros(c, ctx),
         Command::Storage(c) => api_cmds::run_storage(c, ctx),
         Command::Cache(c) => cache::run(c, ctx),

@@ -1,6 +1,7 @@
 //! Reader of Alpine's repository index: `APKINDEX.tar.gz` (a signature segment, then a tar
 //! with `DESCRIPTION` and `APKINDEX`) and the `APKINDEX` text inside it, one block of
-//! `K:value` lines per package. Plain data from the bytes given; fetching is the client's.
+//! `K:value` lines per package; and the split of the archive into its signature and the
+//! bytes it signs. Plain data from the bytes given; fetching and verifying are the client's.
 
 use std::io::Read;
 
@@ -59,6 +60,72 @@ pub fn parse(text: &str) -> Result<Vec<Entry>, Error> {
         });
     }
     Ok(out)
+}
+
+/// The digest an index signature was made over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digest {
+    /// `.SIGN.RSA.KEY`
+    Sha1,
+    /// `.SIGN.RSA256.KEY`
+    Sha256,
+}
+
+/// The signature segment of an `APKINDEX.tar.gz` and what it signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed<'a> {
+    pub digest: Digest,
+    /// The signing key's file name, as `/etc/apk/keys` holds it (`alpine-devel@…rsa.pub`).
+    pub key: String,
+    /// RSA PKCS#1 v1.5 signature bytes.
+    pub signature: Vec<u8>,
+    /// The rest of the file after the signature's gzip member: the signed bytes.
+    pub signed: &'a [u8],
+}
+
+/// Split an `APKINDEX.tar.gz` into its signature (the first gzip member, a tar holding one
+/// `.SIGN.RSA*.KEY` file) and the signed remainder. An index without one is an error.
+pub fn signature(bytes: &[u8]) -> Result<Signed<'_>, Error> {
+    let mut gz = flate2::bufread::GzDecoder::new(bytes);
+    let mut first = Vec::new();
+    gz.read_to_end(&mut first)
+        .map_err(|e| bad(format!("not a gzip archive: {e}")))?;
+    // The bufread decoder stops exactly at the end of the first member.
+    let signed = gz.into_inner();
+    let mut ar = tar::Archive::new(&first[..]);
+    let mut entries = ar
+        .entries()
+        .map_err(|e| bad(format!("unreadable signature segment: {e}")))?;
+    let unsigned = || bad("the index is not signed (no .SIGN.RSA file first)".into());
+    let mut e = entries
+        .next()
+        .ok_or_else(unsigned)?
+        .map_err(|e| bad(format!("unreadable signature segment: {e}")))?;
+    let name = e
+        .path()
+        .map_err(|e| bad(e.to_string()))?
+        .to_string_lossy()
+        .into_owned();
+    let (digest, key) = if let Some(k) = name.strip_prefix(".SIGN.RSA256.") {
+        (Digest::Sha256, k)
+    } else if let Some(k) = name.strip_prefix(".SIGN.RSA.") {
+        (Digest::Sha1, k)
+    } else {
+        return Err(unsigned());
+    };
+    if key.is_empty() || key.contains('/') || signed.is_empty() {
+        return Err(unsigned());
+    }
+    let key = key.to_string();
+    let mut signature = Vec::new();
+    e.read_to_end(&mut signature)
+        .map_err(|e| bad(format!("signature: {e}")))?;
+    Ok(Signed {
+        digest,
+        key,
+        signature,
+        signed,
+    })
 }
 
 /// The `APKINDEX` member of an `APKINDEX.tar.gz` (its gzip segments read as one tar
@@ -170,6 +237,22 @@ o:alpine-baselayout
         assert!(from_tar_gz(b"not gzip").is_err());
         let e = from_tar_gz(&tar_gz(INDEX)[..40]).unwrap_err().to_string();
         assert!(e.contains("APKINDEX"), "{e}");
+    }
+
+    #[test]
+    fn the_signature_segment_is_split_from_what_it_signs() {
+        let all = tar_gz(INDEX);
+        let s = signature(&all).unwrap();
+        assert_eq!(s.digest, Digest::Sha1);
+        assert_eq!(s.key, "alpine-devel.rsa.pub");
+        assert_eq!(s.signature, b"sig");
+        // The signed part is the second gzip member, whole.
+        assert!(s.signed.starts_with(&[0x1f, 0x8b]));
+        assert_eq!(from_tar_gz(s.signed).unwrap().len(), 3);
+        let unsigned = &all[all.len() - s.signed.len()..];
+        let e = signature(unsigned).unwrap_err().to_string();
+        assert!(e.contains("not signed"), "{e}");
+        assert!(signature(b"junk").is_err());
     }
 
     #[test]

@@ -384,16 +384,92 @@ impl Client {
         Ok(true)
     }
 
-    /// An Alpine repository's index: `url` is the repository (`…/v3.20/main`), `arch`
-    /// the apk architecture.
-    pub fn apk_index(&self, repo: &str, arch: &str) -> Result<Vec<apkindex::Entry>, Error> {
+    /// An Alpine repository's index, its signature verified with `openssl` against `keys`
+    /// (the tree's `/etc/apk/keys`, by file name): `repo` is the repository
+    /// (`…/v3.20/main`), `arch` the apk architecture.
+    pub fn apk_index(
+        &self,
+        repo: &str,
+        arch: &str,
+        keys: &[Keyring],
+    ) -> Result<Vec<apkindex::Entry>, Error> {
         let url = format!("{}/{arch}/APKINDEX.tar.gz", repo.trim_end_matches('/'));
         let bytes = self.fetch(&url, 256 << 20)?;
-        apkindex::from_tar_gz(&bytes).map_err(|e| match e {
-            Error::Parse { msg, .. } => Error::Parse { what: url, msg },
+        let with_url = |e: Error| match e {
+            Error::Parse { msg, .. } => Error::Parse {
+                what: url.clone(),
+                msg,
+            },
             e => e,
-        })
+        };
+        let signed = apkindex::signature(&bytes).map_err(|e| Error::Signature {
+            url: url.clone(),
+            detail: match e {
+                Error::Parse { msg, .. } => msg,
+                e => e.to_string(),
+            },
+        })?;
+        self.verify_apk(&url, &signed, keys)?;
+        apkindex::from_tar_gz(signed.signed).map_err(with_url)
     }
+
+    fn verify_apk(
+        &self,
+        url: &str,
+        s: &apkindex::Signed<'_>,
+        keys: &[Keyring],
+    ) -> Result<(), Error> {
+        let refuse = |detail: String| Error::Signature {
+            url: url.to_string(),
+            detail,
+        };
+        let key = keys
+            .iter()
+            .find(|k| k.name.rsplit('/').next() == Some(s.key.as_str()))
+            .ok_or_else(|| {
+                refuse(format!(
+                    "signed by {}, a key the tree does not have in /etc/apk/keys",
+                    s.key
+                ))
+            })?;
+        let dir = tempfile::Builder::new()
+            .prefix("build-distro-apk.")
+            .tempdir()
+            .map_err(|e| refuse(format!("cannot make a temporary directory: {e}")))?;
+        let write = |name: &str, bytes: &[u8]| -> Result<PathBuf, Error> {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).map_err(|e| refuse(format!("write {}: {e}", p.display())))?;
+            Ok(p)
+        };
+        let cmd = openssl_verify_cmd(
+            s.digest,
+            &write("key.pem", &key.bytes)?,
+            &write("signature", &s.signature)?,
+            &write("signed", s.signed)?,
+        );
+        match self.runner.run(&cmd) {
+            Ok(_) => Ok(()),
+            Err(crate::runner::Error::Failed { tail, .. }) => Err(refuse(format!(
+                "openssl: {}",
+                tail.trim_start_matches(": ")
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `openssl dgst` checking an RSA signature of `data` with the PEM public `key`.
+pub fn openssl_verify_cmd(digest: apkindex::Digest, key: &Path, sig: &Path, data: &Path) -> Cmd {
+    let d = match digest {
+        apkindex::Digest::Sha1 => "-sha1",
+        apkindex::Digest::Sha256 => "-sha256",
+    };
+    Cmd::new("openssl")
+        .args(["dgst", d, "-verify"])
+        .arg(key)
+        .arg("-signature")
+        .arg(sig)
+        .arg(data)
 }
 
 /// Size and SHA-256 of a fetched index against its verified entry.
@@ -432,6 +508,20 @@ mod tests {
         assert_eq!(
             c.display(),
             "gpgv --homedir /t/home --status-fd 1 --keyring /t/k0.gpg --keyring /t/k1.gpg --output /t/out /t/InRelease"
+        );
+    }
+
+    #[test]
+    fn openssl_vector() {
+        let c = openssl_verify_cmd(
+            apkindex::Digest::Sha256,
+            Path::new("/t/k.pem"),
+            Path::new("/t/sig"),
+            Path::new("/t/data"),
+        );
+        assert_eq!(
+            c.display(),
+            "openssl dgst -sha256 -verify /t/k.pem -signature /t/sig /t/data"
         );
     }
 

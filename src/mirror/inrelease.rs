@@ -31,6 +31,8 @@ pub struct Release {
     pub architectures: Vec<String>,
     /// The mirror serves index files under `by-hash/SHA256/<hash>` too.
     pub acquire_by_hash: bool,
+    /// `NotAutomatic: yes` (experimental, backports): apt never upgrades to it by itself.
+    pub not_automatic: bool,
     pub sha256: Vec<FileHash>,
 }
 
@@ -97,6 +99,7 @@ pub fn parse(bytes: &[u8]) -> Result<Release, Error> {
             .map(|v| v.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default()
     };
+    let yes = |k: &str| get(k).is_some_and(|v| v.eq_ignore_ascii_case("yes"));
     let mut sha256 = Vec::new();
     for line in p.get("SHA256").unwrap_or("").lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -135,7 +138,8 @@ pub fn parse(bytes: &[u8]) -> Result<Release, Error> {
         valid_until: get("Valid-Until"),
         components: words("Components"),
         architectures: words("Architectures"),
-        acquire_by_hash: get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        acquire_by_hash: yes("Acquire-By-Hash"),
+        not_automatic: yes("NotAutomatic"),
         sha256,
     })
 }
@@ -213,6 +217,7 @@ iQIzBAEBCgAdFiEE...
         assert_eq!(r.codename.as_deref(), Some("bookworm-security"));
         assert_eq!(r.version.as_deref(), Some("12"));
         assert!(r.acquire_by_hash);
+        assert!(!r.not_automatic);
         assert_eq!(r.components, ["updates/main", "updates/contrib"]);
         assert_eq!(r.architectures, ["amd64", "arm64", "i386"]);
         assert_eq!(r.sha256.len(), 2);
@@ -235,6 +240,8 @@ iQIzBAEBCgAdFiEE...
         let unsigned = "Origin: X\nSHA256:\n ".to_string() + &"a".repeat(64) + " 1 f\n";
         assert_eq!(signed_text(&unsigned).unwrap(), unsigned);
         assert_eq!(parse(unsigned.as_bytes()).unwrap().sha256[0].path, "f");
+        let backports = format!("NotAutomatic: yes\n{}", &unsigned["Origin: X\n".len()..]);
+        assert!(parse(backports.as_bytes()).unwrap().not_automatic);
     }
 
     #[test]

@@ -210,6 +210,32 @@ pub fn content_id_script(n: &Name) -> String {
     )
 }
 
+/// A tar stream of those of `paths` (relative, constants of the caller) that exist in
+/// `distros/NAME`, with their parent directories (so the stream reads as a tree),
+/// symlinks as symlinks: `outdated` reads a published version with it, never writing.
+/// Exit status 4: no such distro. GNU tar (the platform's) for `--no-recursion`.
+pub fn files_script(n: &Name, paths: &[&str]) -> String {
+    let mut parents: Vec<&str> = Vec::new();
+    for p in paths {
+        let mut end = 0;
+        while let Some(i) = p[end..].find('/') {
+            end += i;
+            if !parents.contains(&&p[..end]) {
+                parents.push(&p[..end]);
+            }
+            end += 1;
+        }
+    }
+    let q = |v: &[&str]| v.iter().map(|p| super::sq(p)).collect::<Vec<_>>().join(" ");
+    let add = "do if [ -e \"$p\" ] || [ -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; done";
+    format!(
+        "{CD}; cd -- {} || exit 4; set -- --no-recursion .; for p in {}; {add}; set -- \"$@\" --recursion; for p in {}; {add}; exec tar -cf - \"$@\"",
+        n.arg(),
+        q(&parents),
+        q(paths),
+    )
+}
+
 pub fn upload_script(tmp: &Name, gzip: bool) -> String {
     let z = if gzip { " -z" } else { "" };
     // -p: modes exactly as packed (the remote umask would strip world bits the other
@@ -343,6 +369,19 @@ mod tests {
         let d = Name::distro("deb-12-0123456789ab").unwrap();
         let o = Name::old(77, &d).unwrap();
         (t, d, o)
+    }
+
+    #[test]
+    fn files_script_reads_only() {
+        let n = Name::distro("deb-12-0123456789ab").unwrap();
+        assert_eq!(
+            files_script(&n, &["etc/os-release", "var/lib/dpkg/status", "etc/apt"]),
+            "cd distros || exit 3; cd -- './deb-12-0123456789ab' || exit 4; set -- --no-recursion .; \
+             for p in 'etc' 'var' 'var/lib' 'var/lib/dpkg'; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; done; \
+             set -- \"$@\" --recursion; \
+             for p in 'etc/os-release' 'var/lib/dpkg/status' 'etc/apt'; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then set -- \"$@\" \"$p\"; fi; done; \
+             exec tar -cf - \"$@\""
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@ const COMMANDS: &[&str] = &[
     "check",
     "boot",
     "push",
+    "outdated",
+    "sbom",
     "distros",
     "storage",
     "completions",
@@ -56,6 +58,14 @@ fn usage_errors_exit_2() {
     assert_eq!(code, 2, "{err}");
     let (code, _, _) = run(bin().arg("no-such-command"));
     assert_eq!(code, 2);
+    for args in [
+        &["outdated"][..],
+        &["outdated", "--to", "30001"],
+        &["outdated", "tree", "--to", "30001", "--path", "p"],
+    ] {
+        let (code, _, err) = run(bin().args(args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod alpine;
 pub mod apt_repo;
 pub mod fake_api;
 pub mod sshd;

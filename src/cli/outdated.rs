@@ -1,0 +1,138 @@
+//! `outdated`: installed packages of a tree, a tarball or a published version that the
+//! distribution has updated; exit 1 when a security update is pending (a CI gate).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use build_distro::outdated::{self, Options, Report, Target};
+use build_distro::push::ssh::{Ssh, SshConfig};
+use build_distro::push::Name;
+use build_distro::runner::System;
+
+use super::{print_json, Ctx, ExitStatus};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A distro tree directory or tarball (.tar, .tar.gz; read in place). Omit it with
+    /// --to and --path to read a published version over ssh.
+    #[arg(required_unless_present = "to", conflicts_with = "to")]
+    pub target: Option<PathBuf>,
+    /// The storage container holding the published version (read-only, over ssh).
+    #[arg(long, value_name = "UID", requires = "path")]
+    pub to: Option<u32>,
+    /// The published version's directory under distros/ (e.g. debian-bookworm-0123456789ab).
+    #[arg(long, value_name = "P", requires = "to")]
+    pub path: Option<String>,
+    /// The distribution's archive (default: the tree's apt sources, else
+    /// http://deb.debian.org/debian); for Alpine, the mirror root holding vX.Y/main.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// The security archive (default: the tree's apt sources, else
+    /// http://deb.debian.org/debian-security).
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+    /// Exit 1 for any pending update, not only security updates.
+    #[arg(long)]
+    pub strict: bool,
+    /// Print {"distro", "suites", "packages": [...]} as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Connect to this host instead of the storage container's server address (as push).
+    #[arg(long, value_name = "HOST")]
+    pub ssh_host: Option<String>,
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+    /// ssh private key (default: your ssh config and agent).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Passed to ssh as `-o KEY=VALUE` (repeatable).
+    #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
+    pub ssh_options: Vec<String>,
+    #[command(flatten)]
+    pub api: super::api_cmds::ApiOpts,
+}
+
+fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {
+    let (Some(uid), Some(path)) = (a.to, a.path.as_deref()) else {
+        let p = a.target.as_deref().expect("clap requires TARGET or --to");
+        return Target::open(p);
+    };
+    let ssh = SshConfig::new(
+        a.ssh_host.clone(),
+        a.ssh_port,
+        a.identity.clone(),
+        &a.ssh_options,
+    )?;
+    // The server address comes from the API unless --ssh-host names it.
+    let address = match &ssh.host {
+        Some(_) => None,
+        None => Some(a.api.client(ctx)?.container(uid)?.server_address),
+    };
+    let ssh = Ssh::new(&ssh, uid, address.as_deref(), Arc::new(System))?;
+    Target::remote(&ssh, &Name::distro(path)?)
+}
+
+pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+    let t = target(&a, ctx)?;
+    let opts = Options {
+        mirror: a.mirror.clone(),
+        security_mirror: a.security_mirror.clone(),
+        cache_dir: build_distro::mirror::client::default_cache_dir(),
+    };
+    let report = outdated::run(&t, &opts, Arc::new(System), &ctx.reporter())?;
+    if a.json {
+        print_json(&report);
+    } else {
+        print_table(&report);
+    }
+    let security = report.security_pending();
+    if ctx.verbosity != build_distro::progress::Verbosity::Quiet {
+        eprintln!(
+            "{}: {} update(s) pending, {security} from a security suite ({})",
+            report.distro,
+            report.packages.len(),
+            report.suites.join(", ")
+        );
+    }
+    Ok(
+        if security > 0 || (a.strict && !report.packages.is_empty()) {
+            ExitStatus::Failed
+        } else {
+            ExitStatus::Ok
+        },
+    )
+}
+
+fn print_table(r: &Report) {
+    if r.packages.is_empty() {
+        return;
+    }
+    let w = |f: fn(&outdated::Pending) -> &str, head: &str| {
+        r.packages
+            .iter()
+            .map(|p| f(p).len())
+            .chain([head.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (wn, wi, wa, ws) = (
+        w(|p| &p.name, "PACKAGE"),
+        w(|p| &p.installed, "INSTALLED"),
+        w(|p| &p.available, "AVAILABLE"),
+        w(|p| &p.suite, "SUITE"),
+    );
+    println!(
+        "{:<wn$}  {:<wi$}  {:<wa$}  {:<ws$}  SECURITY",
+        "PACKAGE", "INSTALLED", "AVAILABLE", "SUITE"
+    );
+    for p in &r.packages {
+        println!(
+            "{:<wn$}  {:<wi$}  {:<wa$}  {:<ws$}  {}",
+            p.name,
+            p.installed,
+            p.available,
+            p.suite,
+            if p.security { "yes" } else { "no" }
+        );
+    }
+}

@@ -1,0 +1,985 @@
+//! `outdated`: against the real Debian mirror it must agree with apt; against a signed
+//! archive served from loopback it must refuse bad signatures and bad indexes, keep exit
+//! codes and the JSON shape, cache indexes; Alpine's index and a published version read
+//! over ssh work the same way.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::support::sshd::SshLab;
+use crate::support::{self, bin, run};
+
+// ---------------------------------------------------------------------------------------
+// A static HTTP server on loopback (a mirror), stopped on drop.
+
+struct Mirror {
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    url: String,
+}
+
+impl Mirror {
+    fn serve(root: &Path) -> Mirror {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let url = format!("http://{}", server.server_addr());
+        let s = server.clone();
+        let root = root.to_path_buf();
+        let thread = std::thread::spawn(move || {
+            for req in s.incoming_requests() {
+                let rel = req.url().trim_start_matches('/').to_string();
+                let path = root.join(&rel);
+                let resp = if !rel.contains("..") && path.is_file() {
+                    tiny_http::Response::from_data(std::fs::read(&path).unwrap())
+                } else {
+                    tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
+                };
+                let _ = req.respond(resp);
+            }
+        });
+        Mirror {
+            server,
+            thread: Some(thread),
+            url,
+        }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A signed Debian-style archive generated at test time.
+
+fn sh(c: &mut Command) -> Vec<u8> {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A fresh signing key: (GNUPGHOME, binary public keyring).
+fn signing_key(dir: &Path, name: &str) -> (PathBuf, Vec<u8>) {
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    sh(Command::new("chmod").arg("700").arg(&home));
+    let gpg = || {
+        let mut c = Command::new("gpg");
+        c.arg("--homedir").arg(&home).args([
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ]);
+        c
+    };
+    sh(gpg().args([
+        "--quick-gen-key",
+        &format!("{name} <{name}@test.invalid>"),
+        "ed25519",
+        "sign",
+        "never",
+    ]));
+    let public = sh(gpg().arg("--export"));
+    assert!(!public.is_empty());
+    (home, public)
+}
+
+/// `dists/SUITE` under `root`: Packages.xz of `packages`, a Release listing it, and the
+/// InRelease clear-signed with the key in `gnupg`.
+fn write_suite(root: &Path, suite: &str, packages: &str, gnupg: &Path) {
+    let dir = root.join("dists").join(suite);
+    let bin = dir.join("main/binary-amd64");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("Packages"), packages).unwrap();
+    sh(Command::new("xz")
+        .args(["-k", "-f"])
+        .arg(bin.join("Packages")));
+    let xz = std::fs::read(bin.join("Packages.xz")).unwrap();
+    use sha2::Digest;
+    let release = format!(
+        "Origin: Debian\nLabel: Debian\nSuite: {suite}\nCodename: {suite}\n\
+         Date: Mon, 30 Nov 2026 00:00:00 UTC\nArchitectures: amd64\nComponents: main\n\
+         SHA256:\n {} {} main/binary-amd64/Packages.xz\n {} {} main/binary-amd64/Packages\n",
+        hex::encode(sha2::Sha256::digest(&xz)),
+        xz.len(),
+        hex::encode(sha2::Sha256::digest(packages.as_bytes())),
+        packages.len(),
+    );
+    std::fs::write(dir.join("Release"), &release).unwrap();
+    sign(&dir, gnupg);
+}
+
+/// Clear-sign `dir/Release` into `dir/InRelease`.
+fn sign(dir: &Path, gnupg: &Path) {
+    sh(Command::new("gpg")
+        .arg("--homedir")
+        .arg(gnupg)
+        .args([
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(["--clearsign", "-o"])
+        .arg(dir.join("InRelease"))
+        .arg(dir.join("Release")));
+}
+
+fn stanza(name: &str, version: &str, arch: &str) -> String {
+    format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\n\n")
+}
+
+fn status_stanza(name: &str, version: &str, arch: &str) -> String {
+    format!(
+        "Package: {name}\nStatus: install ok installed\nVersion: {version}\nArchitecture: {arch}\n\n"
+    )
+}
+
+/// The archive: bookworm (point release), bookworm-updates (a newer tzdata) and
+/// bookworm-security (a newer libssl3) under `root/debian` and `root/debian-security`.
+fn debian_archive(root: &Path, gnupg: &Path) {
+    let deb = root.join("debian");
+    write_suite(
+        &deb,
+        "bookworm",
+        &[
+            stanza("libssl3", "3.0.11-1~deb12u2", "amd64"),
+            stanza("tzdata", "2024a-0+deb12u1", "all"),
+            stanza("bash", "5.2.15-2+b2", "amd64"),
+            stanza("zlib1g", "1:1.2.13.dfsg-1", "amd64"),
+        ]
+        .concat(),
+        gnupg,
+    );
+    write_suite(
+        &deb,
+        "bookworm-updates",
+        &stanza("tzdata", "2025b-0+deb12u1", "all"),
+        gnupg,
+    );
+    write_suite(
+        &root.join("debian-security"),
+        "bookworm-security",
+        &[
+            stanza("libssl3", "3.0.17-1~deb12u3", "amd64"),
+            stanza("openssl", "3.0.17-1~deb12u3", "amd64"),
+        ]
+        .concat(),
+        gnupg,
+    );
+}
+
+/// A small Debian tree: os-release, a dpkg status of `installed`, sources naming only
+/// `bookworm main`, and `keyring` trusted by apt.
+fn debian_tree(dir: &Path, installed: &[(&str, &str, &str)], keyring: &[u8]) -> PathBuf {
+    let t = dir.join("tree");
+    for d in ["etc/apt/trusted.gpg.d", "var/lib/dpkg", "usr/lib"] {
+        std::fs::create_dir_all(t.join(d)).unwrap();
+    }
+    std::fs::write(
+        t.join("usr/lib/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", t.join("etc/os-release")).unwrap();
+    let status: String = installed
+        .iter()
+        .map(|(n, v, a)| status_stanza(n, v, a))
+        .collect();
+    std::fs::write(t.join("var/lib/dpkg/status"), status).unwrap();
+    std::fs::write(
+        t.join("etc/apt/sources.list"),
+        "deb http://deb.debian.org/debian bookworm main\n",
+    )
+    .unwrap();
+    std::fs::write(t.join("etc/apt/trusted.gpg.d/test.gpg"), keyring).unwrap();
+    t
+}
+
+const STALE: &[(&str, &str, &str)] = &[
+    ("libssl3", "3.0.11-1~deb12u2", "amd64"),
+    ("tzdata", "2024a-0+deb12u1", "all"),
+    ("bash", "5.2.15-2+b2", "amd64"),
+    ("zlib1g", "1:1.2.13.dfsg-1", "amd64"),
+    ("local-only", "1.0", "amd64"),
+];
+
+/// One test's world: the signed archive served on loopback, a tree, a private cache.
+struct Lab {
+    dir: tempfile::TempDir,
+    mirror: Mirror,
+    gnupg: PathBuf,
+    keyring: Vec<u8>,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let dir = support::tempdir();
+        let (gnupg, keyring) = signing_key(dir.path(), "archive");
+        let root = dir.path().join("www");
+        debian_archive(&root, &gnupg);
+        let mirror = Mirror::serve(&root);
+        Lab {
+            dir,
+            mirror,
+            gnupg,
+            keyring,
+        }
+    }
+
+    fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    fn tree(&self, name: &str, installed: &[(&str, &str, &str)]) -> PathBuf {
+        let d = self.dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        debian_tree(&d, installed, &self.keyring)
+    }
+
+    fn mirror_flags(&self) -> Vec<String> {
+        vec![
+            "--mirror".into(),
+            format!("{}/debian", self.mirror.url),
+            "--security-mirror".into(),
+            format!("{}/debian-security", self.mirror.url),
+        ]
+    }
+
+    /// `outdated TARGET ARGS` with the lab's mirrors and cache.
+    fn outdated(&self, target: &Path, args: &[&str]) -> (i32, String, String) {
+        run(bin()
+            .arg("outdated")
+            .arg(target)
+            .args(self.mirror_flags())
+            .args(args)
+            .env("BUILD_DISTRO_CACHE_DIR", self.dir.path().join("cache")))
+    }
+}
+
+fn one_line_error(code: i32, err: &str, needle: &str) {
+    assert_eq!(code, 2, "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("build-distro: error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+}
+
+fn gpg_available() -> bool {
+    Command::new("gpg")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Command::new("gpgv")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
+macro_rules! require_gpg {
+    () => {
+        if !gpg_available() {
+            eprintln!("SKIPPED: needs gpg and gpgv (scripts/setup.sh installs them)");
+            return;
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Against the loopback archive.
+
+#[test]
+fn security_updates_exit_1_and_json_has_the_documented_shape() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let (code, out, err) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(code, 1, "a security update is pending: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["distro"], "debian-12");
+    assert_eq!(
+        v["suites"],
+        serde_json::json!(["bookworm", "bookworm-updates", "bookworm-security"]),
+        "-updates and -security are checked although the sources name only bookworm"
+    );
+    assert_eq!(
+        v["packages"],
+        serde_json::json!([
+            {"name": "libssl3", "installed": "3.0.11-1~deb12u2", "available": "3.0.17-1~deb12u3",
+             "suite": "bookworm-security", "security": true},
+            {"name": "tzdata", "installed": "2024a-0+deb12u1", "available": "2025b-0+deb12u1",
+             "suite": "bookworm-updates", "security": false},
+        ])
+    );
+    let (code, out, _) = lab.outdated(&tree, &[]);
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("PACKAGE") && lines[0].ends_with("SECURITY"));
+    assert!(lines[1].starts_with("libssl3 ") && lines[1].ends_with("bookworm-security  yes"));
+    assert!(lines[2].starts_with("tzdata ") && lines[2].ends_with("no"));
+}
+
+#[test]
+fn non_security_updates_change_the_exit_code_only_with_strict() {
+    require_gpg!();
+    let lab = Lab::new();
+    let mut installed = STALE.to_vec();
+    installed[0] = ("libssl3", "3.0.17-1~deb12u3", "amd64");
+    let tree = lab.tree("t", &installed);
+    let (code, out, err) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["packages"].as_array().unwrap().len(),
+        1,
+        "tzdata is listed"
+    );
+    let (code, _, _) = lab.outdated(&tree, &["--strict"]);
+    assert_eq!(code, 1);
+    installed[1] = ("tzdata", "2025b-0+deb12u1", "all");
+    let current = lab.tree("current", &installed);
+    let (code, out, err) = lab.outdated(&current, &["--strict", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["packages"], serde_json::json!([]));
+}
+
+#[test]
+fn backports_named_in_the_sources_are_not_upgraded_to_as_apt_would_not() {
+    require_gpg!();
+    let lab = Lab::new();
+    let deb = lab.www().join("debian");
+    write_suite(
+        &deb,
+        "bookworm-backports",
+        &stanza("bash", "5.3-1~bpo12+1", "amd64"),
+        &lab.gnupg,
+    );
+    let dir = deb.join("dists/bookworm-backports");
+    let release = std::fs::read_to_string(dir.join("Release")).unwrap();
+    std::fs::write(
+        dir.join("Release"),
+        release.replace(
+            "Date: ",
+            "NotAutomatic: yes\nButAutomaticUpgrades: yes\nDate: ",
+        ),
+    )
+    .unwrap();
+    sign(&dir, &lab.gnupg);
+    let mut installed = STALE.to_vec();
+    installed[0] = ("libssl3", "3.0.17-1~deb12u3", "amd64");
+    let tree = lab.tree("t", &installed);
+    std::fs::write(
+        tree.join("etc/apt/sources.list"),
+        "deb http://deb.debian.org/debian bookworm main\n\
+         deb http://deb.debian.org/debian bookworm-backports main\n",
+    )
+    .unwrap();
+    let (code, out, err) = lab.outdated(&tree, &["--json", "-v"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("bookworm-backports: NotAutomatic"), "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["suites"],
+        serde_json::json!(["bookworm", "bookworm-updates", "bookworm-security"])
+    );
+    let names: Vec<&str> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tzdata"], "bash stays: backports is opt-in");
+}
+
+#[test]
+fn indexes_are_cached_so_a_second_run_fetches_only_the_release_files() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let (code, first, err) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(code, 1, "{err}");
+    let cached: Vec<_> = std::fs::read_dir(lab.dir.path().join("cache/indexes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 3, "one Packages.xz per suite: {cached:?}");
+    assert!(cached.iter().all(|n| n.len() == 64), "named by sha256");
+    // Without the index files on the mirror, only the cache can answer.
+    for suite in [
+        "debian/dists/bookworm",
+        "debian/dists/bookworm-updates",
+        "debian-security/dists/bookworm-security",
+    ] {
+        std::fs::remove_dir_all(lab.www().join(suite).join("main")).unwrap();
+    }
+    let (code, second, err) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(first, second);
+}
+
+#[test]
+fn a_tampered_release_is_refused() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let p = lab
+        .www()
+        .join("debian-security/dists/bookworm-security/InRelease");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        text.replace("Codename: bookworm-security", "Codename: bookworm-securitx"),
+    )
+    .unwrap();
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "bad or missing signature");
+    assert!(err.contains("bookworm-security/InRelease"), "{err}");
+    // An unsigned Release served as InRelease is refused too.
+    std::fs::copy(p.with_file_name("Release"), &p).unwrap();
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "not a clear-signed file");
+}
+
+#[test]
+fn an_expired_or_substituted_release_is_refused_although_signed() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let updates = lab.www().join("debian/dists/bookworm-updates");
+    let release = std::fs::read_to_string(updates.join("Release")).unwrap();
+    let expired = release.replace(
+        "Date: ",
+        "Valid-Until: Mon, 01 Jan 2024 00:00:00 UTC\nDate: ",
+    );
+    std::fs::write(updates.join("Release"), expired).unwrap();
+    sign(&updates, &lab.gnupg);
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "expired (Valid-Until Mon, 01 Jan 2024");
+    // bookworm's own (valid, signed) release served as bookworm-updates: a replay.
+    for f in ["Release", "InRelease"] {
+        std::fs::copy(
+            lab.www().join("debian/dists/bookworm").join(f),
+            updates.join(f),
+        )
+        .unwrap();
+    }
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "refusing a substituted suite");
+}
+
+#[test]
+fn a_release_signed_by_a_key_the_tree_does_not_trust_is_refused() {
+    require_gpg!();
+    let lab = Lab::new();
+    let (_, other) = signing_key(lab.dir.path(), "stranger");
+    let d = lab.dir.path().join("wrongkey");
+    std::fs::create_dir_all(&d).unwrap();
+    let tree = debian_tree(&d, STALE, &other);
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "bad or missing signature");
+    assert!(err.contains("/dists/bookworm/InRelease"), "{err}");
+}
+
+#[test]
+fn an_index_that_does_not_match_the_release_is_refused() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let bin = lab
+        .www()
+        .join("debian-security/dists/bookworm-security/main/binary-amd64");
+    // Same size, other bytes: the hash must catch it.
+    let mut xz = std::fs::read(bin.join("Packages.xz")).unwrap();
+    let last = xz.len() - 1;
+    xz[last] ^= 0xff;
+    std::fs::write(bin.join("Packages.xz"), &xz).unwrap();
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "sha256 mismatch");
+    xz.extend_from_slice(b"more");
+    std::fs::write(bin.join("Packages.xz"), &xz).unwrap();
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "size mismatch");
+    assert!(
+        !lab.dir.path().join("cache/indexes").exists()
+            || std::fs::read_dir(lab.dir.path().join("cache/indexes"))
+                .unwrap()
+                .all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".tmp")),
+        "nothing half-written left in the cache"
+    );
+}
+
+#[test]
+fn bad_input_gets_exit_2_and_one_line() {
+    require_gpg!();
+    let lab = Lab::new();
+    let d = lab.dir.path();
+    // Not a distro.
+    let empty = d.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, err) = lab.outdated(&empty, &[]);
+    one_line_error(code, &err, "not a distro");
+    // No package database.
+    let nodb = d.join("nodb");
+    std::fs::create_dir_all(nodb.join("etc")).unwrap();
+    std::fs::write(nodb.join("etc/os-release"), "ID=debian\n").unwrap();
+    let (code, _, err) = lab.outdated(&nodb, &[]);
+    one_line_error(code, &err, "no package database");
+    // Unknown distribution.
+    let tree = lab.tree("fedora", STALE);
+    std::fs::write(
+        tree.join("usr/lib/os-release"),
+        "ID=fedora\nVERSION_ID=40\n",
+    )
+    .unwrap();
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "unknown distribution");
+    // Mirror unreachable (a port nothing listens on).
+    let tree = lab.tree("t", STALE);
+    let (code, _, err) = run(bin()
+        .arg("outdated")
+        .arg(&tree)
+        .args([
+            "--mirror",
+            "http://127.0.0.1:9/debian",
+            "--security-mirror",
+            "http://127.0.0.1:9/s",
+        ])
+        .env("BUILD_DISTRO_CACHE_DIR", d.join("cache")));
+    one_line_error(code, &err, "mirror unreachable");
+    // A truncated tarball.
+    let tgz = d.join("t.tar.gz");
+    support::tar(&tree, &["-czf"], &tgz);
+    let full = std::fs::read(&tgz).unwrap();
+    let cut = d.join("cut.tar.gz");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let (code, _, err) = lab.outdated(&cut, &[]);
+    one_line_error(code, &err, "cut.tar.gz");
+    // The whole tarball reads like the tree.
+    let (code, out, err) = lab.outdated(&tgz, &["--json"]);
+    assert_eq!(code, 1, "{err}");
+    let (_, from_tree, _) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(out, from_tree);
+}
+
+// ---------------------------------------------------------------------------------------
+// Alpine: an installed database and an APKINDEX.tar.gz generated here.
+
+/// One gzip member holding a tar of `files`; `end` adds the end-of-archive blocks (the
+/// signature segment has none).
+fn gz_tar(files: &[(&str, &[u8])], end: bool) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, *data).unwrap();
+    }
+    let raw = if end {
+        tar.into_inner().unwrap()
+    } else {
+        tar.get_ref().clone()
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap()
+}
+
+/// An RSA key pair made by openssl: (private PEM path, public PEM bytes).
+fn apk_key(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let private = dir.join("apk-key.pem");
+    sh(Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&private)
+        .arg("2048"));
+    let public = sh(Command::new("openssl")
+        .args(["rsa", "-pubout", "-in"])
+        .arg(&private));
+    (private, public)
+}
+
+/// `APKINDEX.tar.gz` laid out as Alpine's: a signature segment (RSA over SHA-1 of the
+/// rest, by `key_name`), then the member with DESCRIPTION and APKINDEX.
+fn apkindex_tar_gz(index: &str, private: &Path, key_name: &str, dir: &Path) -> Vec<u8> {
+    let body = gz_tar(
+        &[("DESCRIPTION", b"v3.20"), ("APKINDEX", index.as_bytes())],
+        true,
+    );
+    let data = dir.join("apk-signed");
+    std::fs::write(&data, &body).unwrap();
+    let sig = sh(Command::new("openssl")
+        .args(["dgst", "-sha1", "-sign"])
+        .arg(private)
+        .arg(&data));
+    let mut out = gz_tar(&[(&format!(".SIGN.RSA.{key_name}"), &sig)], false);
+    out.extend(body);
+    out
+}
+
+#[test]
+fn alpine_installed_database_against_its_index() {
+    let d = support::tempdir();
+    let www = d.path().join("www");
+    let main = www.join("alpine/v3.20/main/x86_64");
+    std::fs::create_dir_all(&main).unwrap();
+    let index = "P:musl\nV:1.2.5-r0\nA:x86_64\n\nP:libcrypto3\nV:3.3.2-r1\nA:x86_64\no:openssl\n\n\
+                 P:busybox\nV:1.36.1-r29\nA:x86_64\n\nP:zlib\nV:1.3.1_p1-r0\nA:x86_64\n\n\
+                 P:tzdata\nV:2024b-r0\nA:noarch\n\n";
+    let (private, public) = apk_key(d.path());
+    let signed = apkindex_tar_gz(index, &private, "test-5f1a.rsa.pub", d.path());
+    std::fs::write(main.join("APKINDEX.tar.gz"), &signed).unwrap();
+    let mirror = Mirror::serve(&www);
+    let t = d.path().join("alpine");
+    std::fs::create_dir_all(t.join("etc/apk/keys")).unwrap();
+    std::fs::write(t.join("etc/apk/keys/test-5f1a.rsa.pub"), &public).unwrap();
+    std::fs::create_dir_all(t.join("lib/apk/db")).unwrap();
+    std::fs::write(
+        t.join("etc/os-release"),
+        "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("etc/apk/repositories"),
+        "https://dl-cdn.alpinelinux.org/alpine/v3.20/main\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("lib/apk/db/installed"),
+        "C:Q1=\nP:musl\nV:1.2.5-r0\nA:x86_64\n\n\
+         P:libcrypto3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n\
+         P:busybox\nV:1.36.1-r30\nA:x86_64\n\n\
+         P:zlib\nV:1.3.1-r1\nA:x86_64\n\n\
+         P:tzdata\nV:2024a-r0\nA:noarch\n\n",
+    )
+    .unwrap();
+    let outdated = || {
+        run(bin()
+            .arg("outdated")
+            .arg(&t)
+            .args(["--mirror", &format!("{}/alpine", mirror.url), "--json"])
+            .env("BUILD_DISTRO_CACHE_DIR", d.path().join("cache")))
+    };
+    let (code, out, err) = outdated();
+    assert_eq!(code, 1, "a stable branch takes only fixes: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["distro"], "alpine-3.20.3");
+    assert_eq!(v["suites"], serde_json::json!(["v3.20/main"]));
+    let got: Vec<(String, String)> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["suite"], "v3.20/main");
+            assert_eq!(p["security"], true);
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["available"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // busybox: installed -r30 is newer than the index's -r29 (no downgrade); zlib:
+    // `_p1` beats a higher revision of the plain version.
+    assert_eq!(
+        got,
+        [
+            ("libcrypto3".to_string(), "3.3.2-r1".to_string()),
+            ("tzdata".to_string(), "2024b-r0".to_string()),
+            ("zlib".to_string(), "1.3.1_p1-r0".to_string()),
+        ]
+    );
+
+    // A changed index no longer matches its signature.
+    let mut tampered = signed.clone();
+    let last = tampered.len() - 9;
+    tampered[last] ^= 0x01;
+    std::fs::write(main.join("APKINDEX.tar.gz"), &tampered).unwrap();
+    let (code, _, err) = outdated();
+    one_line_error(code, &err, "bad or missing signature");
+    // A key the tree does not trust.
+    std::fs::write(main.join("APKINDEX.tar.gz"), &signed).unwrap();
+    std::fs::rename(
+        t.join("etc/apk/keys/test-5f1a.rsa.pub"),
+        t.join("etc/apk/keys/other.rsa.pub"),
+    )
+    .unwrap();
+    let (code, _, err) = outdated();
+    one_line_error(
+        code,
+        &err,
+        "test-5f1a.rsa.pub, a key the tree does not have",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A published version, read over ssh.
+
+#[test]
+fn a_published_version_is_read_over_ssh_like_the_tree() {
+    require_gpg!();
+    crate::require_sshd!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let ssh = SshLab::start(&[std::net::Ipv4Addr::LOCALHOST], &[39171], "");
+    let dest = ssh.distros(39171).join("deb-12-0123456789ab");
+    support::copy_tree(&tree, &dest);
+    sh(Command::new("chown")
+        .arg("-R")
+        .arg("39171:39171")
+        .arg(&dest));
+    let remote = |path: &str, extra: &[&str]| {
+        run(bin()
+            .args([
+                "outdated",
+                "--to",
+                "39171",
+                "--path",
+                path,
+                "--ssh-host",
+                "127.0.0.1",
+            ])
+            .args(ssh.ssh_flags())
+            .args(lab.mirror_flags())
+            .args(extra)
+            .env("BUILD_DISTRO_CACHE_DIR", lab.dir.path().join("cache")))
+    };
+    let (code, out, err) = remote("deb-12-0123456789ab", &["--json"]);
+    assert_eq!(code, 1, "{err}");
+    let (_, local, _) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(out, local, "same answer as the tree");
+    let (code, _, err) = remote("no-such-version", &[]);
+    one_line_error(code, &err, "no distros/no-such-version");
+    let (code, _, err) = remote("../etc", &[]);
+    assert_eq!(code, 2, "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The real Debian mirror: outdated must agree with apt.
+
+fn debian_mirror_reachable() -> bool {
+    use std::net::ToSocketAddrs;
+    ("deb.debian.org", 80)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(5)).is_ok())
+}
+
+/// The packages `apt-get -s dist-upgrade` upgrades from a security suite: name → version.
+fn apt_security_upgrades(dir: &Path, status: &Path) -> BTreeSet<(String, String)> {
+    let lists = dir.join("lists");
+    let cache = dir.join("cache");
+    let parts = dir.join("empty");
+    for d in [
+        lists.join("partial"),
+        cache.join("archives/partial"),
+        parts.clone(),
+    ] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let sources = dir.join("sources.list");
+    let kr = "[signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]";
+    std::fs::write(
+        &sources,
+        format!(
+            "deb {kr} http://deb.debian.org/debian bookworm main\n\
+             deb {kr} http://deb.debian.org/debian bookworm-updates main\n\
+             deb {kr} http://deb.debian.org/debian-security bookworm-security main\n"
+        ),
+    )
+    .unwrap();
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        // Lists stored uncompressed whatever the host's apt.conf.d says: the test reads
+        // them.
+        c.args([
+            "-q",
+            "-o",
+            "APT::Architecture=amd64",
+            "-o",
+            "Debug::NoLocking=1",
+            "-o",
+            "Acquire::GzipIndexes=false",
+        ])
+        .arg("-o")
+        .arg(format!("Dir::State::status={}", status.display()))
+        .arg("-o")
+        .arg(format!("Dir::Etc::SourceList={}", sources.display()))
+        .arg("-o")
+        .arg(format!("Dir::Etc::SourceParts={}", parts.display()))
+        .arg("-o")
+        .arg(format!("Dir::Etc::PreferencesParts={}", parts.display()))
+        .arg("-o")
+        .arg(format!(
+            "Dir::Etc::Preferences={}",
+            parts.join("none").display()
+        ))
+        .arg("-o")
+        .arg(format!("Dir::State::Lists={}", lists.display()))
+        .arg("-o")
+        .arg(format!("Dir::Cache={}", cache.display()))
+        .args(args);
+        String::from_utf8(sh(&mut c)).unwrap()
+    };
+    apt(&["update"]);
+    let sim = apt(&["-s", "dist-upgrade"]);
+    // `Inst libssl3 [3.0.11-1~deb12u2] (3.0.17-1~deb12u3 Debian-Security:12/oldstable-security [amd64])`
+    sim.lines()
+        .filter_map(|l| l.strip_prefix("Inst "))
+        .filter(|l| l.contains(" ["))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(' ')?;
+            let origin = rest.split_once('(')?.1;
+            let version = origin.split_whitespace().next()?;
+            origin.contains("-security").then(|| {
+                (
+                    name.split(':').next().unwrap().to_string(),
+                    version.to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn outdated_security(out: &str) -> BTreeSet<(String, String)> {
+    let v: Value = serde_json::from_str(out).unwrap();
+    v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["security"] == true)
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["available"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn outdated_agrees_with_apt_on_a_stale_debian_tree_and_its_tarball() {
+    crate::require_root!();
+    if !debian_mirror_reachable() {
+        eprintln!("SKIPPED: deb.debian.org is not reachable (CI reaches it)");
+        return;
+    }
+    if !Path::new("/usr/share/keyrings/debian-archive-keyring.gpg").exists() {
+        eprintln!("SKIPPED: no debian-archive-keyring on the host (scripts/setup.sh installs it)");
+        return;
+    }
+    let base = support::debian_tree();
+    // Beside the fixture (same filesystem): a copy sharing its files (hard links), where
+    // only the status file is replaced.
+    let d = tempfile::Builder::new()
+        .prefix("bd-test.")
+        .tempdir_in(support::fixtures_dir())
+        .unwrap();
+    let tree = d.path().join("tree");
+    sh(Command::new("cp").arg("-al").arg(&base).arg(&tree));
+    let apt_dir = d.path().join("apt");
+    // First apt's view of the indexes, to take the point-release versions from.
+    let status = tree.join("var/lib/dpkg/status");
+    let fresh = std::fs::read_to_string(&status).unwrap();
+    apt_security_upgrades(&apt_dir, &status);
+    let lists = apt_dir.join("lists");
+    let index = |suffix: &str| -> std::collections::HashMap<String, String> {
+        let f = std::fs::read_dir(&lists)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap_or_else(|| panic!("apt fetched no {suffix}"));
+        let text = std::fs::read(&f).unwrap();
+        build_distro::mirror::packages::entries(&text[..])
+            .map(|e| e.unwrap())
+            .filter(|e| e.architecture != "i386")
+            .map(|e| (format!("{}:{}", e.package, e.architecture), e.version))
+            .collect()
+    };
+    let point = index("_debian_dists_bookworm_main_binary-amd64_Packages");
+    let security = index("_debian-security_dists_bookworm-security_main_binary-amd64_Packages");
+    // The stale status: every installed package that bookworm-security has fixed goes
+    // back to its bookworm point-release version.
+    let mut stale = String::new();
+    let mut set_back = 0;
+    for para in fresh.split("\n\n").filter(|p| !p.trim().is_empty()) {
+        let field = |k: &str| {
+            para.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .unwrap_or("")
+                .to_string()
+        };
+        let key = format!("{}:{}", field("Package"), field("Architecture"));
+        let mut para = para.to_string();
+        if let (Some(_), Some(old)) = (security.get(&key), point.get(&key)) {
+            let now = field("Version");
+            if &now != old {
+                para = para.replace(
+                    &format!("\nVersion: {now}\n"),
+                    &format!("\nVersion: {old}\n"),
+                );
+            }
+            set_back += 1;
+        }
+        stale.push_str(&para);
+        stale.push_str("\n\n");
+    }
+    assert!(
+        set_back > 0,
+        "bookworm-security fixes none of the installed packages?"
+    );
+    std::fs::remove_file(&status).unwrap();
+    std::fs::write(&status, &stale).unwrap();
+
+    let want = apt_security_upgrades(&apt_dir, &status);
+    assert!(
+        !want.is_empty(),
+        "apt sees no security upgrade in the stale status"
+    );
+    let cache = d.path().join("cache");
+    let (code, out, err) = run(bin()
+        .arg("outdated")
+        .arg(&tree)
+        .arg("--json")
+        .env("BUILD_DISTRO_CACHE_DIR", &cache));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        outdated_security(&out),
+        want,
+        "outdated and apt disagree on the tree"
+    );
+
+    let tgz = d.path().join("stale.tar.gz");
+    sh(Command::new("tar")
+        .arg("-C")
+        .arg(&tree)
+        .args(["--use-compress-program", "gzip -1", "-cf"])
+        .arg(&tgz)
+        .arg("."));
+    let (code, from_tar, err) = run(bin()
+        .arg("outdated")
+        .arg(&tgz)
+        .arg("--json")
+        .env("BUILD_DISTRO_CACHE_DIR", &cache));
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(from_tar, out, "the tarball reads like the tree");
+}
