@@ -1,8 +1,7 @@
 //! The source stage with the cache in front: a bootstrap source is restored from its entry
-//! when one matches, else bootstrapped (reusing cached packages), stored, and restored from
-//! the new entry, so a cold and a warm build hand customize the same tree, made by the
-//! same unpacker. Other sources go straight to [`crate::source::fetch`]: a Docker engine
-//! or an image archive on disk is already a local copy.
+//! when one matches, else bootstrapped (reusing cached packages) and stored. Other sources
+//! go straight to [`crate::source::fetch`]: a Docker engine or an image archive on disk is
+//! already a local copy.
 
 use std::path::Path;
 
@@ -93,35 +92,17 @@ pub fn fetch_source<'a>(
             false
         }
     };
-    let stored = if !same {
-        false
-    } else {
-        match cache.store(&key, &built, &info) {
-            Ok(()) => true,
-            Err(e) => {
-                ctx.reporter.warn(&format!(
-                    "{e}; the build goes on without caching its source"
-                ));
-                false
-            }
-        }
-    };
-    if stored {
-        // From the entry just written, so this build's tree is the one a warm build gets.
-        match restore(cache, &key, target, ctx) {
-            Ok(_) => {
-                crate::tree::remove_tree(&built)?;
-                return Ok((info, None));
-            }
-            Err(Error::Interrupted) => return Err(crate::error::Error::Interrupted),
-            Err(e) => {
-                ctx.reporter
-                    .warn(&format!("{e}; using the bootstrapped tree"));
-                crate::tree::remove_tree(target)?;
-                std::fs::create_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
-            }
+    if same {
+        if let Err(e) = cache.store(&key, &built, &info) {
+            ctx.reporter.warn(&format!(
+                "{e}; the build goes on without caching its source"
+            ));
         }
     }
+    // The bootstrapped tree itself goes on (no round trip through the new entry): the
+    // unpacker changes nothing the finished archive keeps (owners and modes are kept;
+    // set-id bits, device nodes and sub-second times never reach an archive anyway), and
+    // tests compare cold, warm and --no-cache archives byte for byte.
     std::fs::remove_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
     std::fs::rename(&built, target).map_err(|e| crate::tree::Error::io(target, e))?;
     Ok((info, None))
