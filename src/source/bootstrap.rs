@@ -134,7 +134,7 @@ pub struct RunOpts<'a> {
     /// `debs_out` is ignored for it.
     pub debs: Option<&'a Path>,
     pub debs_out: Option<&'a Path>,
-    /// `SOURCE_DATE_EPOCH` for mmdebstrap's reproducible mode.
+    /// `SOURCE_DATE_EPOCH` for the tool and what it runs.
     pub source_date_epoch: Option<u64>,
 }
 
@@ -186,9 +186,11 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
     if tool == Tool::Mmdebstrap {
         // Root mode: real chroot, real device nodes; we are root anyway (checked before).
         args.push("--mode=root".into());
-        if let Some(t) = opts.source_date_epoch {
-            cmd = cmd.env("SOURCE_DATE_EPOCH", &t.to_string());
-        }
+    }
+    // mmdebstrap's reproducible mode; for both, the time the maintainer scripts they run
+    // record (shadow's last password change, for one).
+    if let Some(t) = opts.source_date_epoch {
+        cmd = cmd.env("SOURCE_DATE_EPOCH", &t.to_string());
     }
     args.push(b.suite.to_string().into());
     args.push(target.as_os_str().to_os_string());

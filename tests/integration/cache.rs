@@ -63,6 +63,14 @@ fn member(archive: &[u8], path: &str) -> String {
     panic!("{path} not in the archive");
 }
 
+fn paths(archive: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    a.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
 const FROM_CACHE: &str = "from the build cache";
 
 /// The default recipe against deb.debian.org: cold, warm and `--no-cache` builds give one
@@ -105,6 +113,14 @@ fn cached_and_uncached_builds_are_byte_identical() {
             "--no-cache gives the cached build's bytes"
         );
     }
+    let debs: Vec<String> = paths(&cold)
+        .into_iter()
+        .filter(|p| p.ends_with(".deb"))
+        .collect();
+    assert!(
+        debs.is_empty(),
+        "the cached packages stay out of the tree: {debs:?}"
+    );
     let prov = member(&cold, "etc/build-distro.json");
     assert!(prov.contains("dists/bookworm/InRelease"), "{prov}");
     // Only [[files]] changed: the source comes from the cache, the result differs.

@@ -1,7 +1,7 @@
-//! A signed apt repository on loopback for bootstrap tests that must control the mirror:
-//! packages built with `dpkg-deb`, indexes by `apt-ftparchive`, `InRelease` clear-signed
-//! with a throwaway gpg key, served by a tiny HTTP server on 127.0.0.1 that stops when
-//! dropped.
+//! Signed apt archives on loopback, for tests that must control the mirror: a static
+//! HTTP server on 127.0.0.1 ([`Mirror`]), throwaway gpg keys that clear-sign `Release`
+//! files, and [`AptRepo`], a repository of packages built with `dpkg-deb` and indexed by
+//! `apt-ftparchive` that a bootstrap can install from.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,77 +24,137 @@ pub fn available() -> Result<(), String> {
     Ok(())
 }
 
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
+/// Run, assert success, return stdout.
+pub fn sh(c: &mut Command) -> Vec<u8> {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
     assert!(
         out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
+        "{c:?} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
 }
 
+/// A static HTTP server of the files under a directory on 127.0.0.1 (a mirror), stopped
+/// on drop.
+pub struct Mirror {
+    server: Arc<tiny_http::Server>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Mirror {
+    pub fn serve(root: &Path) -> Mirror {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
+        let url = format!("http://{}", server.server_addr());
+        let (s, root) = (server.clone(), root.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            for req in s.incoming_requests() {
+                let rel = req.url().trim_start_matches('/').to_string();
+                let path = root.join(&rel);
+                let resp = if !rel.split('/').any(|c| c == "..") && path.is_file() {
+                    tiny_http::Response::from_data(std::fs::read(&path).unwrap())
+                } else {
+                    tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
+                };
+                let _ = req.respond(resp);
+            }
+        });
+        Mirror {
+            server,
+            thread: Some(thread),
+            url,
+        }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn gpg(home: &Path) -> Command {
+    let mut c = Command::new("gpg");
+    c.arg("--homedir").arg(home).args([
+        "--batch",
+        "--yes",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+    ]);
+    c
+}
+
+/// A fresh signing key under `dir`: (its GNUPGHOME, the binary public keyring).
+pub fn signing_key(dir: &Path, name: &str) -> (PathBuf, Vec<u8>) {
+    let home = dir.join(format!("gnupg-{name}"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    sh(gpg(&home).args([
+        "--quick-gen-key",
+        &format!("{name} <{name}@test.invalid>"),
+        "ed25519",
+        "sign",
+        "never",
+    ]));
+    let public = sh(gpg(&home).arg("--export"));
+    assert!(!public.is_empty());
+    (home, public)
+}
+
+/// Clear-sign `dir/Release` into `dir/InRelease` with the key in `gnupg`.
+pub fn sign(dir: &Path, gnupg: &Path) {
+    sh(gpg(gnupg)
+        .args(["--digest-algo", "SHA256", "--clearsign", "-o"])
+        .arg(dir.join("InRelease"))
+        .arg(dir.join("Release")));
+}
+
+/// The gpg-agent key generation started for `gnupg`.
+pub fn stop_agent(gnupg: &Path) {
+    let _ = Command::new("gpgconf")
+        .env("GNUPGHOME", gnupg)
+        .args(["--kill", "gpg-agent"])
+        .status();
+}
+
+/// A repository built with the real tools (`dpkg-deb`, `apt-ftparchive`), signed, served.
 pub struct AptRepo {
     pub dir: PathBuf,
     gnupg: PathBuf,
     /// The public key, binary (the recipe's `keyring`).
     pub keyring: PathBuf,
     pub suite: String,
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    pub port: u16,
+    mirror: Mirror,
 }
 
 impl AptRepo {
     /// An empty repository of `suite` under `dir` with a fresh signing key, served.
     pub fn new(dir: &Path, suite: &str) -> AptRepo {
         let repo = dir.join("repo");
-        let gnupg = dir.join("gnupg");
         std::fs::create_dir_all(repo.join("pool/main")).unwrap();
-        std::fs::create_dir_all(&gnupg).unwrap();
-        std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        sh(Command::new("gpg")
-            .env("GNUPGHOME", &gnupg)
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(["--quick-gen-key", "build-distro test repo <test@invalid>"])
-            .args(["ed25519", "sign", "never"]));
+        let (gnupg, public) = signing_key(dir, "repo");
         let keyring = dir.join("repo-key.gpg");
-        sh(Command::new("gpg")
-            .env("GNUPGHOME", &gnupg)
-            .args(["--batch", "--yes", "--output"])
-            .arg(&keyring)
-            .arg("--export"));
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("listen"));
-        let port = server.server_addr().to_ip().unwrap().port();
-        let (srv, root) = (server.clone(), repo.clone());
-        let thread = std::thread::spawn(move || {
-            for req in srv.incoming_requests() {
-                let rel = req.url().trim_start_matches('/').to_string();
-                let path = root.join(&rel);
-                let ok = !rel.split('/').any(|c| c == "..") && path.is_file();
-                let _ = if ok {
-                    req.respond(tiny_http::Response::from_file(
-                        std::fs::File::open(&path).unwrap(),
-                    ))
-                } else {
-                    req.respond(tiny_http::Response::empty(404))
-                };
-            }
-        });
+        std::fs::write(&keyring, public).unwrap();
+        let mirror = Mirror::serve(&repo);
         AptRepo {
             dir: repo,
             gnupg,
             keyring,
             suite: suite.to_string(),
-            server,
-            thread: Some(thread),
-            port,
+            mirror,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.mirror.url.clone()
     }
 
     /// Build `name_version_amd64.deb` from the tree at `root` into the pool (replacing
@@ -151,27 +211,12 @@ impl AptRepo {
             .unwrap();
         assert!(out.status.success());
         std::fs::write(dists.join("Release"), &out.stdout).unwrap();
-        let inrelease = dists.join("InRelease");
-        let _ = std::fs::remove_file(&inrelease);
-        sh(Command::new("gpg")
-            .env("GNUPGHOME", &self.gnupg)
-            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-            .args(["--digest-algo", "SHA256", "--clearsign", "--output"])
-            .arg(&inrelease)
-            .arg(dists.join("Release")));
+        sign(&dists, &self.gnupg);
     }
 }
 
 impl Drop for AptRepo {
     fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        // gpg-agent started by key generation.
-        let _ = Command::new("gpgconf")
-            .env("GNUPGHOME", &self.gnupg)
-            .args(["--kill", "gpg-agent"])
-            .status();
+        stop_agent(&self.gnupg);
     }
 }
