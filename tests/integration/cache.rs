@@ -73,6 +73,25 @@ fn paths(archive: &[u8]) -> Vec<String> {
 
 const FROM_CACHE: &str = "from the build cache";
 
+#[test]
+fn cache_commands_on_an_empty_cache_and_bad_sizes() {
+    let d = support::tempdir();
+    let cache = d.path().join("c");
+    let ls = cache_ls(&cache);
+    assert_eq!(ls["bytes"], 0);
+    assert_eq!(ls["entries"][0]["kind"], "debs");
+    let (code, out, err) = run(bin()
+        .args(["cache", "prune", "--max-size", "1G", "--json"])
+        .env("BUILD_DISTRO_CACHE_DIR", &cache));
+    assert_eq!(code, 0, "{err}");
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(p["freed_bytes"], 0);
+    let (code, _, err) = run(bin()
+        .args(["cache", "prune", "--max-size", "5X"])
+        .env("BUILD_DISTRO_CACHE_DIR", &cache));
+    assert_eq!(code, 2, "{err}");
+}
+
 /// The default recipe against deb.debian.org: cold, warm and `--no-cache` builds give one
 /// archive; a `[[files]]` change reuses the cached source.
 #[test]
