@@ -425,6 +425,32 @@ pub fn versioned_base(path: &str) -> Option<&str> {
     (hex && !base.is_empty()).then_some(base)
 }
 
+/// gc's keep rule: for each item, whether it is among the `keep` newest of its group
+/// (greatest `newness` first). Serves the API entries (by id) and, in
+/// `push::reclaim`, the version directories on the storage container (by mtime).
+pub fn newest_per_group<T, G: Ord, N: Ord>(
+    items: &[T],
+    group: impl Fn(&T) -> G,
+    newness: impl Fn(&T) -> N,
+    keep: usize,
+) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| {
+        (group(&items[a]), std::cmp::Reverse(newness(&items[a])))
+            .cmp(&(group(&items[b]), std::cmp::Reverse(newness(&items[b]))))
+    });
+    let mut out = vec![false; items.len()];
+    let mut rank = 0;
+    for (i, &idx) in order.iter().enumerate() {
+        if i == 0 || group(&items[order[i - 1]]) != group(&items[idx]) {
+            rank = 0;
+        }
+        rank += 1;
+        out[idx] = rank <= keep;
+    }
+    out
+}
+
 /// The server's rules for `path` (it answers a bare 403 otherwise).
 pub fn validate_path(path: &str) -> Result<()> {
     let bad = |why| {
@@ -1127,16 +1153,9 @@ impl Client {
                 std::cmp::Reverse(b.id),
             ))
         });
-        let mut seen = 0;
-        let mut group: Option<(u32, String)> = None;
-        for e in &mut entries {
-            let key = (e.container, e.base.clone());
-            if group.as_ref() != Some(&key) {
-                group = Some(key);
-                seen = 0;
-            }
-            seen += 1;
-            e.action = if seen <= keep {
+        let newest = newest_per_group(&entries, |e| (e.container, e.base.clone()), |e| e.id, keep);
+        for (e, newest) in entries.iter_mut().zip(newest) {
+            e.action = if newest {
                 GcAction::Keep
             } else if !e.used_by.is_empty() {
                 GcAction::InUse

@@ -121,8 +121,8 @@ pub enum DistrosCmd {
         #[command(flatten)]
         common: Common,
     },
-    /// Delete a custom distro's API entry (its files stay). Refused while a container
-    /// uses it: the server would delete that container too.
+    /// Delete a custom distro's API entry (its files stay; `distros gc` reclaims them).
+    /// Refused while a container uses it: the server would delete that container too.
     Rm {
         id: u64,
         /// Do not ask for confirmation.
@@ -132,7 +132,9 @@ pub enum DistrosCmd {
         common: Common,
     },
     /// Delete old versioned entries (<path>-<12 hex>) beyond the newest N per storage
-    /// container and path, never one in use. A dry run unless --yes.
+    /// container and path, never one in use; then remove, in every storage container, the
+    /// version directories no remaining entry names (newest N per path kept) and uploads
+    /// abandoned over a day ago. A dry run unless --yes.
     Gc {
         /// How many versions of each path to keep.
         #[arg(long, value_name = "N", default_value_t = 3)]
@@ -140,6 +142,11 @@ pub enum DistrosCmd {
         /// Really delete (otherwise only show what would go).
         #[arg(long, short)]
         yes: bool,
+        /// Delete API entries only; leave the storage containers' directories alone.
+        #[arg(long)]
+        keep_files: bool,
+        #[command(flatten)]
+        transport: super::push::TransportFlags,
         #[command(flatten)]
         common: Common,
     },
@@ -164,7 +171,7 @@ pub enum StorageCmd {
 }
 
 /// Plain aligned columns; the last one is not padded.
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -361,13 +368,19 @@ pub fn run_distros(c: DistrosCmd, ctx: &Ctx) -> build_distro::Result<ExitStatus>
                 });
             } else {
                 println!(
-                    "deleted custom distro {id} ({}); files kept in /containers/{}/distros/{}",
+                    "deleted custom distro {id} ({}); files kept in /containers/{}/distros/{} (distros gc reclaims them)",
                     d.name, d.container, d.path
                 );
             }
             Ok(ExitStatus::Ok)
         }
-        DistrosCmd::Gc { keep, yes, common } => gc(ctx, keep, yes, &common),
+        DistrosCmd::Gc {
+            keep,
+            yes,
+            keep_files,
+            transport,
+            common,
+        } => gc(ctx, keep, yes, (!keep_files).then_some(&transport), &common),
     }
 }
 
@@ -492,6 +505,9 @@ struct GcOut<'a> {
     entries: &'a [api::GcEntry],
     deleted: Vec<u64>,
     failed: Vec<GcFailure>,
+    /// The storage side (absent with --keep-files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files: Option<build_distro::push::reclaim::ReclaimReport>,
 }
 
 #[derive(Serialize)]
@@ -500,7 +516,15 @@ struct GcFailure {
     error: String,
 }
 
-fn gc(ctx: &Ctx, keep: usize, yes: bool, common: &Common) -> build_distro::Result<ExitStatus> {
+fn gc(
+    ctx: &Ctx,
+    keep: usize,
+    yes: bool,
+    files: Option<&super::push::TransportFlags>,
+    common: &Common,
+) -> build_distro::Result<ExitStatus> {
+    // Bad transport flags are refused before anything is deleted.
+    let transport = files.map(|f| f.spec(None)).transpose()?;
     let client = common.api.client(ctx)?;
     let mut plan = client.gc_plan(keep)?;
     let mut deleted = Vec::new();
@@ -528,6 +552,13 @@ fn gc(ctx: &Ctx, keep: usize, yes: bool, common: &Common) -> build_distro::Resul
         }
     }
     let to_delete = plan.iter().filter(|e| e.action == GcAction::Delete).count();
+    let files = match &transport {
+        Some(t) => Some(super::reclaim::run(
+            ctx, &client, &plan, &deleted, keep, yes, t,
+        )?),
+        None => None,
+    };
+    let files_ok = files.as_ref().is_none_or(|f| f.ok());
     if common.json {
         print_json(&GcOut {
             dry_run: !yes,
@@ -535,6 +566,7 @@ fn gc(ctx: &Ctx, keep: usize, yes: bool, common: &Common) -> build_distro::Resul
             entries: &plan,
             deleted,
             failed: std::mem::take(&mut failed),
+            files,
         });
     } else {
         let rows: Vec<Vec<String>> = plan
@@ -563,6 +595,10 @@ fn gc(ctx: &Ctx, keep: usize, yes: bool, common: &Common) -> build_distro::Resul
                 f.id, f.error
             );
         }
+        if let Some(f) = &files {
+            println!();
+            super::reclaim::print(f);
+        }
         if !yes {
             eprintln!(
                 "dry run: {to_delete} entr{} would be deleted; pass --yes to delete",
@@ -570,7 +606,7 @@ fn gc(ctx: &Ctx, keep: usize, yes: bool, common: &Common) -> build_distro::Resul
             );
         }
     }
-    Ok(if failed.is_empty() {
+    Ok(if failed.is_empty() && files_ok {
         ExitStatus::Ok
     } else {
         ExitStatus::Failed

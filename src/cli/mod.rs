@@ -9,6 +9,7 @@ mod check;
 mod docs;
 mod outdated;
 mod push;
+mod reclaim;
 mod sbom;
 
 use std::io::IsTerminal;

@@ -31,20 +31,19 @@ pub struct Args {
     pub json: bool,
 }
 
-/// How to push: shared by `push` and `build --publish`.
+/// How to reach storage containers: shared by `push`, `build --publish` and `distros gc`,
+/// so one set of flags serves a whole pipeline.
 #[derive(Debug, clap::Args)]
-pub struct PushFlags {
-    /// ssh (stream the archive into tar), rsync (incremental, unchanged files hard-linked
-    /// to the previous version) or local:DIR (DIR holds the homes, as /containers does).
+pub struct TransportFlags {
+    /// ssh (a push streams the archive into tar), rsync (a push sends only what changed,
+    /// unchanged files hard-linked to the previous version; otherwise as ssh) or local:DIR
+    /// (DIR holds the homes, as /containers does on a server).
     #[arg(long, default_value = "ssh", value_name = "ssh|rsync|local:DIR")]
     pub transport: String,
-    /// What to check before the upload goes live: size (entries and bytes) or full (also
-    /// every file's sha256 against the manifest).
-    #[arg(long, value_enum, default_value = "size")]
-    pub verify: Verify,
     /// Connect to this host instead of the storage container's server address.
     #[arg(long, value_name = "HOST")]
     pub ssh_host: Option<String>,
+    /// ssh port (default: your ssh config, else 22).
     #[arg(long, value_name = "PORT")]
     pub ssh_port: Option<u16>,
     /// ssh private key (default: your ssh config and agent).
@@ -53,6 +52,30 @@ pub struct PushFlags {
     /// Passed to ssh as `-o KEY=VALUE` (repeatable).
     #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
     pub ssh_options: Vec<String>,
+}
+
+impl TransportFlags {
+    /// The transport these flags name (`bwlimit` is rsync's, from `push` only).
+    pub fn spec(&self, bwlimit: Option<u32>) -> build_distro::Result<TransportSpec> {
+        let ssh = SshConfig::new(
+            self.ssh_host.clone(),
+            self.ssh_port,
+            self.identity.clone(),
+            &self.ssh_options,
+        )?;
+        Ok(TransportSpec::parse(&self.transport, ssh, bwlimit)?)
+    }
+}
+
+/// How to push: shared by `push` and `build --publish`.
+#[derive(Debug, clap::Args)]
+pub struct PushFlags {
+    #[command(flatten)]
+    pub transport: TransportFlags,
+    /// What to check before the upload goes live: size (entries and bytes) or full (also
+    /// every file's sha256 against the manifest).
+    #[arg(long, value_enum, default_value = "size")]
+    pub verify: Verify,
     /// Limit rsync's bandwidth (KiB/s).
     #[arg(long, value_name = "KIBPS")]
     pub bwlimit: Option<u32>,
@@ -123,13 +146,7 @@ pub fn publish(
     assign.extend(flags.assign.iter().copied());
     assign.sort_unstable();
     assign.dedup();
-    let ssh = SshConfig::new(
-        flags.ssh_host.clone(),
-        flags.ssh_port,
-        flags.identity.clone(),
-        &flags.ssh_options,
-    )?;
-    let transport = TransportSpec::parse(&flags.transport, ssh, flags.bwlimit)?;
+    let transport = flags.transport.spec(flags.bwlimit)?;
     if !assign.is_empty() {
         let list: Vec<String> = assign.iter().map(u32::to_string).collect();
         let q = format!(
@@ -197,7 +214,7 @@ pub fn print_report(r: &PublishReport) {
     }
 }
 
-fn human_bytes(b: u64) -> String {
+pub(super) fn human_bytes(b: u64) -> String {
     if b < 1024 {
         format!("{b} B")
     } else if b < 1024 * 1024 {

@@ -221,6 +221,28 @@ impl Transport for Local {
         std::fs::rename(&f, &t).map_err(|e| self.io(&t, e))
     }
 
+    fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>> {
+        // du's rule: blocks of an inode reached once, under the first name that reaches it.
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let dir = self.at(n);
+            let mut bytes = 0u64;
+            for e in walkdir::WalkDir::new(&dir) {
+                let e = e.map_err(|er| self.io(&dir, std::io::Error::other(er.to_string())))?;
+                let md = e
+                    .path()
+                    .symlink_metadata()
+                    .map_err(|er| self.io(e.path(), er))?;
+                if seen.insert((md.dev(), md.ino())) {
+                    bytes += md.blocks() * 512;
+                }
+            }
+            out.push(bytes);
+        }
+        Ok(out)
+    }
+
     fn remove(&self, name: &Name) -> Result<()> {
         let p = self.at(name);
         let skipped = crate::tree::remove_tree(&p)?;

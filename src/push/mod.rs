@@ -11,6 +11,7 @@
 
 pub mod local;
 pub mod publish;
+pub mod reclaim;
 pub mod rsync;
 pub mod ssh;
 
@@ -590,6 +591,10 @@ pub trait Transport: Send + Sync {
     fn restore(&self, from: &Name, to: &Name) -> Result<()>;
     /// Remove `distros/NAME` and everything below it.
     fn remove(&self, name: &Name) -> Result<()>;
+    /// Disk usage in bytes of each of `names` in order, as `du -s` counts several
+    /// arguments: a file hard-linked into an earlier name is not counted again. Put what
+    /// stays first, and the sizes of the rest are what removing them frees.
+    fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>>;
 }
 
 /// The transports, as one type.
@@ -636,6 +641,9 @@ impl Transport for AnyTransport {
     }
     fn remove(&self, name: &Name) -> Result<()> {
         self.inner().remove(name)
+    }
+    fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>> {
+        self.inner().disk_usage(names)
     }
 }
 

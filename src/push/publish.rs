@@ -876,6 +876,9 @@ mod tests {
         fn remove(&self, n: &Name) -> Result<(), Error> {
             self.0.remove(n)
         }
+        fn disk_usage(&self, n: &[Name]) -> Result<Vec<u64>, Error> {
+            self.0.disk_usage(n)
+        }
     }
 
     #[test]

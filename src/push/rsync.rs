@@ -111,6 +111,10 @@ impl Transport for Rsync {
     fn remove(&self, name: &Name) -> Result<()> {
         self.ssh.remove(name)
     }
+
+    fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>> {
+        self.ssh.disk_usage(names)
+    }
 }
 
 #[cfg(test)]

@@ -292,6 +292,28 @@ pub fn remove_script(n: &Name) -> String {
     )
 }
 
+pub fn disk_usage_script(names: &[Name]) -> String {
+    let args: Vec<String> = names.iter().map(Name::arg).collect();
+    // -k: KiB, which every du (GNU, busybox) has; one line per argument, in order.
+    format!("{CD}; du -sk -- {}", args.join(" "))
+}
+
+/// Parse `du -sk` output into bytes, one per line, in order.
+pub fn parse_disk_usage(text: &str, expected: usize) -> Option<Vec<u64>> {
+    let v: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            l.split('\t')
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .map(|k| k * 1024)
+        })
+        .collect::<Option<_>>()?;
+    (v.len() == expected).then_some(v)
+}
+
 /// Parse [`list_script`] output; lines that do not parse (names with line breaks) are
 /// dropped: they cannot be names push made.
 pub fn parse_list(text: &str) -> Vec<Listed> {
@@ -356,6 +378,17 @@ impl Transport for Ssh {
 
     fn remove(&self, name: &Name) -> Result<()> {
         self.script(&remove_script(name)).map(drop)
+    }
+
+    fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self.script(&disk_usage_script(names))?;
+        parse_disk_usage(&out, names.len()).ok_or_else(|| Error::Remote {
+            target: self.describe(),
+            detail: format!("du printed something unexpected: {:?}", out.trim()),
+        })
     }
 }
 
@@ -493,6 +526,21 @@ mod tests {
             remove_script(&t),
             "cd distros || exit 3; if [ -d './.bd+tmp-0123456789ab-77' ] && [ ! -L './.bd+tmp-0123456789ab-77' ]; then find './.bd+tmp-0123456789ab-77' -type d ! -perm -u+w -exec chmod u+w {} +; fi; rm -rf --one-file-system -- './.bd+tmp-0123456789ab-77'"
         );
+    }
+
+    #[test]
+    fn disk_usage_script_and_output() {
+        let (t, d, _) = names();
+        assert_eq!(
+            disk_usage_script(&[d, t]),
+            "cd distros || exit 3; du -sk -- './deb-12-0123456789ab' './.bd+tmp-0123456789ab-77'"
+        );
+        assert_eq!(
+            parse_disk_usage("120\t./a\n4\t./b\n", 2),
+            Some(vec![120 * 1024, 4 * 1024])
+        );
+        assert_eq!(parse_disk_usage("120\t./a\n", 2), None);
+        assert_eq!(parse_disk_usage("du: cannot access\n", 1), None);
     }
 
     #[test]

@@ -258,7 +258,7 @@ pub fn run(
         )
         .map_err(|source| Error::Upgrade {
             suites: suite_list(&lines),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(info)
@@ -361,6 +361,28 @@ mod tests {
         assert_eq!(
             c.display(),
             "debootstrap --keyring=/k/repo.gpg --cache-dir=/c/in bookworm /t/root http://deb.debian.org/debian"
+        );
+    }
+
+    #[test]
+    fn ubuntu_and_rolling_suites() {
+        let mut b = spec("distribution = \"ubuntu\"\n");
+        b.suite = "noble".to_string().try_into().unwrap();
+        assert_eq!(
+            command(Tool::Mmdebstrap, &b, Path::new("/t"), &RunOpts::default()).display(),
+            "mmdebstrap --mode=root noble /t 'deb http://archive.ubuntu.com/ubuntu noble main' \
+             'deb http://archive.ubuntu.com/ubuntu noble-updates main' \
+             'deb http://archive.ubuntu.com/ubuntu noble-security main'"
+        );
+        assert_eq!(
+            command(Tool::Debootstrap, &b, Path::new("/t"), &RunOpts::default()).display(),
+            "debootstrap noble /t http://archive.ubuntu.com/ubuntu"
+        );
+        b.suite = "sid".to_string().try_into().unwrap();
+        b.distribution = None;
+        assert_eq!(
+            command(Tool::Mmdebstrap, &b, Path::new("/t"), &RunOpts::default()).display(),
+            "mmdebstrap --mode=root sid /t 'deb http://deb.debian.org/debian sid main'"
         );
     }
 

@@ -35,8 +35,9 @@ pub enum Error {
     #[error("upgrade the bootstrapped tree from {suites}: {source}")]
     Upgrade {
         suites: String,
+        // Boxed: the chroot's errors are large and every stage's Result carries this enum.
         #[source]
-        source: crate::customize::Error,
+        source: Box<crate::customize::Error>,
     },
     #[error(transparent)]
     Runner(#[from] crate::runner::Error),

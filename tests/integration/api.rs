@@ -608,7 +608,18 @@ fn rm_and_gc_never_trigger_the_cascade() {
     one_line_error(&err, &["30004 (web3)"]);
 
     // gc with keep 0 wants every versioned entry gone; 1 is in use.
-    let v = json_of(&f, &["distros", "gc", "--keep", "0", "--yes", "--json"]);
+    let v = json_of(
+        &f,
+        &[
+            "distros",
+            "gc",
+            "--keep",
+            "0",
+            "--yes",
+            "--json",
+            "--keep-files",
+        ],
+    );
     assert_eq!(v["deleted"], json!([4, 3, 2]));
     let one = v["entries"]
         .as_array()
@@ -640,7 +651,10 @@ fn rm_and_gc_never_trigger_the_cascade() {
 #[test]
 fn gc_is_a_dry_run_unless_yes() {
     let f = FakeApi::standard();
-    let v = json_of(&f, &["distros", "gc", "--keep", "2", "--json"]);
+    let v = json_of(
+        &f,
+        &["distros", "gc", "--keep", "2", "--json", "--keep-files"],
+    );
     assert_eq!(v["dry_run"], json!(true));
     let actions: Vec<(u64, String)> = v["entries"]
         .as_array()
@@ -662,7 +676,7 @@ fn gc_is_a_dry_run_unless_yes() {
             (1, "in-use".into())
         ]
     );
-    let (table, err) = expect(&f, &["distros", "gc", "--keep", "2"], 0);
+    let (table, err) = expect(&f, &["distros", "gc", "--keep", "2", "--keep-files"], 0);
     assert!(
         table.contains("2   30003    debian-000000000002  would delete   -"),
         "{table}"
@@ -677,7 +691,11 @@ fn gc_is_a_dry_run_unless_yes() {
     );
     assert!(f.writes().is_empty());
 
-    let (table, _) = expect(&f, &["distros", "gc", "--keep", "2", "--yes"], 0);
+    let (table, _) = expect(
+        &f,
+        &["distros", "gc", "--keep", "2", "--yes", "--keep-files"],
+        0,
+    );
     assert!(table.contains("debian-000000000002  deleted"), "{table}");
     assert_eq!(
         f.writes(),
@@ -766,7 +784,7 @@ fn the_password_never_appears() {
         ],
         vec!["distros", "rm", "3", "--yes"],
         vec!["distros", "rm", "1", "--yes"],
-        vec!["distros", "gc", "--keep", "1", "--yes"],
+        vec!["distros", "gc", "--keep", "1", "--yes", "--keep-files"],
         vec!["storage", "list"],
         vec!["storage", "enable", "30006", "--yes"],
     ];

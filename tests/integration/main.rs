@@ -17,4 +17,5 @@ mod nss;
 mod outdated;
 mod push;
 mod recipes;
+mod reclaim;
 mod sbom;

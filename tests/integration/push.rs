@@ -20,7 +20,7 @@ const LO1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const LO2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// Deterministic bytes that do not compress (rsync -z and gzip cannot shrink them).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)
         .map(|_| {
@@ -36,7 +36,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// `NAME.json` beside it, and the tree itself at `OUT/NAME` (for tree pushes). Always has
 /// the platform's `.old_root`, a read-only directory with content (the remote user must
 /// still be able to fill and remove it), a hard link, a symlink and `/etc/motd` = GOOD.
-fn make_distro(out: &Path, name: &str, extra: &[(&str, Vec<u8>)]) -> PathBuf {
+pub(crate) fn make_distro(out: &Path, name: &str, extra: &[(&str, Vec<u8>)]) -> PathBuf {
     let t = out.join(name);
     let _ = std::fs::remove_dir_all(&t);
     for d in [".old_root", "containers", "etc", "usr/bin", "usr/share/ro"] {
@@ -80,7 +80,7 @@ fn make_distro(out: &Path, name: &str, extra: &[(&str, Vec<u8>)]) -> PathBuf {
     tarball
 }
 
-fn id12(tarball: &Path) -> String {
+pub(crate) fn id12(tarball: &Path) -> String {
     let json = tarball.with_file_name(
         tarball
             .file_name()
@@ -111,7 +111,7 @@ fn push(lab: &SshLab, path: &Path, uid: u32, args: &[&str]) -> (i32, Value, Stri
     (code, v, err)
 }
 
-fn listing(dir: &Path) -> Vec<String> {
+pub(crate) fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

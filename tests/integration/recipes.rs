@@ -212,3 +212,72 @@ packages = ["net-tools", "uwsgi-core"]
     );
     assert!(support::mounts_under(d.path()).is_empty());
 }
+
+/// Issue 17: an image-like tree (here a rootfs directory) whose sources lack the security
+/// suite and whose packages miss its fixes: `[packages] upgrade = true` adds the suite and
+/// dist-upgrades, and apt then finds nothing pending.
+#[test]
+fn packages_upgrade_adds_the_security_suite_and_leaves_nothing_pending() {
+    crate::require_root!();
+    let stale = support::stale_bookworm_tree();
+    let d = support::tempdir();
+    let stale_status = stale.join("var/lib/dpkg/status");
+    let before = security_upgrades(&stale_status, &d.path().join("apt-before"));
+    assert!(!before.is_empty(), "the stale fixture has fixes pending");
+    let recipe = support::write_recipe(
+        d.path(),
+        "up.toml",
+        &format!(
+            "[distro]\nname = \"up\"\n[source]\ntype = \"rootfs\"\ndir = {:?}\n[packages]\nupgrade = true\n",
+            stale.display().to_string()
+        ),
+    );
+    let out = d.path().join("out");
+    let (code, stdout, err) = run(bin()
+        .arg("build")
+        .arg(&recipe)
+        .args(["--format", "dir", "--out"])
+        .arg(&out));
+    assert_eq!(code, 0, "build:\n{stdout}\n{err}");
+    let tree = out.join("up");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/apt/sources.list.d/build-distro-security.list"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("deb "))
+            .collect::<Vec<_>>(),
+        ["deb http://deb.debian.org/debian-security bookworm-security main"]
+    );
+    let after = security_upgrades(&tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
+    assert!(after.is_empty(), "still pending:\n{}", after.join("\n"));
+    // The source directory is read, never changed.
+    assert!(!stale
+        .join("etc/apt/sources.list.d/build-distro-security.list")
+        .exists());
+    assert!(support::mounts_under(d.path()).is_empty());
+}
+
+/// A tree with no package manager cannot be upgraded: exit 2, one line.
+#[test]
+fn packages_upgrade_without_a_package_manager_is_exit_2() {
+    crate::require_root!();
+    let d = support::tempdir();
+    let tree = d.path().join("tree");
+    support::busybox_tree(&tree);
+    let recipe = support::write_recipe(
+        d.path(),
+        "up.toml",
+        &format!(
+            "[distro]\nname = \"up\"\n[source]\ntype = \"rootfs\"\ndir = {:?}\n[packages]\nupgrade = true\n",
+            tree.display().to_string()
+        ),
+    );
+    let (code, stdout, err) = run(bin()
+        .arg("build")
+        .arg(&recipe)
+        .arg("--out")
+        .arg(d.path().join("out")));
+    assert_eq!(code, 2, "{stdout}\n{err}");
+    assert!(err.contains("no package manager found"), "{err}");
+    assert!(support::mounts_under(d.path()).is_empty());
+}

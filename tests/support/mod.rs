@@ -123,6 +123,28 @@ pub fn bullseye_tree() -> PathBuf {
         .clone()
 }
 
+/// Bookworm as the tool built it before issue 17: the release suite only, so its
+/// packages miss the fixes published in bookworm-security (and more with every month the
+/// cache ages), and its sources name no security suite.
+pub const STALE_BOOKWORM_RECIPE: &str = r#"
+[distro]
+name = "fixture-bookworm-stale"
+[source]
+type = "mmdebstrap"
+suite = "bookworm"
+variant = "minbase"
+updates = false
+security = false
+packages = ["net-tools", "uwsgi-core"]
+"#;
+
+/// The finished stale bookworm tree, cached like [`debian_tree`].
+pub fn stale_bookworm_tree() -> PathBuf {
+    static TREE: OnceLock<PathBuf> = OnceLock::new();
+    TREE.get_or_init(|| fixture_tree("fixture-bookworm-stale", STALE_BOOKWORM_RECIPE))
+        .clone()
+}
+
 /// `build --format dir` of `recipe` into the fixtures directory as `name`, unless a
 /// finished tree is there already. Several test processes (or checkouts) may share the
 /// cache: the build runs under a lock.
