@@ -29,6 +29,81 @@ cleanup() {
 }
 trap cleanup EXIT
 
+cargo build --release --locked
+bin=$PWD/target/release/build-distro
+
+results="$work/results.tsv"
+: >"$results"
+# run NAME OUTPUT-FILE COMMAND: REPS runs; records the best wall time, its peak RSS, output size.
+run() {
+  local name=$1 output=$2; shift 2
+  local best="" rss="" size=0
+  for _ in $(seq 1 "$REPS"); do
+    rm -rf "$work/o" && mkdir -p "$work/o"
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    /usr/bin/time -v -o "$work/time.txt" bash -c "$*" >/dev/null 2>"$work/err.txt" || {
+      echo "bench: $name failed:"; tail -n 5 "$work/err.txt"; echo -e "$name\tfailed\t\t\t" >>"$results"; return 0; }
+    local wall kb
+    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
+    kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
+    if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$kb; fi
+    size=$(stat -c %s "$output" 2>/dev/null || echo 0)
+  done
+  local mbs
+  mbs=$(awk "BEGIN{printf \"%.1f\", ${input_bytes:-0}/1048576/$best}")
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$best" "$mbs" "$size" "$rss" >>"$results"
+  printf '  %-44s %7.2fs %8s MB/s %12s bytes %8s KB RSS\n' "$name" "$best" "$mbs" "$size" "$rss"
+}
+
+# The build cache (issue 18) on the default recipe: a cold build (empty cache each run), a
+# warm rebuild, and a change to [[files]] only; goals: warm <= 10% and files-only <= 20%
+# of cold. Its own mirror state: the three rows run back to back.
+cache_rows() {
+  local bc="$work/bcache"
+  printf 'extends = "debian-bookworm"\n[[files]]\npath = "/etc/motd"\ncontent = "bench\\n"\n' >"$work/files.toml"
+  run "build (default recipe, cold cache)" "$work/o/debian-bookworm.tar.gz" "rm -rf $bc && BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
+  run "build (default recipe, warm cache)" "$work/o/debian-bookworm.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
+  run "build ([[files]] changed, warm cache)" "$work/o/debian-bookworm.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build $work/files.toml --out $work/o"
+  cache_bytes=$(du -sb "$bc" | cut -f1)
+  echo "  build cache size: $cache_bytes bytes"
+}
+
+cache_summary() {
+  python3 - "$results" "$OUT" "${cache_bytes:-0}" <<'PY'
+import json, sys
+res, out, cache_bytes = sys.argv[1:4]
+by = {}
+for line in open(res):
+    f = line.rstrip("\n").split("\t")
+    if f[1] != "failed":
+        by[f[0]] = {"case": f[0], "seconds": float(f[1]), "output_bytes": int(f[3]), "peak_rss_kb": int(f[4])}
+cold = by.get("build (default recipe, cold cache)")
+s = {}
+if cold:
+    for k, name in [("warm", "build (default recipe, warm cache)"), ("files-only", "build ([[files]] changed, warm cache)")]:
+        if name in by:
+            s[f"cache: {k} / cold"] = round(by[name]["seconds"] / cold["seconds"], 3)
+s["cache: bytes"] = int(cache_bytes)
+try:
+    doc = json.load(open(out))
+except Exception:
+    doc = {"results": list(by.values())}
+doc.setdefault("summary", {}).update(s)
+json.dump(doc, open(out, "w"), indent=2)
+for k, v in s.items():
+    print(f"  {k:44} {v}")
+PY
+}
+
+if [ "${BENCH_ONLY:-}" = cache ]; then
+  echo "bench: the cache rows only, $REPS runs each, $(nproc) cores"
+  cache_rows
+  rm -f "$OUT"
+  cache_summary
+  echo "bench: results in $OUT"
+  exit 0
+fi
+
 # An engine of our own when none answers: overlay2 when the kernel allows (what users
 # run; with it `docker create` is cheap and the docker source reads layers in place),
 # vfs otherwise. The table records which one ran.
@@ -36,9 +111,6 @@ if ! docker version >/dev/null 2>&1; then
   own_dockerd_start "$work/docker"
 fi
 driver=$(docker info -f '{{.Driver}}')
-
-cargo build --release --locked
-bin=$PWD/target/release/build-distro
 
 echo "bench: preparing inputs in $work"
 # A real Debian tree with uWSGI and Python (the tests' fixture recipe, built by the tool).
@@ -86,29 +158,6 @@ skopeo copy --quiet --dest-tls-verify=false "docker-archive:$work/image-big.tar"
 printf '[distro]\nname = "bench"\n[source]\ntype = "registry"\nimage = "%s"\n[nss]\nmode = "none"\n' "$reg/bd-bench:latest" >"$work/registry.toml"
 printf '[distro]\nname = "bench"\n[source]\ntype = "registry"\nimage = "%s"\n[nss]\nmode = "none"\n' "$reg/bd-bench-big:latest" >"$work/registry-big.toml"
 
-results="$work/results.tsv"
-: >"$results"
-# run NAME OUTPUT-FILE COMMAND: REPS runs; records the best wall time, its peak RSS, output size.
-run() {
-  local name=$1 output=$2; shift 2
-  local best="" rss="" size=0
-  for _ in $(seq 1 "$REPS"); do
-    rm -rf "$work/o" && mkdir -p "$work/o"
-    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -v -o "$work/time.txt" bash -c "$*" >/dev/null 2>"$work/err.txt" || {
-      echo "bench: $name failed:"; tail -n 5 "$work/err.txt"; echo -e "$name\tfailed\t\t\t" >>"$results"; return 0; }
-    local wall kb
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
-    kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
-    if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$kb; fi
-    size=$(stat -c %s "$output" 2>/dev/null || echo 0)
-  done
-  local mbs
-  mbs=$(awk "BEGIN{printf \"%.1f\", $input_bytes/1048576/$best}")
-  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$best" "$mbs" "$size" "$rss" >>"$results"
-  printf '  %-44s %7.2fs %8s MB/s %12s bytes %8s KB RSS\n' "$name" "$best" "$mbs" "$size" "$rss"
-}
-
 echo "bench: $REPS runs each, input $(awk "BEGIN{printf \"%.0f\", $input_bytes/1048576}") MiB, $(nproc) cores, Docker storage driver $driver"
 run "docker export | gzip -6" "$work/o/x.tar.gz" "docker export bd-bench-ctr | gzip -6 > $work/o/x.tar.gz"
 run "docker export | pigz -6" "$work/o/x.tar.gz" "docker export bd-bench-ctr | pigz -6 > $work/o/x.tar.gz"
@@ -128,6 +177,8 @@ run "build-distro build (registry)" "$work/o/bench.tar.gz" "$bin -q build $work/
 run "build-distro build (registry, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/registry-big.toml --out $work/o"
 run "tar -czf (directory)" "$work/o/x.tar.gz" "tar -C $tree -czf $work/o/x.tar.gz ."
 run "build-distro build (rootfs dir)" "$work/o/bench.tar.gz" "$bin -q build $work/dir.toml --out $work/o"
+
+cache_rows
 
 # Pack reproducibility: two packs of the same tree, same bytes.
 "$bin" -q build "$work/dir.toml" --out "$work/r1" >/dev/null
@@ -192,5 +243,7 @@ json.dump(doc, open(out, "w"), indent=2)
 print()
 for k, v in summary.items():
     print(f"  {k:44} {v}")
-print(f"\nbench: results in {out}")
 PY
+cache_summary
+echo
+echo "bench: results in $OUT"

@@ -22,6 +22,7 @@ need_pkgs=(
   apache2-utils                 # htpasswd -B for the registry's basic-auth test
   umoci                         # bench.sh: the daemonless skopeo + umoci comparison
   jq make                       # make security: picks the pushed entry out of push --json
+  apt-utils                     # cache tests: apt-ftparchive indexes a loopback repository
 )
 
 missing=()

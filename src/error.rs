@@ -33,6 +33,8 @@ pub enum Error {
     #[error(transparent)]
     Mirror(#[from] crate::mirror::Error),
     #[error(transparent)]
+    Cache(#[from] crate::cache::Error),
+    #[error(transparent)]
     Outdated(#[from] crate::outdated::Error),
     #[error(transparent)]
     Inventory(#[from] crate::inventory::Error),
@@ -59,6 +61,7 @@ impl Error {
             Error::Push(e) => e.exit_code(),
             Error::Api(e) => e.exit_code(),
             Error::Mirror(e) => e.exit_code(),
+            Error::Cache(e) => e.exit_code(),
             Error::Outdated(e) => e.exit_code(),
             Error::Inventory(e) => e.exit_code(),
             Error::Sbom(e) => e.exit_code(),

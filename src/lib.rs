@@ -8,6 +8,7 @@
 pub mod api;
 pub mod apt_sources;
 pub mod boot;
+pub mod cache;
 pub mod check;
 pub mod customize;
 pub mod error;

@@ -209,11 +209,15 @@ fn prefetch(files: &[(usize, &Path)], done: &AtomicUsize, stop: &AtomicBool) {
 }
 
 fn header(kind: EntryType, mode: u32, mtime: u64, size: u64) -> Header {
+    owned_header(kind, mode, mtime, size, (0, 0))
+}
+
+fn owned_header(kind: EntryType, mode: u32, mtime: u64, size: u64, owner: (u32, u32)) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode & 0o7777);
-    h.set_uid(0);
-    h.set_gid(0);
+    h.set_uid(owner.0 as u64);
+    h.set_gid(owner.1 as u64);
     h.set_mtime(mtime);
     h.set_size(size);
     h
@@ -226,6 +230,27 @@ pub fn write_tar<W: Write>(
     out: W,
     opts: &PackOptions,
     provenance: impl FnOnce(&str) -> Vec<u8>,
+) -> Result<(Packed, W)> {
+    write_tar_as(dir, out, opts, false, Some(provenance))
+}
+
+/// The same walk as [`write_tar`] for the build cache: owners kept (customize must see
+/// the tree as the source made it), mtimes as they are, no provenance entry. The
+/// unpacker ([`crate::tree::unpack`]) restores it.
+pub fn write_cache_tar<W: Write>(dir: &Path, out: W) -> Result<(Packed, W)> {
+    let opts = PackOptions {
+        clamp_mtime: None,
+        level: 0,
+    };
+    write_tar_as(dir, out, &opts, true, None::<fn(&str) -> Vec<u8>>)
+}
+
+fn write_tar_as<W: Write>(
+    dir: &Path,
+    out: W,
+    opts: &PackOptions,
+    owners: bool,
+    provenance: Option<impl FnOnce(&str) -> Vec<u8>>,
 ) -> Result<(Packed, W)> {
     let mut tee = Tee {
         inner: out,
@@ -290,6 +315,8 @@ pub fn write_tar<W: Write>(
                 });
             }
             let mtime = mtime_of(md.mtime());
+            let owner = if owners { (md.uid(), md.gid()) } else { (0, 0) };
+            let header = |kind, mode, mtime, size| owned_header(kind, mode, mtime, size, owner);
             let io = |er| Error::io(e.path(), er);
             if ft.is_dir() {
                 let mut h = header(EntryType::Directory, md.mode(), mtime, 0);
@@ -352,6 +379,11 @@ pub fn write_tar<W: Write>(
         "sha256:{}",
         hex::encode(std::mem::take(&mut t.hasher).finalize())
     );
+    let Some(provenance) = provenance else {
+        b.finish().map_err(|e| Error::io(dir, e))?;
+        drop(b);
+        return Ok((packed, tee.inner));
+    };
     let prov = provenance(&packed.content_id);
     let mut h = header(
         EntryType::Regular,

@@ -37,6 +37,9 @@ pub struct Args {
     /// Accept a check rule's errors knowingly (repeatable; recorded in the provenance).
     #[arg(long = "allow", value_name = "RULE-ID")]
     pub allow: Vec<String>,
+    /// Build without the build cache: bootstrap from scratch, keep nothing.
+    #[arg(long)]
+    pub no_cache: bool,
     /// Print the build report as JSON on stdout (with --publish: `{"build", "publish"}`).
     #[arg(long)]
     pub json: bool,
@@ -138,6 +141,11 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         },
         allow: a.allow,
         registry_login,
+        cache: if a.no_cache {
+            None
+        } else {
+            build_distro::cache::Cache::default_root().ok()
+        },
     };
     let work_dir = opts.work_dir.clone();
     let report = build(&loaded, &opts, &System, &reporter)?;
@@ -195,6 +203,14 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Some(p) if !p.ok() => ExitStatus::Failed,
         _ => ExitStatus::Ok,
     })
+}
+
+/// [`parse_size`], where 0 is allowed (`cache prune --max-size 0`).
+pub fn parse_size_or_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(s)
 }
 
 /// `512M`, `64G`, `1T` or plain bytes (binary units).

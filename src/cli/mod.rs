@@ -4,6 +4,7 @@
 mod api_cmds;
 mod boot;
 mod build;
+mod cache;
 mod check;
 mod docs;
 mod flags;
@@ -59,6 +60,9 @@ pub enum Command {
     /// Storage containers: list, enable.
     #[command(subcommand)]
     Storage(api_cmds::StorageCmd),
+    /// The build cache: ls, prune.
+    #[command(subcommand)]
+    Cache(cache::CacheCmd),
     /// Print shell completions for SHELL.
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff).
@@ -86,6 +90,7 @@ pub fn run(command: Command, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         Command::Sbom(a) => sbom::run(a, ctx),
         Command::Distros(c) => api_cmds::run_distros(c, ctx),
         Command::Storage(c) => api_cmds::run_storage(c, ctx),
+        Command::Cache(c) => cache::run(c, ctx),
         Command::Completions(a) => docs::completions(a),
         Command::Man => docs::man(),
     }

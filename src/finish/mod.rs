@@ -5,6 +5,7 @@
 //! differs, so finishing a finished tree changes nothing (not even an mtime).
 
 pub mod nss;
+pub mod reproducible;
 mod uwsgi;
 
 use std::path::Path;
@@ -98,12 +99,15 @@ pub struct FinishReport {
     pub removed_special: u64,
     pub cleared_setid: u64,
     pub nss: String,
+    /// Build-time records removed (logs, caches; see [`reproducible`]).
+    pub dropped_records: u64,
 }
 
 /// Adapt the tree at `root` to the platform.
 pub fn finish(root: &Root, loaded: &Loaded, reporter: &Reporter) -> Result<FinishReport> {
     let mut report = FinishReport::default();
     remove_leftovers(root, &mut report)?;
+    report.dropped_records = reproducible::drop_build_records(root)?;
     for dir in MOUNT_POINTS {
         let mode = if *dir == "/tmp" { 0o1777 } else { 0o755 };
         root.create_dir_all(Path::new(dir), mode)?;

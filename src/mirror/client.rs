@@ -130,8 +130,33 @@ impl Client {
         }
     }
 
-    /// The whole body of `url`, at most `limit` bytes.
+    /// The whole body of `url`, at most `limit` bytes. A `file://` URL (a local mirror a
+    /// recipe may name) is read from disk.
     pub fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        if let Some(path) = url.strip_prefix("file://") {
+            interrupted()?;
+            let unreachable = |detail: String| Error::Unreachable {
+                url: url.to_string(),
+                detail,
+            };
+            let f = match std::fs::File::open(path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(Error::NotFound {
+                        url: url.to_string(),
+                    })
+                }
+                Err(e) => return Err(unreachable(e.to_string())),
+            };
+            let mut bytes = Vec::new();
+            f.take(limit + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| unreachable(e.to_string()))?;
+            if bytes.len() as u64 > limit {
+                return Err(unreachable(format!("larger than {limit} bytes")));
+            }
+            return Ok(bytes);
+        }
         let mut body = self.get(url)?;
         body.with_config()
             .limit(limit)
@@ -146,6 +171,17 @@ impl Client {
     /// checked by gpgv against `keyrings`, the signed text parsed, its suite and freshness
     /// checked.
     pub fn release(&self, base: &str, suite: &str, keyrings: &[Keyring]) -> Result<Release, Error> {
+        Ok(self.release_signed(base, suite, keyrings)?.0)
+    }
+
+    /// [`Client::release`] and the `InRelease` bytes as fetched (the build cache keys on
+    /// their SHA-256).
+    pub fn release_signed(
+        &self,
+        base: &str,
+        suite: &str,
+        keyrings: &[Keyring],
+    ) -> Result<(Release, Vec<u8>), Error> {
         let url = dists_url(base, suite, "InRelease");
         let signed = self.fetch(&url, RELEASE_MAX)?;
         let text = self.verify(&url, &signed, keyrings)?;
@@ -183,7 +219,7 @@ impl Client {
                 });
             }
         }
-        Ok(rel)
+        Ok((rel, signed))
     }
 
     /// gpgv over `signed`; the signed text on success.
@@ -485,6 +521,22 @@ fn check(url: &str, fh: &FileHash, bytes: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_urls_are_read_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("InRelease");
+        std::fs::write(&p, b"signed").unwrap();
+        let c = Client::new(None, Arc::new(crate::runner::Recording::default()));
+        let url = format!("file://{}", p.display());
+        assert_eq!(c.fetch(&url, 100).unwrap(), b"signed");
+        assert!(c.fetch(&url, 3).is_err(), "over the limit");
+        let missing = format!("file://{}/nope", dir.path().display());
+        assert!(matches!(
+            c.fetch(&missing, 100),
+            Err(Error::NotFound { .. })
+        ));
+    }
 
     #[test]
     fn gpgv_vector() {

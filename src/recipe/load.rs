@@ -133,7 +133,7 @@ fn anchor_paths(table: &mut Table, dir: &Path) -> Result<(), String> {
         }
     };
     if let Some(Value::Table(src)) = table.get_mut("source") {
-        for key in ["file", "dir", "tar"] {
+        for key in ["file", "dir", "tar", "keyring"] {
             if let Some(v) = src.get_mut(key) {
                 anchor(v);
             }

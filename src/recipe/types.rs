@@ -85,6 +85,10 @@ pub struct Bootstrap {
     pub packages: Vec<PackageName>,
     #[serde(default)]
     pub arch: Option<Word>,
+    /// OpenPGP keyring (binary or armored) that signs the mirror's `InRelease`, for a
+    /// mirror the host's apt keys do not cover; relative to the recipe.
+    #[serde(default)]
+    pub keyring: Option<PathBuf>,
     /// `debian` or `ubuntu`: decides the default mirrors and which suites exist. Unset:
     /// `ubuntu` when the mirror URL names ubuntu, else `debian`.
     #[serde(default)]

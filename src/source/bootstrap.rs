@@ -1,17 +1,29 @@
 //! `debootstrap` and `mmdebstrap` backends: the same recipe keys, two argument styles.
+//! Before a run, every `InRelease` the bootstrap will read is fetched and verified
+//! ([`fetch_releases`]): the build cache keys on their SHA-256, the provenance records
+//! them, and the newest `Date:` is the build's default `SOURCE_DATE_EPOCH`.
 //! Both install from the release and its `-updates` and `-security` suites
 //! ([`crate::apt_sources`]), and leave those in the tree's `sources.list`: mmdebstrap
 //! takes every line as an argument; debootstrap takes one mirror, so the full list is
 //! written afterwards and the tree upgraded from it in a chroot.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{Error, SourceCtx, SourceInfo};
+use super::{Error, ReleaseRef, SourceCtx, SourceInfo};
 use crate::apt_sources;
+use crate::mirror::client::{Client, Keyring};
 use crate::recipe::Bootstrap;
 use crate::runner::Cmd;
 use crate::tree::Root;
+
+/// Keyrings apt (and so mmdebstrap) trusts on the host, and debootstrap's default.
+const HOST_KEYRING_DIR: &str = "/etc/apt/trusted.gpg.d";
+const HOST_KEYRINGS: &[&str] = &[
+    "/etc/apt/trusted.gpg",
+    "/usr/share/keyrings/debian-archive-keyring.gpg",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -20,7 +32,7 @@ pub enum Tool {
 }
 
 impl Tool {
-    fn program(self) -> &'static str {
+    pub fn program(self) -> &'static str {
         match self {
             Tool::Debootstrap => "debootstrap",
             Tool::Mmdebstrap => "mmdebstrap",
@@ -28,8 +40,106 @@ impl Tool {
     }
 }
 
+/// One suite a bootstrap reads: the mirror's base URL and the suite name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suite {
+    pub mirror: String,
+    pub suite: String,
+}
+
+/// Every suite a bootstrap of `b` reads. The one list the cache key, the provenance and
+/// the command line agree on.
+pub fn suites(b: &Bootstrap) -> Vec<Suite> {
+    apt_sources::bootstrap_lines(b)
+        .into_iter()
+        .map(|l| Suite {
+            mirror: l.uri,
+            suite: l.suite,
+        })
+        .collect()
+}
+
+/// The keyrings that verify `b`'s mirror: the recipe's `keyring`, else the host's apt
+/// keys (what mmdebstrap and debootstrap trust by default).
+pub fn keyrings(b: &Bootstrap) -> Result<Vec<Keyring>, Error> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    match &b.keyring {
+        Some(k) => paths.push(k.clone()),
+        None => {
+            if let Ok(rd) = std::fs::read_dir(HOST_KEYRING_DIR) {
+                let mut found: Vec<PathBuf> = rd
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        matches!(p.extension().and_then(|e| e.to_str()), Some("gpg" | "asc"))
+                    })
+                    .collect();
+                found.sort();
+                paths.extend(found);
+            }
+            paths.extend(
+                HOST_KEYRINGS
+                    .iter()
+                    .map(PathBuf::from)
+                    .filter(|p| p.exists()),
+            );
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let name = p.display().to_string();
+        let bytes = std::fs::read(&p).map_err(|e| Error::Input {
+            path: name.clone(),
+            msg: format!("cannot read the keyring: {e}; fix [source] keyring"),
+        })?;
+        out.push(Keyring {
+            bytes: crate::mirror::keyring::binary(&name, &bytes)?,
+            name,
+        });
+    }
+    Ok(out)
+}
+
+/// Fetch and verify (gpgv) the `InRelease` of every suite in [`suites`].
+pub fn fetch_releases(b: &Bootstrap, ctx: &SourceCtx) -> Result<Vec<ReleaseRef>, Error> {
+    let rings = keyrings(b)?;
+    // No index cache: only the small release files are fetched here.
+    let client = Client::new(None, Arc::new(crate::runner::System));
+    let mut out = Vec::new();
+    for s in suites(b) {
+        let (rel, bytes) = client.release_signed(&s.mirror, &s.suite, &rings)?;
+        let url = crate::mirror::client::dists_url(&s.mirror, &s.suite, "InRelease");
+        ctx.reporter.debug(&format!(
+            "{url}: {}",
+            rel.date.as_deref().unwrap_or("no Date")
+        ));
+        out.push(ReleaseRef {
+            url,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            date: rel
+                .date
+                .as_deref()
+                .and_then(crate::mirror::inrelease::parse_date),
+        });
+    }
+    Ok(out)
+}
+
+/// How one run differs from the plain command: the build cache's package directory and
+/// the time the result claims.
+#[derive(Debug, Clone, Default)]
+pub struct RunOpts<'a> {
+    /// A directory of `.deb` files to start from, and where the run leaves every package
+    /// it used (and none in the tree). debootstrap reads and writes one directory, so
+    /// `debs_out` is ignored for it.
+    pub debs: Option<&'a Path>,
+    pub debs_out: Option<&'a Path>,
+    /// `SOURCE_DATE_EPOCH` for the tool and what it runs.
+    pub source_date_epoch: Option<u64>,
+}
+
 /// The argument vector for `tool` (validated recipe values only, never a shell string).
-pub fn command(tool: Tool, b: &Bootstrap, target: &Path) -> Cmd {
+pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd {
     let mut args: Vec<OsString> = Vec::new();
     if let Some(v) = &b.variant {
         args.push(format!("--variant={v}").into());
@@ -45,9 +155,42 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path) -> Cmd {
         let p: Vec<&str> = b.packages.iter().map(|p| &**p).collect();
         args.push(format!("--include={}", p.join(",")).into());
     }
+    if let Some(k) = &b.keyring {
+        let mut a = OsString::from("--keyring=");
+        a.push(k);
+        args.push(a);
+    }
+    if let Some(d) = opts.debs {
+        match tool {
+            Tool::Debootstrap => {
+                let mut a = OsString::from("--cache-dir=");
+                a.push(d);
+                args.push(a);
+            }
+            Tool::Mmdebstrap => {
+                // The documented way to reuse downloads: keep the essential set's .debs,
+                // copy the directory in before apt runs and everything back out at the
+                // end; mmdebstrap's cleanup then empties the tree's apt cache.
+                let out = opts.debs_out.unwrap_or(d).display();
+                let d = d.display();
+                args.push("--skip=essential/unlink".into());
+                args.push("--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/partial".into());
+                args.push(format!("--setup-hook=sync-in {d} /var/cache/apt/archives/").into());
+                args.push(
+                    format!("--customize-hook=sync-out /var/cache/apt/archives {out}").into(),
+                );
+            }
+        }
+    }
+    let mut cmd = Cmd::new(tool.program());
     if tool == Tool::Mmdebstrap {
         // Root mode: real chroot, real device nodes; we are root anyway (checked before).
         args.push("--mode=root".into());
+    }
+    // mmdebstrap's reproducible mode; for both, the time the maintainer scripts they run
+    // record (shadow's last password change, for one).
+    if let Some(t) = opts.source_date_epoch {
+        cmd = cmd.env("SOURCE_DATE_EPOCH", &t.to_string());
     }
     args.push(b.suite.to_string().into());
     args.push(target.as_os_str().to_os_string());
@@ -60,19 +203,46 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path) -> Cmd {
         ),
         Tool::Debootstrap => args.push(apt_sources::mirror(b).into()),
     }
-    Cmd::new(tool.program()).args(args).passthrough(true)
+    cmd.args(args).passthrough(true)
 }
 
-pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+/// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`].
+pub fn run(
+    tool: Tool,
+    b: &Bootstrap,
+    target: &Path,
+    ctx: &SourceCtx,
+    releases: &[ReleaseRef],
+    debs: Option<(&Path, &Path)>,
+) -> Result<SourceInfo, Error> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::NeedsRoot {
             tool: tool.program().into(),
         });
     }
-    let cmd = command(tool, b, target);
+    let lines = apt_sources::bootstrap_lines(b);
+    let mut info = SourceInfo {
+        kind: tool.program().into(),
+        reference: format!(
+            "{} {} {}",
+            suite_list(&lines),
+            b.variant.as_deref().unwrap_or("default"),
+            apt_sources::mirror(b)
+        ),
+        releases: releases.to_vec(),
+        ..Default::default()
+    };
+    info.created = info.newest_release();
+    let opts = RunOpts {
+        debs: debs.map(|d| d.0),
+        debs_out: debs.map(|d| d.1),
+        source_date_epoch: crate::pack::PackOptions::default()
+            .clamp_mtime
+            .or(info.created),
+    };
+    let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
     ctx.runner.run(&cmd)?;
-    let lines = apt_sources::bootstrap_lines(b);
     if tool == Tool::Debootstrap && lines.len() > 1 {
         let root = Root::open(target)?;
         root.write_file(
@@ -91,17 +261,7 @@ pub fn run(tool: Tool, b: &Bootstrap, target: &Path, ctx: &SourceCtx) -> Result<
             source: Box::new(source),
         })?;
     }
-    Ok(SourceInfo {
-        kind: tool.program().into(),
-        reference: format!(
-            "{} {} {}",
-            suite_list(&lines),
-            b.variant.as_deref().unwrap_or("default"),
-            apt_sources::mirror(b)
-        ),
-        digest: None,
-        created: None,
-    })
+    Ok(info)
 }
 
 /// `bookworm,bookworm-updates,bookworm-security`: the suites, for the provenance.
@@ -130,7 +290,12 @@ mod tests {
     #[test]
     fn mmdebstrap_arguments() {
         let b = spec("variant = \"minbase\"\ncomponents = [\"main\", \"contrib\"]\npackages = [\"net-tools\", \"uwsgi-core\"]\n");
-        let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"));
+        let c = command(
+            Tool::Mmdebstrap,
+            &b,
+            Path::new("/t/root"),
+            &RunOpts::default(),
+        );
         assert_eq!(
             c.display(),
             "mmdebstrap --variant=minbase --components=main,contrib --include=net-tools,uwsgi-core --mode=root bookworm /t/root \
@@ -143,10 +308,59 @@ mod tests {
     #[test]
     fn debootstrap_arguments_with_mirror() {
         let b = spec("mirror = \"http://mirror.example/debian\"\narch = \"amd64\"\n");
-        let c = command(Tool::Debootstrap, &b, Path::new("/t/root"));
+        let c = command(
+            Tool::Debootstrap,
+            &b,
+            Path::new("/t/root"),
+            &RunOpts::default(),
+        );
         assert_eq!(
             c.display(),
             "debootstrap --arch=amd64 bookworm /t/root http://mirror.example/debian"
+        );
+    }
+
+    #[test]
+    fn every_suite_read_is_listed_once() {
+        let s = suites(&spec(""));
+        let names: Vec<(&str, &str)> = s.iter().map(|s| (&*s.mirror, &*s.suite)).collect();
+        assert_eq!(
+            names,
+            [
+                ("http://deb.debian.org/debian", "bookworm"),
+                ("http://deb.debian.org/debian", "bookworm-updates"),
+                ("http://deb.debian.org/debian-security", "bookworm-security"),
+            ]
+        );
+        let one = suites(&spec("updates = false\nsecurity = false\n"));
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn package_cache_and_date_reach_the_tools() {
+        let b = spec("updates = false\nsecurity = false\nkeyring = \"/k/repo.gpg\"\n");
+        let opts = RunOpts {
+            debs: Some(Path::new("/c/in")),
+            debs_out: Some(Path::new("/c/out")),
+            source_date_epoch: Some(1700000000),
+        };
+        let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"), &opts);
+        assert_eq!(
+            c.display(),
+            "mmdebstrap --keyring=/k/repo.gpg --skip=essential/unlink \
+             '--setup-hook=mkdir -p \"$1\"/var/cache/apt/archives/partial' \
+             '--setup-hook=sync-in /c/in /var/cache/apt/archives/' \
+             '--customize-hook=sync-out /var/cache/apt/archives /c/out' \
+             --mode=root bookworm /t/root 'deb http://deb.debian.org/debian bookworm main'"
+        );
+        assert_eq!(
+            c.env,
+            [("SOURCE_DATE_EPOCH".to_string(), "1700000000".to_string())]
+        );
+        let c = command(Tool::Debootstrap, &b, Path::new("/t/root"), &opts);
+        assert_eq!(
+            c.display(),
+            "debootstrap --keyring=/k/repo.gpg --cache-dir=/c/in bookworm /t/root http://deb.debian.org/debian"
         );
     }
 
@@ -155,19 +369,19 @@ mod tests {
         let mut b = spec("distribution = \"ubuntu\"\n");
         b.suite = "noble".to_string().try_into().unwrap();
         assert_eq!(
-            command(Tool::Mmdebstrap, &b, Path::new("/t")).display(),
+            command(Tool::Mmdebstrap, &b, Path::new("/t"), &RunOpts::default()).display(),
             "mmdebstrap --mode=root noble /t 'deb http://archive.ubuntu.com/ubuntu noble main' \
              'deb http://archive.ubuntu.com/ubuntu noble-updates main' \
              'deb http://archive.ubuntu.com/ubuntu noble-security main'"
         );
         assert_eq!(
-            command(Tool::Debootstrap, &b, Path::new("/t")).display(),
+            command(Tool::Debootstrap, &b, Path::new("/t"), &RunOpts::default()).display(),
             "debootstrap noble /t http://archive.ubuntu.com/ubuntu"
         );
         b.suite = "sid".to_string().try_into().unwrap();
         b.distribution = None;
         assert_eq!(
-            command(Tool::Mmdebstrap, &b, Path::new("/t")).display(),
+            command(Tool::Mmdebstrap, &b, Path::new("/t"), &RunOpts::default()).display(),
             "mmdebstrap --mode=root sid /t 'deb http://deb.debian.org/debian sid main'"
         );
     }

@@ -445,6 +445,7 @@ fn prepare<'a>(
         reference,
         digest: Some(id),
         created: super::epoch_of(inspect.created.as_deref()),
+        ..Default::default()
     };
     Ok((container, info))
 }

@@ -418,6 +418,7 @@ pub fn run(a: &ImageArchiveSource, target: &Path, ctx: &SourceCtx) -> Result<Sou
         reference,
         digest: Some(id),
         created: super::epoch_of(config.created.as_deref()),
+        ..Default::default()
     })
 }
 

@@ -1,7 +1,7 @@
 //! Source stage: fill an empty directory with a root filesystem. The recipe's
 //! [`SourceSpec`] enum is the list of backends; [`fetch`] dispatches to one module each.
 
-mod bootstrap;
+pub mod bootstrap;
 pub mod docker;
 pub mod image_archive;
 pub mod layers;
@@ -12,7 +12,7 @@ pub mod rootfs;
 /// Tar readers that accept gzip too (also used by `boot` for tarball input).
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::progress::Reporter;
 use crate::recipe::SourceSpec;
@@ -46,6 +46,8 @@ pub enum Error {
     Runner(#[from] crate::runner::Error),
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
+    #[error(transparent)]
+    Mirror(#[from] crate::mirror::Error),
 }
 
 impl Error {
@@ -59,6 +61,7 @@ impl Error {
             Error::Docker { .. } | Error::Interrupted => 1,
             Error::Runner(e) => e.exit_code(),
             Error::Tree(e) => e.exit_code(),
+            Error::Mirror(e) => e.exit_code(),
             Error::Upgrade { source, .. } => source.exit_code(),
         }
     }
@@ -66,7 +69,7 @@ impl Error {
 
 /// What the stages after `source` may need to know about where the tree came from;
 /// recorded in the provenance file.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
 pub struct SourceInfo {
     pub kind: String,
     /// Suite, image reference, file: whatever identifies the input.
@@ -80,6 +83,31 @@ pub struct SourceInfo {
     /// differ.
     #[serde(skip)]
     pub created: Option<u64>,
+    /// Every `InRelease` a bootstrap was built from (suite, -updates, -security), as
+    /// fetched and verified before the build.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRef>,
+}
+
+/// One verified `InRelease`: where, its SHA-256, and its `Date:`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseRef {
+    pub url: String,
+    pub sha256: String,
+    /// The release's `Date:` in seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<i64>,
+}
+
+impl SourceInfo {
+    /// The newest `Date:` of the releases: what a bootstrap's mtimes clamp to.
+    pub fn newest_release(&self) -> Option<u64> {
+        self.releases
+            .iter()
+            .filter_map(|r| r.date)
+            .max()
+            .map(|d| d.max(0) as u64)
+    }
 }
 
 /// Seconds since the epoch of an RFC 3339 time as images record it
@@ -133,20 +161,25 @@ pub fn fetch<'a>(
     ctx: &SourceCtx<'a>,
 ) -> Result<(SourceInfo, Option<InPlace<'a>>), Error> {
     let copied = |info| Ok((info, None));
+    if let Some((tool, b)) = bootstrap_of(spec) {
+        let releases = bootstrap::fetch_releases(b, ctx)?;
+        return copied(bootstrap::run(tool, b, target, ctx, &releases, None)?);
+    }
     match spec {
-        SourceSpec::Debootstrap(b) => copied(bootstrap::run(
-            bootstrap::Tool::Debootstrap,
-            b,
-            target,
-            ctx,
-        )?),
-        SourceSpec::Mmdebstrap(b) => {
-            copied(bootstrap::run(bootstrap::Tool::Mmdebstrap, b, target, ctx)?)
-        }
+        SourceSpec::Debootstrap(_) | SourceSpec::Mmdebstrap(_) => unreachable!("above"),
         SourceSpec::Rootfs(r) => rootfs::run(r, target, ctx),
         SourceSpec::Docker(d) => docker::run(d, target, ctx),
         SourceSpec::ImageArchive(a) => copied(image_archive::run(a, target, ctx)?),
         SourceSpec::Registry(r) => copied(registry::run(r, target, ctx)?),
+    }
+}
+
+/// The bootstrap tool and its keys, when `spec` is a bootstrap source.
+pub fn bootstrap_of(spec: &SourceSpec) -> Option<(bootstrap::Tool, &crate::recipe::Bootstrap)> {
+    match spec {
+        SourceSpec::Debootstrap(b) => Some((bootstrap::Tool::Debootstrap, b)),
+        SourceSpec::Mmdebstrap(b) => Some((bootstrap::Tool::Mmdebstrap, b)),
+        _ => None,
     }
 }
 

@@ -32,6 +32,7 @@ pub fn run<'a>(
             reference: dir.display().to_string(),
             digest: None,
             created: None,
+            ..Default::default()
         };
         if let Some(mounted) = overlay(dir, target, ctx) {
             return Ok((info, Some(mounted)));
@@ -73,6 +74,7 @@ pub fn run<'a>(
         reference: tar.display().to_string(),
         digest: Some(format!("sha256:{}", hashing.hex())),
         created: None,
+        ..Default::default()
     };
     Ok((info, None))
 }

@@ -11,6 +11,7 @@ const COMMANDS: &[&str] = &[
     "sbom",
     "distros",
     "storage",
+    "cache",
     "completions",
     "man",
 ];

@@ -7,6 +7,7 @@ mod api;
 mod architecture;
 mod boot;
 mod build;
+mod cache;
 mod check;
 mod ci_examples;
 mod cli;

@@ -8,97 +8,15 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::support::apt_repo::{sh, sign, signing_key, Mirror};
 use crate::support::sshd::SshLab;
 use crate::support::{self, bin, run};
 
 // ---------------------------------------------------------------------------------------
-// A static HTTP server on loopback (a mirror), stopped on drop.
-
-struct Mirror {
-    server: Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    url: String,
-}
-
-impl Mirror {
-    fn serve(root: &Path) -> Mirror {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind"));
-        let url = format!("http://{}", server.server_addr());
-        let s = server.clone();
-        let root = root.to_path_buf();
-        let thread = std::thread::spawn(move || {
-            for req in s.incoming_requests() {
-                let rel = req.url().trim_start_matches('/').to_string();
-                let path = root.join(&rel);
-                let resp = if !rel.contains("..") && path.is_file() {
-                    tiny_http::Response::from_data(std::fs::read(&path).unwrap())
-                } else {
-                    tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
-                };
-                let _ = req.respond(resp);
-            }
-        });
-        Mirror {
-            server,
-            thread: Some(thread),
-            url,
-        }
-    }
-}
-
-impl Drop for Mirror {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // A signed Debian-style archive generated at test time.
-
-fn sh(c: &mut Command) -> Vec<u8> {
-    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{c:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-/// A fresh signing key: (GNUPGHOME, binary public keyring).
-fn signing_key(dir: &Path, name: &str) -> (PathBuf, Vec<u8>) {
-    let home = dir.join(format!("gnupg-{name}"));
-    std::fs::create_dir_all(&home).unwrap();
-    sh(Command::new("chmod").arg("700").arg(&home));
-    let gpg = || {
-        let mut c = Command::new("gpg");
-        c.arg("--homedir").arg(&home).args([
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ]);
-        c
-    };
-    sh(gpg().args([
-        "--quick-gen-key",
-        &format!("{name} <{name}@test.invalid>"),
-        "ed25519",
-        "sign",
-        "never",
-    ]));
-    let public = sh(gpg().arg("--export"));
-    assert!(!public.is_empty());
-    (home, public)
-}
 
 /// `dists/SUITE` under `root`: Packages.xz of `packages`, a Release listing it, and the
 /// InRelease clear-signed with the key in `gnupg`.
@@ -123,24 +41,6 @@ fn write_suite(root: &Path, suite: &str, packages: &str, gnupg: &Path) {
     );
     std::fs::write(dir.join("Release"), &release).unwrap();
     sign(&dir, gnupg);
-}
-
-/// Clear-sign `dir/Release` into `dir/InRelease`.
-fn sign(dir: &Path, gnupg: &Path) {
-    sh(Command::new("gpg")
-        .arg("--homedir")
-        .arg(gnupg)
-        .args([
-            "--batch",
-            "--yes",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(["--clearsign", "-o"])
-        .arg(dir.join("InRelease"))
-        .arg(dir.join("Release")));
 }
 
 fn stanza(name: &str, version: &str, arch: &str) -> String {

@@ -7,6 +7,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod alpine;
+pub mod apt_repo;
 pub mod fake_api;
 pub mod registry;
 pub mod sshd;
@@ -15,6 +16,8 @@ pub mod sshd;
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_build-distro"));
     c.env_remove("SOURCE_DATE_EPOCH");
+    // The tests' bootstraps share one build cache beside the fixtures, never the user's.
+    c.env("BUILD_DISTRO_CACHE_DIR", fixtures_dir().join("build-cache"));
     c
 }
 

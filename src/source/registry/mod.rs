@@ -304,6 +304,7 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
         reference: format!("{}@{digest}", shown.split('@').next().unwrap_or(&shown)),
         digest: Some(digest),
         created: super::epoch_of(config.created.as_deref()),
+        ..Default::default()
     })
 }
 

@@ -2,6 +2,8 @@
 //! its own module; this one only sequences them, owns the build directory (removed on
 //! every exit path) and writes the outputs atomically into `--out`.
 
+mod source;
+
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -31,6 +33,8 @@ pub struct BuildOptions {
     pub allow: Vec<String>,
     /// Credentials for a registry source, from the command line (CI).
     pub registry_login: Option<crate::source::registry::Credentials>,
+    /// The build cache's root ([`crate::cache`]); `None` builds without it (`--no-cache`).
+    pub cache: Option<PathBuf>,
 }
 
 /// `/etc/build-distro.json`: how this distro was made.
@@ -110,7 +114,25 @@ pub fn build(
         in_place: read_only.then(|| build_dir.path()),
         registry_login: opts.registry_login.as_ref(),
     };
-    let (source, in_place) = crate::source::fetch(loaded.source(), &tree, &ctx)?;
+    // A cache that cannot be opened (a read-only home) is a warning: the build goes on.
+    let cache = opts
+        .cache
+        .as_deref()
+        .and_then(|root| match crate::cache::Cache::open(root) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                reporter.warn(&format!("{e}; building without the cache"));
+                None
+            }
+        });
+    let (source, in_place) = source::fetch_source(
+        loaded.source(),
+        &tree,
+        &ctx,
+        cache.as_ref(),
+        build_dir.path(),
+    )?;
+    drop(cache);
     stage.done(&format!("{} {}", source.kind, source.reference));
     crate::interrupt::check_interrupted()?;
     let root = Root::open(&tree)?;

@@ -1,0 +1,635 @@
+//! The build cache, between `source` and `customize`: a bootstrap's result is kept under a
+//! key naming everything that decides it, so an unchanged recipe on an unchanged mirror
+//! skips the bootstrap; customize, finish, check and pack always rerun on top. Downloaded
+//! `.deb` files are kept too, so a bootstrap that does run (a new security upload changed
+//! a key) fetches only what changed.
+//!
+//! Layout under the cache root ([`crate::mirror::client::default_cache_dir`], shared with
+//! the mirror client's `indexes/`):
+//!
+//! ```text
+//! lock                         flock: shared while a build uses the cache, exclusive to prune
+//! debs/NAME.deb                downloaded packages (added by rename only, never rewritten)
+//! entries/KEY/key.json         what the key is made of, for `cache ls` and humans
+//! entries/KEY/source.tar.zst   the source tree
+//! entries/KEY/entry.json       size and SHA-256 of the tarball: written last (the fingerprint)
+//! ```
+//!
+//! An entry is written in a temporary directory and renamed into place, and it is trusted
+//! only when `entry.json` exists and the tarball matches it; anything else is a miss, and
+//! a damaged entry is removed and rebuilt with a warning. A failed write (a full disk)
+//! fails the cache write, never the build.
+//!
+//! Why this storage format: an entry is the source tree as one zstd-compressed tar, written
+//! by pack's walker (sorted, owners kept) and restored by the same hostile-input-safe
+//! unpacker every other archive goes through. One file per entry is cheap to checksum,
+//! rename atomically, measure and delete; zstd at a low level costs little CPU and cuts a
+//! Debian base to about a third (the default recipe: 234 MiB of files, a 77 MiB entry);
+//! and restoring writes a fresh tree that later stages may modify freely. Restoring costs
+//! what writing the tree costs (about what `zstd -d | tar -x` of the same entry takes).
+//! Hard-link farms would restore faster but share inodes between the cache and a tree that
+//! customize writes into (a `sed -i` would be fine, an in-place write would corrupt the
+//! cache), and cannot be checksummed as one unit. The fastest next step would be an
+//! unpacked entry mounted read-only below an overlay (as `tree::overlay` does for rootfs
+//! directories), checked by a manifest; it is not done here.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::source::{ReleaseRef, SourceInfo};
+
+/// Bumped when the entry format or what goes into a key changes.
+const FORMAT: u32 = 1;
+const ENTRY: &str = "entry.json";
+const KEY: &str = "key.json";
+const TARBALL: &str = "source.tar.zst";
+/// zstd level of entries: fast to write, a third of the size.
+const ZSTD_LEVEL: i32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("build cache {path}: {source}; set BUILD_DISTRO_CACHE_DIR to a writable directory or build with --no-cache")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("build cache entry {id}: {msg}")]
+    Corrupt { id: String, msg: String },
+    #[error("no cache directory: set BUILD_DISTRO_CACHE_DIR, XDG_CACHE_HOME or HOME")]
+    NoDir,
+    #[error("interrupted")]
+    Interrupted,
+    #[error(transparent)]
+    Pack(#[from] crate::pack::Error),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::Error),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::NoDir => 2,
+            _ => 1,
+        }
+    }
+
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that decides a source tree. Serialized (fields in this order, the recipe's
+/// source table as the recipe type serializes it) and hashed into the entry's name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Key {
+    pub format: u32,
+    pub tool_version: String,
+    /// The recipe's `[source]` table, `type` included.
+    pub source: serde_json::Value,
+    /// The Debian architecture built for.
+    pub arch: String,
+    /// Every `InRelease` read, with its SHA-256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<ReleaseRef>,
+    /// An image's manifest or archive digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl Key {
+    pub fn new(
+        source: &crate::recipe::SourceSpec,
+        arch: &str,
+        releases: &[ReleaseRef],
+        digest: Option<String>,
+    ) -> Key {
+        Key {
+            format: FORMAT,
+            tool_version: crate::VERSION.to_string(),
+            source: serde_json::to_value(source).expect("serializable"),
+            arch: arch.to_string(),
+            // The date is read from the bytes the hash covers; leaving it out keeps the
+            // key to what identifies the input.
+            releases: releases
+                .iter()
+                .map(|r| ReleaseRef {
+                    date: None,
+                    ..r.clone()
+                })
+                .collect(),
+            digest,
+        }
+    }
+
+    /// The entry's name: SHA-256 of the key's JSON.
+    pub fn id(&self) -> String {
+        let json = serde_json::to_vec(self).expect("serializable");
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json))
+    }
+}
+
+/// The Debian name of the host's architecture (what a bootstrap without `arch` builds).
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" => "ppc64el",
+        other => other,
+    }
+}
+
+/// The fingerprint, written last.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EntryFile {
+    format: u32,
+    id: String,
+    tar_bytes: u64,
+    tar_sha256: String,
+    /// Bytes of file content in the tree.
+    tree_bytes: u64,
+    /// Seconds since the epoch.
+    created: u64,
+    source: SourceInfo,
+    /// The source's `created` (skipped in [`SourceInfo`]'s JSON).
+    #[serde(default)]
+    source_created: Option<u64>,
+}
+
+/// One line of `cache ls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    /// `entry` or `debs`.
+    pub kind: String,
+    pub id: String,
+    /// What the entry is of (`mmdebstrap bookworm minbase http://…`); for `debs`, how many.
+    pub summary: String,
+    pub bytes: u64,
+    /// Seconds since written.
+    pub age_secs: u64,
+    /// Seconds since a build last used it.
+    pub unused_secs: u64,
+    /// The key's `InRelease` hashes, shortened.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub releases: Vec<String>,
+    /// False when the fingerprint is missing or unreadable (a half-written entry).
+    pub complete: bool,
+}
+
+/// What `cache prune` removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+    pub freed_bytes: u64,
+    pub kept_bytes: u64,
+}
+
+/// A cache opened for a build (shared lock) or for pruning (exclusive lock); the lock is
+/// released when this is dropped.
+pub struct Cache {
+    root: PathBuf,
+    _lock: File,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn secs_since(t: SystemTime) -> u64 {
+    SystemTime::now()
+        .duration_since(t)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Disk usage of a file or a directory tree (apparent sizes).
+fn size_of(p: &Path) -> u64 {
+    walkdir::WalkDir::new(p)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// A writer that hashes what it writes.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Cache {
+    /// The default root (see the module docs).
+    pub fn default_root() -> Result<PathBuf> {
+        crate::mirror::client::default_cache_dir().ok_or(Error::NoDir)
+    }
+
+    /// Open for a build: create the directories, take the shared lock.
+    pub fn open(root: &Path) -> Result<Cache> {
+        Cache::lock(root, false)
+    }
+
+    /// Open for pruning: waits until no build uses the cache.
+    pub fn open_exclusive(root: &Path) -> Result<Cache> {
+        Cache::lock(root, true)
+    }
+
+    fn lock(root: &Path, exclusive: bool) -> Result<Cache> {
+        for d in [root.join("entries"), root.join("debs")] {
+            std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        }
+        let path = root.join("lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let op = if exclusive {
+            rustix::fs::FlockOperation::LockExclusive
+        } else {
+            rustix::fs::FlockOperation::LockShared
+        };
+        rustix::fs::flock(&f, op).map_err(|e| Error::io(&path, e.into()))?;
+        Ok(Cache {
+            root: root.to_path_buf(),
+            _lock: f,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The shared package directory.
+    pub fn debs_dir(&self) -> PathBuf {
+        self.root.join("debs")
+    }
+
+    fn entry_dir(&self, id: &str) -> PathBuf {
+        self.root.join("entries").join(id)
+    }
+
+    /// Whether a complete entry for `key` exists (not yet checksummed: [`Cache::restore`]
+    /// does that).
+    pub fn has(&self, key: &Key) -> bool {
+        self.entry_dir(&key.id()).join(ENTRY).is_file()
+    }
+
+    /// Write the tree at `tree` as the entry for `key`: into a temporary directory, the
+    /// fingerprint last, then renamed into place. Another build that stored the same key
+    /// first wins; ours is dropped.
+    pub fn store(&self, key: &Key, tree: &Path, info: &SourceInfo) -> Result<()> {
+        let id = key.id();
+        let entries = self.root.join("entries");
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&entries)
+            .map_err(|e| Error::io(&entries, e))?;
+        let dir = tmp.path();
+        let io = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| Error::io(&p, e)
+        };
+        let mut key_json = serde_json::to_vec_pretty(key).expect("serializable");
+        key_json.push(b'\n');
+        std::fs::write(dir.join(KEY), &key_json).map_err(io(&dir.join(KEY)))?;
+        let tar_path = dir.join(TARBALL);
+        let f = File::create(&tar_path).map_err(io(&tar_path))?;
+        let hw = HashingWriter {
+            inner: std::io::BufWriter::with_capacity(1 << 20, f),
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            bytes: 0,
+        };
+        let z = zstd::stream::write::Encoder::new(hw, ZSTD_LEVEL).map_err(io(&tar_path))?;
+        let (packed, z) = crate::pack::write_cache_tar(tree, z)?;
+        let hw = z.finish().map_err(io(&tar_path))?;
+        let HashingWriter {
+            inner,
+            hasher,
+            bytes,
+        } = hw;
+        let f = inner
+            .into_inner()
+            .map_err(|e| Error::io(&tar_path, e.into_error()))?;
+        f.sync_all().map_err(io(&tar_path))?;
+        let entry = EntryFile {
+            format: FORMAT,
+            id: id.clone(),
+            tar_bytes: bytes,
+            tar_sha256: hex::encode(sha2::Digest::finalize(hasher)),
+            tree_bytes: packed.bytes,
+            created: now_secs(),
+            source: info.clone(),
+            source_created: info.created,
+        };
+        let mut json = serde_json::to_vec_pretty(&entry).expect("serializable");
+        json.push(b'\n');
+        let ep = dir.join(ENTRY);
+        let mut f = File::create(&ep).map_err(io(&ep))?;
+        f.write_all(&json).map_err(io(&ep))?;
+        f.sync_all().map_err(io(&ep))?;
+        let dest = self.entry_dir(&id);
+        // A leftover without a fingerprint (a crash mid-rename cannot make one, but a
+        // hand-edited cache can) is in the way of the rename.
+        if dest.exists() && !dest.join(ENTRY).is_file() {
+            let _ = crate::tree::remove_tree(&dest);
+        }
+        let tmp_path = tmp.keep();
+        if let Err(e) = std::fs::rename(&tmp_path, &dest) {
+            let _ = crate::tree::remove_tree(&tmp_path);
+            // ENOTEMPTY/EEXIST: a concurrent build stored it first.
+            if !dest.join(ENTRY).is_file() {
+                return Err(Error::io(&dest, e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Unpack the entry for `key` into `root` (an empty tree), checking the tarball against
+    /// its fingerprint. A damaged entry is removed and reported as [`Error::Corrupt`]; then
+    /// (and on any error) `root` holds an unknown part of it: the caller empties it and
+    /// rebuilds.
+    pub fn restore(
+        &self,
+        key: &Key,
+        root: &crate::tree::Root,
+        max_bytes: u64,
+    ) -> Result<SourceInfo> {
+        let id = key.id();
+        let dir = self.entry_dir(&id);
+        let corrupt = |msg: String| {
+            let _ = crate::tree::remove_tree(&dir);
+            Error::Corrupt {
+                id: id[..12].to_string(),
+                msg,
+            }
+        };
+        let entry: EntryFile = match std::fs::read(dir.join(ENTRY))
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(e) => e,
+            Err(e) => return Err(corrupt(format!("unreadable {ENTRY}: {e}"))),
+        };
+        if entry.id != id || entry.format != FORMAT {
+            return Err(corrupt(format!("{ENTRY} names another key")));
+        }
+        let tar_path = dir.join(TARBALL);
+        let f = match File::open(&tar_path) {
+            Ok(f) => f,
+            Err(e) => return Err(corrupt(format!("{TARBALL}: {e}"))),
+        };
+        let len = f.metadata().map_err(|e| Error::io(&tar_path, e))?.len();
+        // Hashed while it is unpacked (one read): on a mismatch the caller throws the
+        // unpacked tree away, so nothing from a damaged entry survives.
+        let mut hr = crate::pack::HashingReader::new(f);
+        let opts = crate::tree::UnpackOptions {
+            whiteouts: false,
+            max_bytes,
+            label: format!("cache entry {}", &id[..12]),
+        };
+        let unpacked = crate::source::decompressed(&mut hr)
+            .map_err(|e| Error::io(&tar_path, e))
+            .and_then(|r| {
+                Ok(crate::tree::unpack(
+                    crate::source::Interruptible(r),
+                    root,
+                    &opts,
+                )?)
+            });
+        if crate::interrupt::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        // The tar's end comes before the file's: the rest counts too.
+        let drained = std::io::copy(&mut hr, &mut std::io::sink());
+        let sha = hr.hex();
+        if drained.is_err() || len != entry.tar_bytes || sha != entry.tar_sha256 {
+            return Err(corrupt(format!(
+                "{TARBALL} is {len} bytes with sha256 {sha}, the fingerprint says {} bytes with {}",
+                entry.tar_bytes, entry.tar_sha256
+            )));
+        }
+        unpacked?;
+        // Mark it used: pruning goes by the fingerprint's mtime, oldest first.
+        if let Ok(f) = File::options().append(true).open(dir.join(ENTRY)) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+        let mut info = entry.source;
+        info.created = entry.source_created;
+        Ok(info)
+    }
+
+    /// Entries (newest use first) and the package directory.
+    pub fn list(&self) -> Vec<Listed> {
+        let mut out = Vec::new();
+        let entries = self.root.join("entries");
+        for e in std::fs::read_dir(&entries).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let dir = e.path();
+            let bytes = size_of(&dir);
+            let age = |p: &Path| {
+                p.metadata()
+                    .and_then(|m| m.modified())
+                    .map_or(0, secs_since)
+            };
+            let entry: Option<EntryFile> = std::fs::read(dir.join(ENTRY))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let key: Option<Key> = std::fs::read(dir.join(KEY))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            out.push(Listed {
+                kind: "entry".into(),
+                id: name,
+                summary: entry.as_ref().map_or_else(
+                    || "incomplete (no fingerprint)".to_string(),
+                    |e| format!("{} {}", e.source.kind, e.source.reference),
+                ),
+                bytes,
+                age_secs: entry
+                    .as_ref()
+                    .map_or_else(|| age(&dir), |e| now_secs().saturating_sub(e.created)),
+                unused_secs: age(&dir.join(ENTRY)),
+                releases: key
+                    .map(|k| {
+                        k.releases
+                            .iter()
+                            .map(|r| format!("{} {}", r.url, &r.sha256[..12.min(r.sha256.len())]))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                complete: entry.is_some(),
+            });
+        }
+        out.sort_by_key(|l| l.unused_secs);
+        let debs = self.debs_dir();
+        let files = std::fs::read_dir(&debs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".deb"))
+            .count();
+        out.push(Listed {
+            kind: "debs".into(),
+            id: "debs".into(),
+            summary: format!("{files} packages"),
+            bytes: size_of(&debs),
+            age_secs: debs
+                .metadata()
+                .and_then(|m| m.created())
+                .map_or(0, secs_since),
+            unused_secs: debs
+                .metadata()
+                .and_then(|m| m.modified())
+                .map_or(0, secs_since),
+            releases: Vec::new(),
+            complete: true,
+        });
+        out
+    }
+
+    /// Remove the least recently used entries and packages until the cache holds at most
+    /// `max_bytes`; half-written leftovers go first. Needs [`Cache::open_exclusive`].
+    pub fn prune(&self, max_bytes: u64) -> Result<Pruned> {
+        // (last use, path, bytes, name)
+        let mut items: Vec<(SystemTime, PathBuf, u64, String)> = Vec::new();
+        let mut pruned = Pruned::default();
+        let entries = self.root.join("entries");
+        for e in std::fs::read_dir(&entries)
+            .map_err(|er| Error::io(&entries, er))?
+            .flatten()
+        {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            let fp = p.join(ENTRY);
+            match fp.metadata().and_then(|m| m.modified()) {
+                Ok(t) => items.push((t, p.clone(), size_of(&p), format!("entry {name}"))),
+                // No build runs (we hold the exclusive lock): nothing is being written.
+                Err(_) => {
+                    pruned.freed_bytes += size_of(&p);
+                    crate::tree::remove_tree(&p)?;
+                    pruned.removed.push(format!("incomplete {name}"));
+                }
+            }
+        }
+        let debs = self.debs_dir();
+        for e in std::fs::read_dir(&debs)
+            .map_err(|er| Error::io(&debs, er))?
+            .flatten()
+        {
+            let Ok(m) = e.metadata() else { continue };
+            let t = m
+                .accessed()
+                .or_else(|_| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            items.push((
+                t,
+                e.path(),
+                m.len(),
+                format!("deb {}", e.file_name().to_string_lossy()),
+            ));
+        }
+        items.sort_by_key(|i| i.0);
+        let mut total: u64 = items.iter().map(|i| i.2).sum();
+        for (_, p, bytes, name) in items {
+            if total <= max_bytes {
+                break;
+            }
+            if p.is_dir() {
+                crate::tree::remove_tree(&p)?;
+            } else {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+            total -= bytes;
+            pruned.freed_bytes += bytes;
+            pruned.removed.push(name);
+        }
+        pruned.kept_bytes = total;
+        Ok(pruned)
+    }
+
+    /// A per-build copy of the package directory for the bootstrap to read, at
+    /// `scratch/debs-in`: hard links when `link` (only for a reader that never writes into
+    /// it, mmdebstrap's `sync-in`) and the filesystem allows, copies otherwise (debootstrap
+    /// re-downloads a damaged file in place). See [`Cache::harvest`].
+    pub fn debs_for_build(&self, scratch: &Path, link: bool) -> Result<PathBuf> {
+        let dir = scratch.join("debs-in");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let shared = self.debs_dir();
+        for e in std::fs::read_dir(&shared)
+            .map_err(|er| Error::io(&shared, er))?
+            .flatten()
+        {
+            let name = e.file_name();
+            if !name.to_string_lossy().ends_with(".deb") {
+                continue;
+            }
+            let to = dir.join(&name);
+            if !link || std::fs::hard_link(e.path(), &to).is_err() {
+                std::fs::copy(e.path(), &to).map_err(|er| Error::io(&to, er))?;
+            }
+        }
+        Ok(dir)
+    }
+
+    /// Add the packages a bootstrap left in `dir` to the shared directory: each copied to a
+    /// temporary name and renamed, so no build ever reads half a package.
+    pub fn harvest(&self, dir: &Path) -> Result<usize> {
+        let shared = self.debs_dir();
+        let mut added = 0;
+        for e in std::fs::read_dir(dir)
+            .map_err(|er| Error::io(dir, er))?
+            .flatten()
+        {
+            let name = e.file_name();
+            let Ok(m) = e.metadata() else { continue };
+            if !m.is_file() || !name.to_string_lossy().ends_with(".deb") {
+                continue;
+            }
+            let dest = shared.join(&name);
+            if dest.metadata().is_ok_and(|d| d.len() == m.len()) {
+                continue;
+            }
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".tmp-")
+                .tempfile_in(&shared)
+                .map_err(|er| Error::io(&shared, er))?;
+            let mut src = File::open(e.path()).map_err(|er| Error::io(&e.path(), er))?;
+            std::io::copy(&mut src, tmp.as_file_mut()).map_err(|er| Error::io(&dest, er))?;
+            tmp.persist(&dest)
+                .map_err(|er| Error::io(&dest, er.error))?;
+            added += 1;
+        }
+        Ok(added)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,242 @@
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use super::*;
+use crate::recipe::{parse_str, SourceSpec};
+use crate::tree::Root;
+
+fn spec(extra: &str) -> SourceSpec {
+    parse_str(
+        &format!("[distro]\nname = \"x\"\n[source]\ntype = \"mmdebstrap\"\nsuite = \"bookworm\"\n{extra}"),
+        "t.toml",
+    )
+    .unwrap()
+    .source
+    .unwrap()
+}
+
+fn rel(sha: &str) -> ReleaseRef {
+    ReleaseRef {
+        url: "http://deb.debian.org/debian/dists/bookworm/InRelease".into(),
+        sha256: sha.repeat(64),
+        date: Some(1_700_000_000),
+    }
+}
+
+#[test]
+fn key_names_every_input() {
+    let base = Key::new(&spec(""), "amd64", &[rel("a")], None);
+    assert_eq!(
+        base.id(),
+        Key::new(&spec(""), "amd64", &[rel("a")], None).id()
+    );
+    assert_eq!(base.id().len(), 64);
+    let others = [
+        Key::new(&spec(""), "amd64", &[rel("b")], None),
+        Key::new(&spec(""), "arm64", &[rel("a")], None),
+        Key::new(&spec("variant = \"minbase\""), "amd64", &[rel("a")], None),
+        Key::new(&spec("packages = [\"curl\"]"), "amd64", &[rel("a")], None),
+        Key::new(&spec(""), "amd64", &[rel("a"), rel("c")], None),
+        Key::new(&spec(""), "amd64", &[rel("a")], Some("sha256:1".into())),
+    ];
+    for k in &others {
+        assert_ne!(k.id(), base.id(), "{k:?}");
+    }
+    let mut dated = rel("a");
+    dated.date = Some(1);
+    assert_eq!(
+        Key::new(&spec(""), "amd64", &[dated], None).id(),
+        base.id(),
+        "the date comes from the hashed bytes"
+    );
+}
+
+fn tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("etc/apt")).unwrap();
+    std::fs::write(dir.join("etc/apt/sources.list"), "deb x y\n").unwrap();
+    std::fs::write(dir.join("etc/hostname"), "h\n").unwrap();
+    std::fs::hard_link(dir.join("etc/hostname"), dir.join("etc/hostname2")).unwrap();
+    std::os::unix::fs::symlink("apt/sources.list", dir.join("etc/link")).unwrap();
+    std::fs::set_permissions(
+        dir.join("etc/hostname"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(dir.join("etc/hostname"), Some(100), Some(42)).unwrap();
+    }
+}
+
+fn listing(dir: &Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
+    let mut v = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name().min_depth(1) {
+        let e = e.unwrap();
+        let m = e.path().symlink_metadata().unwrap();
+        let data = if m.is_file() {
+            std::fs::read(e.path()).unwrap()
+        } else {
+            Vec::new()
+        };
+        v.push((
+            e.path().strip_prefix(dir).unwrap().display().to_string(),
+            m.mode(),
+            m.uid(),
+            m.gid(),
+            data,
+        ));
+    }
+    v
+}
+
+#[test]
+fn store_then_restore_gives_the_same_tree() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let cache = Cache::open(cache_dir.path()).unwrap();
+    let key = Key::new(&spec(""), "amd64", &[rel("a")], None);
+    assert!(!cache.has(&key));
+    let info = SourceInfo {
+        kind: "mmdebstrap".into(),
+        reference: "bookworm".into(),
+        created: Some(1_700_000_000),
+        releases: vec![rel("a")],
+        ..Default::default()
+    };
+    cache.store(&key, src.path(), &info).unwrap();
+    assert!(cache.has(&key));
+    // A second store of the same key (a concurrent build) leaves one entry.
+    cache.store(&key, src.path(), &info).unwrap();
+    let entries: Vec<_> = std::fs::read_dir(cache_dir.path().join("entries"))
+        .unwrap()
+        .collect();
+    assert_eq!(entries.len(), 1, "no temporary directory left behind");
+    let out = tempfile::tempdir().unwrap();
+    let got = cache
+        .restore(&key, &Root::open(out.path()).unwrap(), 0)
+        .unwrap();
+    assert_eq!(got, info);
+    assert_eq!(got.created, Some(1_700_000_000));
+    assert_eq!(listing(out.path()), listing(src.path()));
+    let l = cache.list();
+    assert_eq!(l[0].kind, "entry");
+    assert!(l[0].complete && l[0].bytes > 0, "{l:?}");
+    assert_eq!(l[0].summary, "mmdebstrap bookworm");
+}
+
+#[test]
+fn a_damaged_entry_is_refused_and_removed() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let cache = Cache::open(cache_dir.path()).unwrap();
+    let key = Key::new(&spec(""), "amd64", &[rel("a")], None);
+    cache
+        .store(&key, src.path(), &SourceInfo::default())
+        .unwrap();
+    let tar = cache.entry_dir(&key.id()).join(TARBALL);
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&tar, &bytes).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = cache
+        .restore(&key, &Root::open(out.path()).unwrap(), 0)
+        .unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("fingerprint"), "{e}");
+    assert!(
+        !cache.has(&key),
+        "removed, so the next build stores a fresh one"
+    );
+    assert_eq!(
+        std::fs::read_dir(out.path()).unwrap().count(),
+        0,
+        "nothing unpacked"
+    );
+
+    // Half-written: no fingerprint means no entry.
+    cache
+        .store(&key, src.path(), &SourceInfo::default())
+        .unwrap();
+    std::fs::remove_file(cache.entry_dir(&key.id()).join(ENTRY)).unwrap();
+    assert!(!cache.has(&key));
+    assert!(cache.list().iter().any(|l| !l.complete));
+    cache
+        .store(&key, src.path(), &SourceInfo::default())
+        .unwrap();
+    assert!(cache.has(&key), "a store replaces the incomplete leftover");
+}
+
+#[test]
+fn prune_removes_the_least_recently_used_first() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let (old, new) = (
+        Key::new(&spec(""), "amd64", &[rel("a")], None),
+        Key::new(&spec(""), "amd64", &[rel("b")], None),
+    );
+    {
+        let cache = Cache::open(cache_dir.path()).unwrap();
+        cache
+            .store(&old, src.path(), &SourceInfo::default())
+            .unwrap();
+        cache
+            .store(&new, src.path(), &SourceInfo::default())
+            .unwrap();
+        let past = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let f = File::options()
+            .append(true)
+            .open(cache.entry_dir(&old.id()).join(ENTRY))
+            .unwrap();
+        f.set_modified(past).unwrap();
+        std::fs::write(cache.debs_dir().join("a_1_all.deb"), b"deb").unwrap();
+        let d = File::options()
+            .append(true)
+            .open(cache.debs_dir().join("a_1_all.deb"))
+            .unwrap();
+        d.set_modified(past - std::time::Duration::from_secs(60))
+            .unwrap();
+        d.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(past - std::time::Duration::from_secs(60))
+                .set_modified(past - std::time::Duration::from_secs(60)),
+        )
+        .unwrap();
+    }
+    let cache = Cache::open_exclusive(cache_dir.path()).unwrap();
+    let one = size_of(&cache.entry_dir(&new.id()));
+    let p = cache.prune(one).unwrap();
+    assert_eq!(p.removed.len(), 2, "{p:?}");
+    assert!(p.removed[0].starts_with("deb a_1_all.deb"), "{p:?}");
+    assert!(p.removed[1].contains(&old.id()), "{p:?}");
+    assert!(cache.has(&new) && !cache.has(&old));
+    assert_eq!(p.kept_bytes, one);
+    let all = cache.prune(0).unwrap();
+    assert_eq!(all.kept_bytes, 0);
+    assert!(!cache.has(&new));
+}
+
+#[test]
+fn packages_are_shared_by_rename() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let cache = Cache::open(cache_dir.path()).unwrap();
+    std::fs::write(cache.debs_dir().join("a_1_all.deb"), b"a").unwrap();
+    let d = cache.debs_for_build(scratch.path(), true).unwrap();
+    assert_eq!(std::fs::read(d.join("a_1_all.deb")).unwrap(), b"a");
+    let out = scratch.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("b_2_all.deb"), b"bb").unwrap();
+    std::fs::write(out.join("lock"), b"").unwrap();
+    std::fs::create_dir(out.join("partial")).unwrap();
+    assert_eq!(cache.harvest(&out).unwrap(), 1);
+    let mut names: Vec<String> = std::fs::read_dir(cache.debs_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a_1_all.deb", "b_2_all.deb"]);
+    assert_eq!(cache.harvest(&out).unwrap(), 0, "already there");
+}

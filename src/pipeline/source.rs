@@ -1,0 +1,114 @@
+//! The pipeline's source step, with the build cache in front: a bootstrap source is restored from its entry
+//! when one matches, else bootstrapped (reusing cached packages) and stored. Other sources
+//! go straight to [`crate::source::fetch`]: a Docker engine or an image archive on disk is
+//! already a local copy.
+
+use std::path::Path;
+
+use crate::cache::{host_arch, Cache, Error, Key};
+use crate::recipe::SourceSpec;
+use crate::source::{bootstrap, InPlace, SourceCtx, SourceInfo};
+use crate::tree::Root;
+
+/// Fill `target` (an existing empty directory) from `spec`, through `cache` when given.
+/// `scratch` is the build's own directory (the bootstrap runs there before it is stored).
+/// Cache trouble (a full disk, a damaged entry) is a warning, never the build's failure.
+pub fn fetch_source<'a>(
+    spec: &SourceSpec,
+    target: &Path,
+    ctx: &SourceCtx<'a>,
+    cache: Option<&Cache>,
+    scratch: &Path,
+) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    let (Some(cache), Some((tool, b))) = (cache, crate::source::bootstrap_of(spec)) else {
+        return Ok(crate::source::fetch(spec, target, ctx)?);
+    };
+    let releases = bootstrap::fetch_releases(b, ctx)?;
+    let arch = b.arch.as_deref().unwrap_or(host_arch());
+    let key = Key::new(spec, arch, &releases, None);
+    let id = key.id();
+    let short = &id[..12];
+    if cache.has(&key) {
+        match restore(cache, &key, target, ctx) {
+            Ok(info) => {
+                ctx.reporter
+                    .info(&format!("source: from the build cache (entry {short})"));
+                return Ok((info, None));
+            }
+            Err(Error::Interrupted) => return Err(crate::Error::Interrupted),
+            Err(e) => {
+                ctx.reporter.warn(&format!(
+                    "{e}; rebuilding it (the damaged entry was removed)"
+                ));
+                crate::tree::remove_tree(target)?;
+                std::fs::create_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
+            }
+        }
+    }
+    let built = scratch.join("bootstrap");
+    std::fs::create_dir(&built).map_err(|e| crate::tree::Error::io(&built, e))?;
+    let debs_in = match cache.debs_for_build(scratch, tool == bootstrap::Tool::Mmdebstrap) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            ctx.reporter
+                .warn(&format!("{e}; downloading every package"));
+            None
+        }
+    };
+    let debs_out = scratch.join("debs-out");
+    let debs = match (&debs_in, tool) {
+        (Some(d), bootstrap::Tool::Debootstrap) => Some((d.as_path(), d.as_path())),
+        (Some(d), bootstrap::Tool::Mmdebstrap) => {
+            std::fs::create_dir_all(&debs_out).map_err(|e| crate::tree::Error::io(&debs_out, e))?;
+            Some((d.as_path(), debs_out.as_path()))
+        }
+        (None, _) => None,
+    };
+    ctx.reporter
+        .debug(&format!("source: no cache entry {short}; bootstrapping"));
+    let info = bootstrap::run(tool, b, &built, ctx, &releases, debs)?;
+    if let Some((_, out)) = debs {
+        if let Err(e) = cache.harvest(out) {
+            ctx.reporter
+                .warn(&format!("{e}; the downloaded packages were not kept"));
+        }
+    }
+    // A release that changed during the run may or may not be what the tree holds: such a
+    // tree must not be served under either key.
+    let same = match bootstrap::fetch_releases(b, ctx) {
+        Ok(after) => {
+            let same = after
+                .iter()
+                .map(|r| &r.sha256)
+                .eq(releases.iter().map(|r| &r.sha256));
+            if !same {
+                ctx.reporter
+                    .warn("the mirror changed during the bootstrap: not caching this tree");
+            }
+            same
+        }
+        Err(e) => {
+            ctx.reporter.warn(&format!("{e}; not caching this tree"));
+            false
+        }
+    };
+    if same {
+        if let Err(e) = cache.store(&key, &built, &info) {
+            ctx.reporter.warn(&format!(
+                "{e}; the build goes on without caching its source"
+            ));
+        }
+    }
+    // The bootstrapped tree itself goes on (no round trip through the new entry): the
+    // unpacker changes nothing the finished archive keeps (owners and modes are kept;
+    // set-id bits, device nodes and sub-second times never reach an archive anyway), and
+    // tests compare cold, warm and --no-cache archives byte for byte.
+    std::fs::remove_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
+    std::fs::rename(&built, target).map_err(|e| crate::tree::Error::io(target, e))?;
+    Ok((info, None))
+}
+
+fn restore(cache: &Cache, key: &Key, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+    let root = Root::open(target)?;
+    cache.restore(key, &root, ctx.max_unpack_bytes)
+}
