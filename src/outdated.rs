@@ -240,7 +240,6 @@ fn remote_io(target: &str, e: std::io::Error) -> Error {
         target: target.to_string(),
         detail: format!("keep the fetched files: {e}"),
     }
-    .into()
 }
 
 /// What a published version sends back (relative to its root); missing ones are skipped.

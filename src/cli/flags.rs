@@ -88,6 +88,25 @@ pub struct TransportFlags {
     /// (DIR holds the homes, as /containers does on a server).
     #[arg(long, default_value = "ssh", value_name = "ssh|rsync|local:DIR")]
     pub transport: String,
+    #[command(flatten)]
+    pub ssh: SshFlags,
+}
+
+impl TransportFlags {
+    /// The transport these flags name (`bwlimit` is rsync's, from `push` only).
+    pub fn spec(&self, bwlimit: Option<u32>) -> build_distro::Result<TransportSpec> {
+        Ok(TransportSpec::parse(
+            &self.transport,
+            self.ssh.config()?,
+            bwlimit,
+        )?)
+    }
+}
+
+/// How ssh reaches a storage container: part of [`TransportFlags`], and alone in
+/// `outdated --to` (which only reads).
+#[derive(Debug, clap::Args)]
+pub struct SshFlags {
     /// Connect to this host instead of the storage container's server address.
     #[arg(long, value_name = "HOST")]
     pub ssh_host: Option<String>,
@@ -102,15 +121,13 @@ pub struct TransportFlags {
     pub ssh_options: Vec<String>,
 }
 
-impl TransportFlags {
-    /// The transport these flags name (`bwlimit` is rsync's, from `push` only).
-    pub fn spec(&self, bwlimit: Option<u32>) -> build_distro::Result<TransportSpec> {
-        let ssh = SshConfig::new(
+impl SshFlags {
+    pub fn config(&self) -> build_distro::Result<SshConfig> {
+        Ok(SshConfig::new(
             self.ssh_host.clone(),
             self.ssh_port,
             self.identity.clone(),
             &self.ssh_options,
-        )?;
-        Ok(TransportSpec::parse(&self.transport, ssh, bwlimit)?)
+        )?)
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use build_distro::outdated::{self, Options, Report, Target};
-use build_distro::push::ssh::{Ssh, SshConfig};
+use build_distro::push::ssh::Ssh;
 use build_distro::push::Name;
 use build_distro::runner::System;
 
@@ -37,17 +37,8 @@ pub struct Args {
     /// Print {"distro", "suites", "packages": [...]} as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Connect to this host instead of the storage container's server address (as push).
-    #[arg(long, value_name = "HOST")]
-    pub ssh_host: Option<String>,
-    #[arg(long, value_name = "PORT")]
-    pub ssh_port: Option<u16>,
-    /// ssh private key (default: your ssh config and agent).
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
-    /// Passed to ssh as `-o KEY=VALUE` (repeatable).
-    #[arg(long = "ssh-option", value_name = "KEY=VALUE")]
-    pub ssh_options: Vec<String>,
+    #[command(flatten)]
+    pub ssh: super::flags::SshFlags,
     #[command(flatten)]
     pub api: super::flags::ApiOpts,
 }
@@ -57,12 +48,7 @@ fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {
         let p = a.target.as_deref().expect("clap requires TARGET or --to");
         return Ok(Target::open(p)?);
     };
-    let ssh = SshConfig::new(
-        a.ssh_host.clone(),
-        a.ssh_port,
-        a.identity.clone(),
-        &a.ssh_options,
-    )?;
+    let ssh = a.ssh.config()?;
     // The server address comes from the API unless --ssh-host names it.
     let address = match &ssh.host {
         Some(_) => None,
