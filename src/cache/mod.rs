@@ -47,6 +47,8 @@ const FORMAT: u32 = 1;
 const ENTRY: &str = "entry.json";
 const KEY: &str = "key.json";
 const TARBALL: &str = "source.tar.zst";
+/// The unpacked tree beside the tarball: the lower layer of a warm build's overlay.
+const TREE: &str = "tree";
 /// zstd level of entries: fast to write, a third of the size.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -165,6 +167,73 @@ struct EntryFile {
     /// The source's `created` (skipped in [`SourceInfo`]'s JSON).
     #[serde(default)]
     source_created: Option<u64>,
+    /// What `tree/` held when it was stored; absent when the entry has no unpacked tree
+    /// (stored without root, or by an older version): then only the tarball serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tree: Option<TreeSum>,
+}
+
+/// A summary of an unpacked tree's metadata, compared before the tree is mounted: every
+/// entry's path, type, mode, owner, size, mtime and link target, hashed in walk order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct TreeSum {
+    entries: u64,
+    bytes: u64,
+    meta_sha256: String,
+}
+
+/// Walk `dir` (sorted, links not followed) and summarize it. Reads metadata only: as
+/// cheap as listing the tree, a fraction of reading it.
+fn tree_sum(dir: &Path) -> std::io::Result<TreeSum> {
+    use sha2::Digest;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let mut h = sha2::Sha256::new();
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    for e in walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let e = e.map_err(std::io::Error::other)?;
+        let m = e.metadata().map_err(std::io::Error::other)?;
+        let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+        let link = if m.file_type().is_symlink() {
+            std::fs::read_link(e.path())?
+        } else {
+            PathBuf::new()
+        };
+        let size = if m.is_file() { m.len() } else { 0 };
+        h.update(rel.as_os_str().as_bytes());
+        h.update([0]);
+        h.update(link.as_os_str().as_bytes());
+        h.update([0]);
+        for n in [
+            u64::from(m.mode()),
+            u64::from(m.uid()),
+            u64::from(m.gid()),
+            size,
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+            m.nlink(),
+        ] {
+            h.update(n.to_le_bytes());
+        }
+        entries += 1;
+        bytes += size;
+    }
+    Ok(TreeSum {
+        entries,
+        bytes,
+        meta_sha256: hex::encode(h.finalize()),
+    })
+}
+
+/// What [`Cache::mount`] found.
+pub enum Mounted {
+    /// The entry's tree, mounted read-only below an overlay on the target.
+    Yes(SourceInfo, crate::tree::overlay::Overlay),
+    /// Not mounted, and why (not root, no unpacked tree, the kernel refused): restore it.
+    No(String),
 }
 
 /// One line of `cache ls`.
@@ -223,6 +292,26 @@ fn size_of(p: &Path) -> u64 {
         .filter(|m| m.is_file())
         .map(|m| m.len())
         .sum()
+}
+
+/// Remove the damaged entry at `dir` and say why.
+fn corrupt(dir: &Path, id: &str, msg: String) -> Error {
+    let _ = crate::tree::remove_tree(dir);
+    Error::Corrupt {
+        id: id[..12.min(id.len())].to_string(),
+        msg,
+    }
+}
+
+/// Mark the entry at `dir` used (pruning goes by the fingerprint's mtime, oldest first)
+/// and give its source's description.
+fn used(dir: &Path, entry: EntryFile) -> SourceInfo {
+    if let Ok(f) = File::options().append(true).open(dir.join(ENTRY)) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+    let mut info = entry.source;
+    info.created = entry.source_created;
+    info
 }
 
 /// A writer that hashes what it writes.
@@ -339,6 +428,11 @@ impl Cache {
             .into_inner()
             .map_err(|e| Error::io(&tar_path, e.into_error()))?;
         f.sync_all().map_err(io(&tar_path))?;
+        let tree_sum = if rustix::process::geteuid().is_root() {
+            Some(self.unpack_tree(&tar_path, &dir.join(TREE), &id)?)
+        } else {
+            None
+        };
         let entry = EntryFile {
             format: FORMAT,
             id: id.clone(),
@@ -348,6 +442,7 @@ impl Cache {
             created: now_secs(),
             source: info.clone(),
             source_created: info.created,
+            tree: tree_sum,
         };
         let mut json = serde_json::to_vec_pretty(&entry).expect("serializable");
         json.push(b'\n');
@@ -384,23 +479,8 @@ impl Cache {
     ) -> Result<SourceInfo> {
         let id = key.id();
         let dir = self.entry_dir(&id);
-        let corrupt = |msg: String| {
-            let _ = crate::tree::remove_tree(&dir);
-            Error::Corrupt {
-                id: id[..12].to_string(),
-                msg,
-            }
-        };
-        let entry: EntryFile = match std::fs::read(dir.join(ENTRY))
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
-            Ok(e) => e,
-            Err(e) => return Err(corrupt(format!("unreadable {ENTRY}: {e}"))),
-        };
-        if entry.id != id || entry.format != FORMAT {
-            return Err(corrupt(format!("{ENTRY} names another key")));
-        }
+        let corrupt = |msg: String| corrupt(&dir, &id, msg);
+        let entry = self.read_entry(&id)?;
         let tar_path = dir.join(TARBALL);
         let f = match File::open(&tar_path) {
             Ok(f) => f,
@@ -437,13 +517,93 @@ impl Cache {
             )));
         }
         unpacked?;
-        // Mark it used: pruning goes by the fingerprint's mtime, oldest first.
-        if let Ok(f) = File::options().append(true).open(dir.join(ENTRY)) {
-            let _ = f.set_modified(SystemTime::now());
+        Ok(used(&dir, entry))
+    }
+
+    /// The fingerprint of entry `id`; an unreadable one, or one naming another key, is
+    /// damage (the entry is removed).
+    fn read_entry(&self, id: &str) -> Result<EntryFile> {
+        let dir = self.entry_dir(id);
+        let entry: EntryFile = match std::fs::read(dir.join(ENTRY))
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
+            Ok(e) => e,
+            Err(e) => return Err(corrupt(&dir, id, format!("unreadable {ENTRY}: {e}"))),
+        };
+        if entry.id != id || entry.format != FORMAT {
+            return Err(corrupt(&dir, id, format!("{ENTRY} names another key")));
         }
-        let mut info = entry.source;
-        info.created = entry.source_created;
-        Ok(info)
+        Ok(entry)
+    }
+
+    /// Unpack the tarball just written at `tar` into `tree` (created here) and summarize
+    /// the result: the same unpacker as [`Cache::restore`], so a tree read in place is the
+    /// tree a restore writes.
+    fn unpack_tree(&self, tar: &Path, tree: &Path, id: &str) -> Result<TreeSum> {
+        std::fs::create_dir(tree).map_err(|e| Error::io(tree, e))?;
+        let root = crate::tree::Root::open(tree)?;
+        let f = File::open(tar).map_err(|e| Error::io(tar, e))?;
+        let opts = crate::tree::UnpackOptions {
+            whiteouts: false,
+            max_bytes: 0,
+            label: format!("cache entry {}", &id[..12]),
+        };
+        let r = crate::source::decompressed(f).map_err(|e| Error::io(tar, e))?;
+        crate::tree::unpack(crate::source::Interruptible(r), &root, &opts)?;
+        if crate::interrupt::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        drop(root);
+        tree_sum(tree).map_err(|e| Error::io(tree, e))
+    }
+
+    /// Mount the entry for `key`'s unpacked tree read-only below an overlay on `target`
+    /// (upper and work directories under `scratch`), after checking its metadata against
+    /// the fingerprint: nothing is written, later stages write into the upper directory.
+    /// A tree that does not match is damage ([`Error::Corrupt`], the entry is removed);
+    /// anything that only keeps the tree from being mounted here is [`Mounted::No`].
+    /// `BUILD_DISTRO_CACHE_UNPACK=1` always says no (tests compare both ways).
+    pub fn mount(&self, key: &Key, target: &Path, scratch: &Path) -> Result<Mounted> {
+        if std::env::var_os("BUILD_DISTRO_CACHE_UNPACK").is_some_and(|v| v == "1") {
+            return Ok(Mounted::No("BUILD_DISTRO_CACHE_UNPACK=1".into()));
+        }
+        if !rustix::process::geteuid().is_root() {
+            return Ok(Mounted::No("mounting needs root".into()));
+        }
+        let id = key.id();
+        let dir = self.entry_dir(&id);
+        let entry = self.read_entry(&id)?;
+        let Some(want) = &entry.tree else {
+            return Ok(Mounted::No("the entry has no unpacked tree".into()));
+        };
+        let tree = dir.join(TREE);
+        match tree_sum(&tree) {
+            Ok(found) if found == *want => {}
+            Ok(found) => {
+                return Err(corrupt(
+                    &dir,
+                    &id,
+                    format!(
+                        "{TREE}/ has {} entries and {} bytes with metadata sha256 {}, the fingerprint says {} entries and {} bytes with {}",
+                        found.entries, found.bytes, found.meta_sha256, want.entries, want.bytes, want.meta_sha256
+                    ),
+                ))
+            }
+            Err(e) => return Err(corrupt(&dir, &id, format!("{TREE}/: {e}"))),
+        }
+        match crate::tree::overlay::mount(&[tree], target, scratch) {
+            Ok(overlay) => Ok(Mounted::Yes(used(&dir, entry), overlay)),
+            Err(why) => Ok(Mounted::No(why)),
+        }
+    }
+
+    /// A second handle on this cache's lock: while it is open, no prune runs (a tree read
+    /// in place must outlive the build's use of it).
+    pub fn pin(&self) -> Result<File> {
+        self._lock
+            .try_clone()
+            .map_err(|e| Error::io(&self.root.join("lock"), e))
     }
 
     /// Entries (newest use first) and the package directory.

@@ -125,6 +125,68 @@ fn store_then_restore_gives_the_same_tree() {
 }
 
 #[test]
+fn an_entry_is_read_in_place_and_never_written() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: mounting an overlay needs root");
+        return;
+    }
+    let cache_dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let cache = Cache::open(cache_dir.path()).unwrap();
+    let key = Key::new(&spec(""), "amd64", &[rel("a")], None);
+    cache
+        .store(&key, src.path(), &SourceInfo::default())
+        .unwrap();
+    let stored = cache.entry_dir(&key.id()).join(TREE);
+    let before = listing(&stored);
+    assert_eq!(
+        before,
+        listing(src.path()),
+        "the unpacked tree is the source"
+    );
+    let l = cache.list();
+    assert!(
+        l[0].bytes > size_of(&cache.entry_dir(&key.id()).join(TARBALL)),
+        "ls counts the tree too: {l:?}"
+    );
+
+    let build = tempfile::tempdir().unwrap();
+    let target = build.path().join("rootfs");
+    std::fs::create_dir(&target).unwrap();
+    let Mounted::Yes(_, overlay) = cache.mount(&key, &target, build.path()).unwrap() else {
+        panic!("not mounted");
+    };
+    assert_eq!(listing(&target), before);
+    // Writes, a chmod of a hard-linked file and a removal land in the upper layer only.
+    std::fs::write(target.join("etc/hostname"), "changed\n").unwrap();
+    std::fs::remove_file(target.join("etc/link")).unwrap();
+    std::fs::write(target.join("etc/new"), "n\n").unwrap();
+    assert_eq!(
+        std::fs::read(target.join("etc/hostname2")).unwrap(),
+        b"changed\n",
+        "hard links stay whole"
+    );
+    drop(overlay);
+    assert_eq!(listing(&stored), before, "the entry is untouched");
+
+    // A tree changed behind the cache's back is damage: refused and removed.
+    std::fs::write(stored.join("etc/apt/sources.list"), "deb evil y\n").unwrap();
+    let target2 = build.path().join("rootfs2");
+    std::fs::create_dir(&target2).unwrap();
+    let scratch2 = build.path().join("s2");
+    std::fs::create_dir(&scratch2).unwrap();
+    let e = match cache.mount(&key, &target2, &scratch2) {
+        Err(e) => e,
+        Ok(_) => panic!("a changed tree was mounted"),
+    };
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(e.to_string().contains("fingerprint"), "{e}");
+    assert!(!cache.has(&key));
+    assert_eq!(std::fs::read_dir(&target2).unwrap().count(), 0);
+}
+
+#[test]
 fn a_damaged_entry_is_refused_and_removed() {
     let cache_dir = tempfile::tempdir().unwrap();
     let src = tempfile::tempdir().unwrap();

@@ -131,6 +131,7 @@ pub fn build(
         &ctx,
         cache.as_ref(),
         build_dir.path(),
+        opts.format != Format::Dir,
     )?;
     drop(cache);
     stage.done(&format!("{} {}", source.kind, source.reference));

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::cache::{host_arch, Cache, Error, Key};
+use crate::cache::{host_arch, Cache, Error, Key, Mounted};
 use crate::recipe::SourceSpec;
 use crate::source::{bootstrap, InPlace, SourceCtx, SourceInfo};
 use crate::tree::Root;
@@ -13,12 +13,15 @@ use crate::tree::Root;
 /// Fill `target` (an existing empty directory) from `spec`, through `cache` when given.
 /// `scratch` is the build's own directory (the bootstrap runs there before it is stored).
 /// Cache trouble (a full disk, a damaged entry) is a warning, never the build's failure.
+/// `mount`: a cache entry may be read in place below an overlay on `target` (not when
+/// the finished tree itself is the output, as a directory cannot be moved off a mount).
 pub fn fetch_source<'a>(
     spec: &SourceSpec,
     target: &Path,
     ctx: &SourceCtx<'a>,
     cache: Option<&Cache>,
     scratch: &Path,
+    mount: bool,
 ) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
     let (Some(cache), Some((tool, b))) = (cache, crate::source::bootstrap_of(spec)) else {
         return Ok(crate::source::fetch(spec, target, ctx)?);
@@ -29,11 +32,26 @@ pub fn fetch_source<'a>(
     let id = key.id();
     let short = &id[..12];
     if cache.has(&key) {
-        match restore(cache, &key, target, ctx) {
-            Ok(info) => {
-                ctx.reporter
-                    .info(&format!("source: from the build cache (entry {short})"));
-                return Ok((info, None));
+        let hit = match mount {
+            true => in_place(cache, &key, target, scratch, ctx),
+            false => Ok(None),
+        };
+        let hit = match hit {
+            Ok(Some(hit)) => Ok(hit),
+            Ok(None) => restore(cache, &key, target, ctx).map(|info| (info, None)),
+            Err(e) => Err(e),
+        };
+        match hit {
+            Ok((info, in_place)) => {
+                let how = if in_place.is_some() {
+                    ", read in place"
+                } else {
+                    ""
+                };
+                ctx.reporter.info(&format!(
+                    "source: from the build cache (entry {short}{how})"
+                ));
+                return Ok((info, in_place));
             }
             Err(Error::Interrupted) => return Err(crate::Error::Interrupted),
             Err(e) => {
@@ -106,6 +124,31 @@ pub fn fetch_source<'a>(
     std::fs::remove_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
     std::fs::rename(&built, target).map_err(|e| crate::tree::Error::io(target, e))?;
     Ok((info, None))
+}
+
+/// The entry's tree mounted on `target`, holding the cache's lock; `None` when it cannot
+/// be mounted here (then it is restored by unpacking).
+fn in_place<'a>(
+    cache: &Cache,
+    key: &Key,
+    target: &Path,
+    scratch: &Path,
+    ctx: &SourceCtx<'a>,
+) -> Result<Option<(SourceInfo, Option<InPlace<'a>>)>, Error> {
+    match cache.mount(key, target, scratch)? {
+        Mounted::Yes(info, overlay) => {
+            let lock = cache.pin()?;
+            Ok(Some((
+                info,
+                Some(InPlace::new(overlay, None).holding(lock)),
+            )))
+        }
+        Mounted::No(why) => {
+            ctx.reporter
+                .debug(&format!("source: {why}; unpacking the cache entry"));
+            Ok(None)
+        }
+    }
 }
 
 fn restore(cache: &Cache, key: &Key, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {

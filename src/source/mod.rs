@@ -139,6 +139,8 @@ pub struct SourceCtx<'a> {
 pub struct InPlace<'a> {
     _overlay: crate::tree::overlay::Overlay,
     _pin: Option<docker::Container<'a>>,
+    /// A build cache's lock, for a cache entry read in place (no prune meanwhile).
+    _lock: Option<std::fs::File>,
 }
 
 impl<'a> InPlace<'a> {
@@ -149,7 +151,14 @@ impl<'a> InPlace<'a> {
         InPlace {
             _overlay: overlay,
             _pin: pin,
+            _lock: None,
         }
+    }
+
+    /// Keep `lock` open until the tree is unmounted.
+    pub(crate) fn holding(mut self, lock: std::fs::File) -> Self {
+        self._lock = Some(lock);
+        self
     }
 }
 

@@ -9,7 +9,18 @@ use crate::support::{self, bin, run, write_recipe};
 /// `build RECIPE --out OUT` with the cache at `cache` (or `--no-cache`); asserts success
 /// and returns (archive bytes, stderr, the report's JSON).
 fn build(recipe: &Path, out: &Path, cache: Option<&Path>) -> (Vec<u8>, String, serde_json::Value) {
+    build_env(recipe, out, cache, &[])
+}
+
+/// [`build`] with extra environment variables.
+fn build_env(
+    recipe: &Path,
+    out: &Path,
+    cache: Option<&Path>,
+    env: &[(&str, &str)],
+) -> (Vec<u8>, String, serde_json::Value) {
     let mut c = bin();
+    c.envs(env.iter().copied());
     c.arg("build")
         .arg(recipe)
         .arg("--out")
@@ -108,6 +119,9 @@ fn cached_and_uncached_builds_are_byte_identical() {
     );
     let (warm, err, _) = build(&recipe, &d.path().join("warm"), Some(&cache));
     assert!(err.contains(FROM_CACHE), "{err}");
+    // Read in place below an overlay: customize (apt-get clean in a chroot, [remove])
+    // and finish write into the upper layer.
+    assert!(err.contains("read in place"), "{err}");
     assert!(warm == cold, "a warm build gives the cold build's bytes");
     assert_eq!(entries(&cache), 1);
     // The mirror may publish between two bootstraps; then build once more.
@@ -150,6 +164,12 @@ fn cached_and_uncached_builds_are_byte_identical() {
     );
     let (changed, err, _) = build(&files, &d.path().join("files"), Some(&cache));
     assert!(err.contains(FROM_CACHE), "{err}");
+    // The entry's tree was never written: a warm build after that still matches.
+    let (again, _, _) = build(&recipe, &d.path().join("again"), Some(&cache));
+    assert!(
+        again == cold,
+        "the [[files]] build left the entry as it was"
+    );
     assert_eq!(member(&changed, "etc/motd"), "cached\n");
 }
 
@@ -232,20 +252,51 @@ fn cache_follows_the_mirror_and_survives_damage_and_concurrency() {
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&signed));
     assert_eq!(report["source"]["releases"][0]["sha256"], sha.as_str());
 
-    // Flip bytes in the entry: detected, rebuilt with a warning, same result.
-    let entry_dir = std::fs::read_dir(cache.join("entries"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("entry.json").is_file())
-        .unwrap();
-    let tarball = entry_dir.join("source.tar.zst");
+    assert!(err.contains("read in place"), "{err}");
+    // The tarball restores the same tree (a build that cannot mount it unpacks it).
+    let (unpacked, err, _) = build_env(
+        &recipe,
+        &d.path().join("unpacked"),
+        Some(&cache),
+        &[("BUILD_DISTRO_CACHE_UNPACK", "1")],
+    );
+    assert!(
+        err.contains(FROM_CACHE) && !err.contains("read in place"),
+        "{err}"
+    );
+    assert!(unpacked == first);
+
+    // Damage the entry's unpacked tree, then its tarball: each is detected, rebuilt with
+    // a warning, same result.
+    let entry_dir = || {
+        std::fs::read_dir(cache.join("entries"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.join("entry.json").is_file())
+            .unwrap()
+    };
+    let version = entry_dir().join("tree/usr/share/bd-hello/version");
+    std::fs::write(&version, "6.6\n").unwrap();
+    let (rebuilt, err, _) = build(&recipe, &d.path().join("rebuilt-tree"), Some(&cache));
+    assert!(!err.contains(FROM_CACHE), "{err}");
+    assert!(
+        err.contains("fingerprint") && err.contains("rebuilding"),
+        "{err}"
+    );
+    assert!(rebuilt == first, "the rebuilt entry gives the same bytes");
+    let tarball = entry_dir().join("source.tar.zst");
     let mut bytes = std::fs::read(&tarball).unwrap();
     let mid = bytes.len() / 2;
     for b in &mut bytes[mid..mid + 16] {
         *b ^= 0x5a;
     }
     std::fs::write(&tarball, &bytes).unwrap();
-    let (rebuilt, err, _) = build(&recipe, &d.path().join("rebuilt"), Some(&cache));
+    let (rebuilt, err, _) = build_env(
+        &recipe,
+        &d.path().join("rebuilt"),
+        Some(&cache),
+        &[("BUILD_DISTRO_CACHE_UNPACK", "1")],
+    );
     assert!(!err.contains(FROM_CACHE), "{err}");
     assert!(
         err.contains("fingerprint") && err.contains("rebuilding"),
