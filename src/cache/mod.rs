@@ -12,26 +12,38 @@
 //! debs/NAME.deb                downloaded packages (added by rename only, never rewritten)
 //! entries/KEY/key.json         what the key is made of, for `cache ls` and humans
 //! entries/KEY/source.tar.zst   the source tree
-//! entries/KEY/entry.json       size and SHA-256 of the tarball: written last (the fingerprint)
+//! entries/KEY/tree/            the same tree unpacked (when stored as root): read in place
+//! entries/KEY/entry.json       the tarball's size and SHA-256, the tree's metadata hash:
+//!                              written last (the fingerprint)
 //! ```
 //!
 //! An entry is written in a temporary directory and renamed into place, and it is trusted
-//! only when `entry.json` exists and the tarball matches it; anything else is a miss, and
+//! only when `entry.json` exists and the tarball (or the tree, when it is mounted)
+//! matches it; anything else is a miss, and
 //! a damaged entry is removed and rebuilt with a warning. A failed write (a full disk)
 //! fails the cache write, never the build.
 //!
-//! Why this storage format: an entry is the source tree as one zstd-compressed tar, written
-//! by pack's walker (sorted, owners kept) and restored by the same hostile-input-safe
-//! unpacker every other archive goes through. One file per entry is cheap to checksum,
-//! rename atomically, measure and delete; zstd at a low level costs little CPU and cuts a
-//! Debian base to about a third (the default recipe: 234 MiB of files, a 77 MiB entry);
-//! and restoring writes a fresh tree that later stages may modify freely. Restoring costs
-//! what writing the tree costs (about what `zstd -d | tar -x` of the same entry takes).
-//! Hard-link farms would restore faster but share inodes between the cache and a tree that
-//! customize writes into (a `sed -i` would be fine, an in-place write would corrupt the
-//! cache), and cannot be checksummed as one unit. The fastest next step would be an
-//! unpacked entry mounted read-only below an overlay (as `tree::overlay` does for rootfs
-//! directories), checked by a manifest; it is not done here.
+//! Why this storage format: an entry holds the source tree twice. `source.tar.zst` is
+//! the tree as one zstd-compressed tar, written by pack's walker (sorted, owners kept) and
+//! restored by the same hostile-input-safe unpacker every other archive goes through: one
+//! file, cheap to checksum, about a third of the tree (the default recipe: 234 MiB of
+//! files, a 77 MiB entry); it serves whoever cannot mount (not root, `--format dir`, whose
+//! output is the tree itself and cannot be moved off a mount, a kernel that refuses).
+//! `tree/` is that tarball unpacked once when storing, by the same unpacker, so it is
+//! exactly the tree a restore writes; a warm build mounts it read-only as the lower layer
+//! of an overlay ([`crate::tree::overlay`], as rootfs directories and Docker layers are
+//! read) and customize, finish and pack work on top, writing only the build's upper
+//! directory. Restoring meant writing every file again, most of a warm build on a slow
+//! disk; mounting writes nothing.
+//!
+//! How `tree/` is trusted: `entry.json` records its entry count, byte count and a SHA-256
+//! over every entry's path, type, mode, owner, size, mtime, link count and link target
+//! (walked in name order), and the tree is compared before each mount. That is a listing,
+//! not a read of 200+ MiB: it catches what could plausibly change a directory nobody
+//! writes (the kernel never writes a lower layer): a hand edit, a truncation, a partial
+//! delete, a chmod. A content change that keeps size and mtime passes; hashing every
+//! byte on every build would cost what the restore cost. Hard-link farms were rejected:
+//! they share inodes between the cache and a tree that customize writes into.
 
 use std::fs::File;
 use std::io::Write;

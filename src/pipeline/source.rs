@@ -32,9 +32,10 @@ pub fn fetch_source<'a>(
     let id = key.id();
     let short = &id[..12];
     if cache.has(&key) {
-        let hit = match mount {
-            true => in_place(cache, &key, target, scratch, ctx),
-            false => Ok(None),
+        let hit = if mount {
+            in_place(cache, &key, target, scratch, ctx)
+        } else {
+            Ok(None)
         };
         let hit = match hit {
             Ok(Some(hit)) => Ok(hit),
