@@ -164,7 +164,31 @@ fn cached_and_uncached_builds_are_byte_identical() {
     );
     let (changed, err, _) = build(&files, &d.path().join("files"), Some(&cache));
     assert!(err.contains(FROM_CACHE), "{err}");
-    // The entry's tree was never written: a warm build after that still matches.
+    // A [[run]] that fails in the chroot on the mounted tree: no mount, no build
+    // directory left.
+    let failing = write_recipe(
+        d.path(),
+        "fail.toml",
+        "extends = \"debian-bookworm\"\n[[run]]\ncommand = \"rm -f /etc/hostname && exit 7\"\n",
+    );
+    let work = d.path().join("work");
+    let (code, _, err) = run(bin()
+        .arg("build")
+        .arg(&failing)
+        .arg("--out")
+        .arg(d.path().join("failed"))
+        .arg("--work-dir")
+        .arg(&work)
+        .env("BUILD_DISTRO_CACHE_DIR", &cache));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("read in place"), "{err}");
+    assert!(
+        support::mounts_under(d.path()).is_empty(),
+        "mounts left: {:?}",
+        support::mounts_under(d.path())
+    );
+    assert_eq!(std::fs::read_dir(&work).unwrap().count(), 0);
+    // The entry's tree was never written: a warm build after those still matches.
     let (again, _, _) = build(&recipe, &d.path().join("again"), Some(&cache));
     assert!(
         again == cold,
