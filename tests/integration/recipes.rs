@@ -19,13 +19,19 @@ fn build_check_boot(name: &str) {
     let archive = out.join(format!("{name}.tar.gz"));
     assert!(out.join(format!("{name}.manifest")).is_file());
     assert!(out.join(format!("{name}.json")).is_file());
-    let (code, stdout, err) = run(bin().arg("check").arg(&archive));
+    check_and_boot(&archive, d.path(), name);
+}
+
+/// `check` then `boot` an archive (boot's work under `dir`), both must pass, and no mount
+/// is left under `dir`.
+fn check_and_boot(archive: &Path, dir: &Path, name: &str) {
+    let (code, stdout, err) = run(bin().arg("check").arg(archive));
     assert_eq!(code, 0, "check {name}:\n{stdout}\n{err}");
-    let work = d.path().join("boot");
+    let work = dir.join("boot");
     std::fs::create_dir_all(&work).unwrap();
-    let (code, stdout, err) = run(bin().arg("boot").arg(&archive).arg("--work-dir").arg(&work));
+    let (code, stdout, err) = run(bin().arg("boot").arg(archive).arg("--work-dir").arg(&work));
     assert_eq!(code, 0, "boot {name}:\n{stdout}\n{err}");
-    assert!(support::mounts_under(d.path()).is_empty());
+    assert!(support::mounts_under(dir).is_empty());
 }
 
 #[test]
@@ -152,13 +158,7 @@ fn default_recipe_has_no_pending_security_fix_and_names_all_suites() {
         ["Inst libssl3 [3.0.11-1~deb12u2] (3.0.17-1~deb12u2 Debian-Security:12/oldstable-security [amd64])"]
     );
 
-    let (code, stdout, err) = run(bin().arg("check").arg(&archive));
-    assert_eq!(code, 0, "check:\n{stdout}\n{err}");
-    let work = d.path().join("boot");
-    std::fs::create_dir_all(&work).unwrap();
-    let (code, stdout, err) = run(bin().arg("boot").arg(&archive).arg("--work-dir").arg(&work));
-    assert_eq!(code, 0, "boot:\n{stdout}\n{err}");
-    assert!(support::mounts_under(d.path()).is_empty());
+    check_and_boot(&archive, d.path(), "debian-bookworm");
 }
 
 /// debootstrap takes one mirror: build-distro writes the three suites into the tree's
