@@ -15,6 +15,7 @@
 //! entries/KEY/tree/            the same tree unpacked (when stored as root): read in place
 //! entries/KEY/entry.json       the tarball's size and SHA-256, the tree's metadata hash:
 //!                              written last (the fingerprint)
+//! blocks/KEY                   compressed pieces of `.tar.gz` outputs ([`blocks`])
 //! ```
 //!
 //! An entry is written in a temporary directory and renamed into place, and it is trusted
@@ -53,6 +54,10 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::source::{ReleaseRef, SourceInfo};
+
+mod blocks;
+pub use blocks::Blocks;
+use blocks::BLOCKS;
 
 /// Bumped when the entry format or what goes into a key changes.
 const FORMAT: u32 = 1;
@@ -306,6 +311,41 @@ fn size_of(p: &Path) -> u64 {
         .sum()
 }
 
+/// The files of a flat cache directory (`debs/`, `blocks/`), temporary ones left out:
+/// (path, size, last use). A package's last use is its last read; a piece's is its
+/// mtime, which each use sets.
+fn flat_files(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .filter_map(|e| {
+            let m = e.metadata().ok().filter(|m| m.is_file())?;
+            let used = m.accessed().or_else(|_| m.modified()).ok()?;
+            Some((e.path(), m.len(), used.max(m.modified().ok()?)))
+        })
+        .collect()
+}
+
+/// The `cache ls` line of a flat directory.
+fn files_listed(kind: &str, dir: &Path, what: &str) -> Listed {
+    let files = flat_files(dir);
+    Listed {
+        kind: kind.into(),
+        id: kind.into(),
+        summary: format!("{} {what}", files.len()),
+        bytes: files.iter().map(|f| f.1).sum(),
+        age_secs: dir
+            .metadata()
+            .and_then(|m| m.created())
+            .map_or(0, secs_since),
+        unused_secs: files.iter().map(|f| f.2).max().map_or(0, secs_since),
+        releases: Vec::new(),
+        complete: true,
+    }
+}
+
 /// Remove the damaged entry at `dir` and say why.
 fn corrupt(dir: &Path, id: &str, msg: String) -> Error {
     let _ = crate::tree::remove_tree(dir);
@@ -362,7 +402,7 @@ impl Cache {
     }
 
     fn lock(root: &Path, exclusive: bool) -> Result<Cache> {
-        for d in [root.join("entries"), root.join("debs")] {
+        for d in [root.join("entries"), root.join("debs"), root.join(BLOCKS)] {
             std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
         let path = root.join("lock");
@@ -391,6 +431,11 @@ impl Cache {
     /// The shared package directory.
     pub fn debs_dir(&self) -> PathBuf {
         self.root.join("debs")
+    }
+
+    /// The store of compressed pieces, for packing a `.tar.gz`.
+    pub fn blocks(&self) -> Blocks {
+        Blocks::new(self.root.join(BLOCKS))
     }
 
     fn entry_dir(&self, id: &str) -> PathBuf {
@@ -661,29 +706,12 @@ impl Cache {
             });
         }
         out.sort_by_key(|l| l.unused_secs);
-        let debs = self.debs_dir();
-        let files = std::fs::read_dir(&debs)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".deb"))
-            .count();
-        out.push(Listed {
-            kind: "debs".into(),
-            id: "debs".into(),
-            summary: format!("{files} packages"),
-            bytes: size_of(&debs),
-            age_secs: debs
-                .metadata()
-                .and_then(|m| m.created())
-                .map_or(0, secs_since),
-            unused_secs: debs
-                .metadata()
-                .and_then(|m| m.modified())
-                .map_or(0, secs_since),
-            releases: Vec::new(),
-            complete: true,
-        });
+        out.push(files_listed("debs", &self.debs_dir(), "packages"));
+        out.push(files_listed(
+            "blocks",
+            &self.root.join(BLOCKS),
+            "compressed pieces of archives",
+        ));
         out
     }
 
@@ -711,25 +739,34 @@ impl Cache {
                 }
             }
         }
-        let debs = self.debs_dir();
-        for e in std::fs::read_dir(&debs)
-            .map_err(|er| Error::io(&debs, er))?
-            .flatten()
-        {
-            let Ok(m) = e.metadata() else { continue };
-            let t = m
-                .accessed()
-                .or_else(|_| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            items.push((
-                t,
-                e.path(),
-                m.len(),
-                format!("deb {}", e.file_name().to_string_lossy()),
-            ));
+        // Temporary files of a build that died: no build runs now.
+        let mut partial = 0;
+        for dir in [self.debs_dir(), self.root.join(BLOCKS)] {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    pruned.freed_bytes += e.metadata().map_or(0, |m| m.len());
+                    std::fs::remove_file(e.path()).map_err(|er| Error::io(&e.path(), er))?;
+                    partial += 1;
+                }
+            }
+        }
+        if partial > 0 {
+            pruned.removed.push(format!("{partial} half-written files"));
+        }
+        for (p, bytes, used) in flat_files(&self.debs_dir()) {
+            let name = format!(
+                "deb {}",
+                p.file_name().unwrap_or_default().to_string_lossy()
+            );
+            items.push((used, p, bytes, name));
+        }
+        for (p, bytes, used) in flat_files(&self.root.join(BLOCKS)) {
+            items.push((used, p, bytes, String::new()));
         }
         items.sort_by_key(|i| i.0);
         let mut total: u64 = items.iter().map(|i| i.2).sum();
+        // Pieces are many and nameless: reported as one count.
+        let mut blocks = 0;
         for (_, p, bytes, name) in items {
             if total <= max_bytes {
                 break;
@@ -741,7 +778,14 @@ impl Cache {
             }
             total -= bytes;
             pruned.freed_bytes += bytes;
-            pruned.removed.push(name);
+            if name.is_empty() {
+                blocks += 1;
+            } else {
+                pruned.removed.push(name);
+            }
+        }
+        if blocks > 0 {
+            pruned.removed.push(format!("{blocks} compressed pieces"));
         }
         pruned.kept_bytes = total;
         Ok(pruned)

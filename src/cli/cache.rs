@@ -52,7 +52,7 @@ pub fn run(cmd: CacheCmd, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
                 for l in &list {
                     let id = &l.id[..12.min(l.id.len())];
                     println!(
-                        "  {:<5} {id:<12} {:>10}  age {:>4}  used {:>4} ago  {}",
+                        "  {:<6} {id:<12} {:>10}  age {:>4}  used {:>4} ago  {}",
                         l.kind,
                         mib(l.bytes),
                         age(l.age_secs),

@@ -133,7 +133,6 @@ pub fn build(
         build_dir.path(),
         opts.format != Format::Dir,
     )?;
-    drop(cache);
     stage.done(&format!("{} {}", source.kind, source.reference));
     crate::interrupt::check_interrupted()?;
     let root = Root::open(&tree)?;
@@ -218,7 +217,27 @@ pub fn build(
                 clamp_mtime: clamp,
                 ..opts.pack
             };
-            crate::pack::pack_to_file(&tree, &output, opts.format, &pack, provenance)?
+            // Compressed pieces of earlier builds are reused (see `pack::gzip`).
+            let blocks = cache.as_ref().map(|c| c.blocks());
+            let store = blocks.as_ref().map(|b| b as &dyn crate::pack::BlockStore);
+            let packed = crate::pack::pack_to_file_with(
+                &tree,
+                &output,
+                opts.format,
+                &pack,
+                store,
+                provenance,
+            )?;
+            if let Some(b) = &blocks {
+                reporter.debug(&format!(
+                    "pack: {} compressed pieces from the build cache",
+                    b.reused()
+                ));
+                for t in b.trouble() {
+                    reporter.warn(&t);
+                }
+            }
+            packed
         }
         Format::Dir => {
             let mut prov = Vec::new();

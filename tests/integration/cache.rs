@@ -91,6 +91,7 @@ fn cache_commands_on_an_empty_cache_and_bad_sizes() {
     let ls = cache_ls(&cache);
     assert_eq!(ls["bytes"], 0);
     assert_eq!(ls["entries"][0]["kind"], "debs");
+    assert_eq!(ls["entries"][1]["kind"], "blocks");
     let (code, out, err) = run(bin()
         .args(["cache", "prune", "--max-size", "1G", "--json"])
         .env("BUILD_DISTRO_CACHE_DIR", &cache));
@@ -290,6 +291,27 @@ fn cache_follows_the_mirror_and_survives_damage_and_concurrency() {
     );
     assert!(unpacked == first);
 
+    // Damage every stored compressed piece: each is found out, compressed again with a
+    // warning, and the archive is the same bytes; the next build finds them whole.
+    let pieces: Vec<PathBuf> = std::fs::read_dir(cache.join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(!pieces.is_empty(), "the archive's pieces are stored");
+    for p in &pieces {
+        let mut bytes = std::fs::read(p).unwrap();
+        bytes[0] ^= 0x5a;
+        std::fs::write(p, bytes).unwrap();
+    }
+    let (recompressed, err, _) = build(&recipe, &d.path().join("pieces"), Some(&cache));
+    assert!(
+        err.contains(&format!("{} damaged compressed pieces", pieces.len())),
+        "{err}"
+    );
+    assert!(recompressed == first, "recompressed pieces give the same bytes");
+    let (_, err, _) = build(&recipe, &d.path().join("pieces2"), Some(&cache));
+    assert!(!err.contains("damaged"), "{err}");
+
     // Damage the entry's unpacked tree, then its tarball: each is detected, rebuilt with
     // a warning, same result.
     let entry_dir = || {
@@ -348,4 +370,5 @@ fn cache_follows_the_mirror_and_survives_damage_and_concurrency() {
         .env("BUILD_DISTRO_CACHE_DIR", &cache));
     assert_eq!(code, 0, "{err}");
     assert_eq!(entries(&cache), 0);
+    assert_eq!(cache_ls(&cache)["bytes"], 0, "packages and pieces pruned too");
 }

@@ -15,12 +15,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use gzp::ZWriter;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
 
 use crate::finish::PROVENANCE;
+
+mod gzip;
+pub use gzip::{BlockStore, GzipPieces};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -231,7 +233,7 @@ pub fn write_tar<W: Write>(
     opts: &PackOptions,
     provenance: impl FnOnce(&str) -> Vec<u8>,
 ) -> Result<(Packed, W)> {
-    write_tar_as(dir, out, opts, false, Some(provenance))
+    write_tar_as(dir, out, opts, false, Some(provenance), |_, _| Ok(()))
 }
 
 /// The same walk as [`write_tar`] for the build cache: owners kept (customize must see
@@ -242,15 +244,25 @@ pub fn write_cache_tar<W: Write>(dir: &Path, out: W) -> Result<(Packed, W)> {
         clamp_mtime: None,
         level: 0,
     };
-    write_tar_as(dir, out, &opts, true, None::<fn(&str) -> Vec<u8>>)
+    write_tar_as(
+        dir,
+        out,
+        &opts,
+        true,
+        None::<fn(&str) -> Vec<u8>>,
+        |_, _| Ok(()),
+    )
 }
 
+/// `entry_starts` is called with the writer before each entry (the gzip writer cuts its
+/// pieces there).
 fn write_tar_as<W: Write>(
     dir: &Path,
     out: W,
     opts: &PackOptions,
     owners: bool,
     provenance: Option<impl FnOnce(&str) -> Vec<u8>>,
+    mut entry_starts: impl FnMut(&mut W, &Path) -> std::io::Result<()>,
 ) -> Result<(Packed, W)> {
     let mut tee = Tee {
         inner: out,
@@ -318,6 +330,9 @@ fn write_tar_as<W: Write>(
             let owner = if owners { (md.uid(), md.gid()) } else { (0, 0) };
             let header = |kind, mode, mtime, size| owned_header(kind, mode, mtime, size, owner);
             let io = |er| Error::io(e.path(), er);
+            if ft.is_dir() || ft.is_symlink() || ft.is_file() {
+                entry_starts(&mut b.get_mut().inner, &rel).map_err(io)?;
+            }
             if ft.is_dir() {
                 let mut h = header(EntryType::Directory, md.mode(), mtime, 0);
                 b.append_data(&mut h, &rel, std::io::empty()).map_err(io)?;
@@ -385,6 +400,8 @@ fn write_tar_as<W: Write>(
         return Ok((packed, tee.inner));
     };
     let prov = provenance(&packed.content_id);
+    entry_starts(&mut b.get_mut().inner, Path::new(PROVENANCE))
+        .map_err(|e| Error::io(PROVENANCE, e))?;
     let mut h = header(
         EntryType::Regular,
         0o644,
@@ -476,30 +493,6 @@ pub fn compression_threads() -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// Input bytes per compressed block. gzp's pure-Rust build cannot prime a block with the
-/// previous one as dictionary (that needs its `any_zlib` feature, which drags in the C
-/// zlib), so every block restarts the window: 1 MiB blocks keep that loss near 2.5% of
-/// the output against `gzip -6` (128 KiB blocks cost about 4%), and the bounded queues
-/// (two blocks per thread) stay a few MiB.
-const GZIP_BLOCK: usize = 1 << 20;
-
-/// A parallel gzip writer: blocks are compressed on all cores (zlib-rs through flate2)
-/// into one standard gzip member (sync-flushed deflate blocks, one CRC) with no name and
-/// no time in the header. Bounded buffers: memory does not grow with the input.
-pub fn gzip_writer<W: Write + Send + 'static>(
-    out: W,
-    opts: &PackOptions,
-) -> Result<gzp::par::compress::ParCompress<'static, gzp::deflate::Gzip, W>> {
-    let builder = gzp::par::compress::ParCompress::<gzp::deflate::Gzip, W>::builder()
-        .num_threads(compression_threads())
-        .map_err(|e| Error::io("gzip", std::io::Error::other(e.to_string())))?;
-    Ok(builder
-        .buffer_size(GZIP_BLOCK)
-        .map_err(|e| Error::io("gzip", std::io::Error::other(e.to_string())))?
-        .compression_level(gzp::Compression::new(opts.level))
-        .from_writer(out))
-}
-
 /// Pack `dir` into `dest` (`.tar` or `.tar.gz` by `format`), atomically.
 pub fn pack_to_file(
     dir: &Path,
@@ -508,18 +501,32 @@ pub fn pack_to_file(
     opts: &PackOptions,
     provenance: impl FnOnce(&str) -> Vec<u8>,
 ) -> Result<Packed> {
+    pack_to_file_with(dir, dest, format, opts, None, provenance)
+}
+
+/// [`pack_to_file`], with a store of compressed pieces to reuse and fill (see
+/// [`gzip`]): the same bytes, compressed only where the store has nothing.
+pub fn pack_to_file_with(
+    dir: &Path,
+    dest: &Path,
+    format: Format,
+    opts: &PackOptions,
+    blocks: Option<&dyn BlockStore>,
+    provenance: impl FnOnce(&str) -> Vec<u8>,
+) -> Result<Packed> {
     let staged = Staged::new(dest);
     let out = staged.create()?;
     let packed = match format {
-        Format::TarGz => {
-            let gz = gzip_writer(out, opts)?;
-            let (packed, mut gz) = write_tar(dir, gz, opts, provenance)?;
-            let mut out = gz
-                .finish()
-                .map_err(|e| Error::io(staged.path(), std::io::Error::other(e.to_string())))?;
-            out.flush().map_err(|e| Error::io(staged.path(), e))?;
-            packed
-        }
+        Format::TarGz => std::thread::scope(|s| -> Result<Packed> {
+            let io = |e| Error::io(staged.path(), e);
+            let gz =
+                GzipPieces::new(s, out, opts.level, compression_threads(), blocks).map_err(io)?;
+            let (packed, gz) = write_tar_as(dir, gz, opts, false, Some(provenance), |gz, p| {
+                gz.entry_starts(p)
+            })?;
+            gz.finish().map_err(io)?.flush().map_err(io)?;
+            Ok(packed)
+        })?,
         Format::Tar | Format::Dir => {
             let (packed, mut out) = write_tar(dir, out, opts, provenance)?;
             out.flush().map_err(|e| Error::io(staged.path(), e))?;
