@@ -164,25 +164,27 @@ run "docker export | pigz -6" "$work/o/x.tar.gz" "docker export bd-bench-ctr | p
 # What a user without a container at hand runs: the engine's container creation is part
 # of the work (cheap on overlay2; with the vfs storage driver it copies the whole image).
 run "docker create+export | pigz -6" "$work/o/x.tar.gz" "c=\$(docker create bd-bench:latest /bin/true) && docker export \$c | pigz -6 > $work/o/x.tar.gz && docker rm \$c"
+# Every build-distro row but the cache rows runs with --no-cache: a rerun would otherwise
+# reuse the compressed pieces of the one before, and these rows measure compression.
 # The docker source as users get it (layers read in place on overlay2), and forced
 # through the export stream (what a remote engine or another storage driver gets).
-run "build-distro build (docker)" "$work/o/bench.tar.gz" "$bin -q build $work/docker.toml --out $work/o"
-run "build-distro build (docker, export)" "$work/o/bench.tar.gz" "BUILD_DISTRO_DOCKER_EXPORT=1 $bin -q build $work/docker.toml --out $work/o"
-run "build-distro build (image-archive)" "$work/o/bench.tar.gz" "$bin -q build $work/archive.toml --out $work/o"
-run "build-distro build (image-archive, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/archive-big.toml --out $work/o"
+run "build-distro build (docker)" "$work/o/bench.tar.gz" "$bin -q build --no-cache $work/docker.toml --out $work/o"
+run "build-distro build (docker, export)" "$work/o/bench.tar.gz" "BUILD_DISTRO_DOCKER_EXPORT=1 $bin -q build --no-cache $work/docker.toml --out $work/o"
+run "build-distro build (image-archive)" "$work/o/bench.tar.gz" "$bin -q build --no-cache $work/archive.toml --out $work/o"
+run "build-distro build (image-archive, 2x image)" "$work/o/bench.tar.gz" "$bin -q build --no-cache $work/archive-big.toml --out $work/o"
 # Without a daemon: what users run today against a registry (their scratch copies removed
 # afterwards, as build-distro removes its build directory), and the registry source.
 run "skopeo copy + umoci unpack + tar | pigz -6" "$work/o/x.tar.gz" "skopeo copy --quiet --src-tls-verify=false docker://$reg/bd-bench:latest oci:$work/o/oci:latest && umoci unpack --image $work/o/oci:latest $work/o/bundle >/dev/null && tar -C $work/o/bundle/rootfs -cf - . | pigz -6 > $work/o/x.tar.gz && rm -rf $work/o/oci $work/o/bundle"
-run "build-distro build (registry)" "$work/o/bench.tar.gz" "$bin -q build $work/registry.toml --out $work/o"
-run "build-distro build (registry, 2x image)" "$work/o/bench.tar.gz" "$bin -q build $work/registry-big.toml --out $work/o"
+run "build-distro build (registry)" "$work/o/bench.tar.gz" "$bin -q build --no-cache $work/registry.toml --out $work/o"
+run "build-distro build (registry, 2x image)" "$work/o/bench.tar.gz" "$bin -q build --no-cache $work/registry-big.toml --out $work/o"
 run "tar -czf (directory)" "$work/o/x.tar.gz" "tar -C $tree -czf $work/o/x.tar.gz ."
-run "build-distro build (rootfs dir)" "$work/o/bench.tar.gz" "$bin -q build $work/dir.toml --out $work/o"
+run "build-distro build (rootfs dir)" "$work/o/bench.tar.gz" "$bin -q build --no-cache $work/dir.toml --out $work/o"
 
 cache_rows
 
 # Pack reproducibility: two packs of the same tree, same bytes.
-"$bin" -q build "$work/dir.toml" --out "$work/r1" >/dev/null
-"$bin" -q build "$work/dir.toml" --out "$work/r2" >/dev/null
+"$bin" -q build --no-cache "$work/dir.toml" --out "$work/r1" >/dev/null
+"$bin" -q build --no-cache "$work/dir.toml" --out "$work/r2" >/dev/null
 if cmp -s "$work/r1/bench.tar.gz" "$work/r2/bench.tar.gz"; then identical=true; else identical=false; fi
 echo "  packing twice gives identical bytes: $identical"
 

@@ -105,9 +105,21 @@ pub fn fetch_releases(b: &Bootstrap, ctx: &SourceCtx) -> Result<Vec<ReleaseRef>,
     let rings = keyrings(b)?;
     // No index cache: only the small release files are fetched here.
     let client = Client::new(None, Arc::new(crate::runner::System));
+    let suites = suites(b);
+    // The suites' release files are fetched and verified side by side; an error is
+    // reported for the first suite that has one.
+    let fetched: Vec<_> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = suites
+            .iter()
+            .map(|s| scope.spawn(|| client.release_signed(&s.mirror, &s.suite, &rings)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().expect("a release fetch panicked"))
+            .collect()
+    });
     let mut out = Vec::new();
-    for s in suites(b) {
-        let (rel, bytes) = client.release_signed(&s.mirror, &s.suite, &rings)?;
+    for (s, got) in suites.iter().zip(fetched) {
+        let (rel, bytes) = got?;
         let url = crate::mirror::client::dists_url(&s.mirror, &s.suite, "InRelease");
         ctx.reporter.debug(&format!(
             "{url}: {}",
