@@ -2,7 +2,8 @@
 //! key naming everything that decides it, so an unchanged recipe on an unchanged mirror
 //! skips the bootstrap; customize, finish, check and pack always rerun on top. Downloaded
 //! `.deb` files are kept too, so a bootstrap that does run (a new security upload changed
-//! a key) fetches only what changed.
+//! a key) fetches only what changed, and so are the compressed pieces of `.tar.gz`
+//! outputs ([`blocks`]), so a rerun pack compresses only the pieces that changed.
 //!
 //! Layout under the cache root ([`crate::mirror::client::default_cache_dir`], shared with
 //! the mirror client's `indexes/`):
