@@ -3,7 +3,7 @@
 //! skips the bootstrap; customize, finish, check and pack always rerun on top. Downloaded
 //! `.deb` files are kept too, so a bootstrap that does run (a new security upload changed
 //! a key) fetches only what changed, and so are the compressed pieces of `.tar.gz`
-//! outputs ([`blocks`]), so a rerun pack compresses only the pieces that changed.
+//! outputs ([`Blocks`]), so a rerun pack compresses only the pieces that changed.
 //!
 //! Layout under the cache root ([`crate::mirror::client::default_cache_dir`], shared with
 //! the mirror client's `indexes/`):

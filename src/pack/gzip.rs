@@ -99,19 +99,18 @@ fn deflate(c: &mut Compress, input: &[u8]) -> Vec<u8> {
 /// What identifies the compressor at `level`: the SHA-256 of its deflate of a fixed
 /// probe (text-like and random-like bytes, so both matching and coding are exercised).
 fn fingerprint(level: u32) -> [u8; 32] {
-    let mut probe = Vec::with_capacity(96 * 1024);
     let mut x: u32 = 0x9e37_79b9;
-    while probe.len() < 64 * 1024 {
+    let mut next = move || {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        probe.push(b"etc/usr/lib/share/doc/ \n"[(x % 24) as usize]);
-    }
-    while probe.len() < 96 * 1024 {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        probe.extend_from_slice(&x.to_le_bytes());
+        x
+    };
+    let mut probe: Vec<u8> = (0..64 * 1024)
+        .map(|_| b"etc/usr/lib/share/doc/ \n"[(next() % 24) as usize])
+        .collect();
+    for _ in 0..8 * 1024 {
+        probe.extend_from_slice(&next().to_le_bytes());
     }
     let mut c = Compress::new(Compression::new(level), false);
     Sha256::new()

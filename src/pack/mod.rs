@@ -505,7 +505,7 @@ pub fn pack_to_file(
 }
 
 /// [`pack_to_file`], with a store of compressed pieces to reuse and fill (see
-/// [`gzip`]): the same bytes, compressed only where the store has nothing.
+/// [`GzipPieces`]): the same bytes, compressed only where the store has nothing.
 pub fn pack_to_file_with(
     dir: &Path,
     dest: &Path,
