@@ -16,14 +16,18 @@
 //! entries/KEY/tree/            the same tree unpacked (when stored as root): read in place
 //! entries/KEY/entry.json       the tarball's size and SHA-256, the tree's metadata hash:
 //!                              written last (the fingerprint)
-//! blocks/KEY                   compressed pieces of `.tar.gz` outputs ([`blocks`])
+//! blocks/KEY                   compressed pieces of `.tar.gz` outputs ([`Blocks`])
+//! entries/.trash-*/            damaged entries set aside ([`TRASH`])
 //! ```
 //!
 //! An entry is written in a temporary directory and renamed into place, and it is trusted
 //! only when `entry.json` exists and the tarball (or the tree, when it is mounted)
 //! matches it; anything else is a miss, and
-//! a damaged entry is removed and rebuilt with a warning. A failed write (a full disk)
-//! fails the cache write, never the build.
+//! a damaged entry is set aside and rebuilt with a warning: moved, not removed, because
+//! another build may have its tree mounted or its tarball open. Whatever is set aside or
+//! half-written (a killed build's temporary files) is removed by the first build that
+//! finds itself alone with the cache (a non-blocking exclusive lock, then shared) and by
+//! `cache prune`. A failed write (a full disk) fails the cache write, never the build.
 //!
 //! Why this storage format: an entry holds the source tree twice. `source.tar.zst` is
 //! the tree as one zstd-compressed tar, written by pack's walker (sorted, owners kept) and
@@ -347,9 +351,22 @@ fn files_listed(kind: &str, dir: &Path, what: &str) -> Listed {
     }
 }
 
-/// Remove the damaged entry at `dir` and say why.
+/// Damaged entries are moved aside under this prefix in `entries/`, not removed: another
+/// build may have the tree mounted or the tarball open. They go when no build uses the
+/// cache ([`Cache::sweep`]).
+const TRASH: &str = ".trash-";
+
+/// Move the damaged entry at `dir` aside (see [`TRASH`]) and say why. Removed at once
+/// only when it cannot be moved.
 fn corrupt(dir: &Path, id: &str, msg: String) -> Error {
-    let _ = crate::tree::remove_tree(dir);
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let aside = tempfile::Builder::new()
+        .prefix(TRASH)
+        .tempdir_in(parent)
+        .and_then(|t| std::fs::rename(dir, t.path().join("entry")).map(|()| t.keep()));
+    if aside.is_err() {
+        let _ = crate::tree::remove_tree(dir);
+    }
     Error::Corrupt {
         id: id[..12.min(id.len())].to_string(),
         msg,
@@ -413,16 +430,57 @@ impl Cache {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
-        let op = if exclusive {
-            rustix::fs::FlockOperation::LockExclusive
-        } else {
-            rustix::fs::FlockOperation::LockShared
-        };
-        rustix::fs::flock(&f, op).map_err(|e| Error::io(&path, e.into()))?;
-        Ok(Cache {
+        let cache = Cache {
             root: root.to_path_buf(),
             _lock: f,
-        })
+        };
+        let lock = |op| rustix::fs::flock(&cache._lock, op).map_err(|e| Error::io(&path, e.into()));
+        if exclusive {
+            lock(rustix::fs::FlockOperation::LockExclusive)?;
+            return Ok(cache);
+        }
+        // A build alone with the cache clears what dead or earlier builds left (prune
+        // does it under its own lock), then shares the lock.
+        if lock(rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            let _ = cache.sweep();
+        }
+        lock(rustix::fs::FlockOperation::LockShared)?;
+        Ok(cache)
+    }
+
+    /// Remove damaged entries set aside and temporary files and directories (a build
+    /// that died mid-write); only while holding the lock exclusively. Returns what went
+    /// and how many bytes.
+    fn sweep(&self) -> Result<(Vec<String>, u64)> {
+        let (mut removed, mut bytes) = (Vec::new(), 0);
+        let mut partial = 0;
+        for dir in [
+            self.root.join("entries"),
+            self.debs_dir(),
+            self.root.join(BLOCKS),
+        ] {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let p = e.path();
+                if name.starts_with(TRASH) {
+                    bytes += size_of(&p);
+                    crate::tree::remove_tree(&p)?;
+                    removed.push(format!("damaged entry {name}"));
+                } else if name.starts_with(".tmp-") {
+                    bytes += size_of(&p);
+                    if p.is_dir() {
+                        crate::tree::remove_tree(&p)?;
+                    } else {
+                        std::fs::remove_file(&p).map_err(|er| Error::io(&p, er))?;
+                    }
+                    partial += 1;
+                }
+            }
+        }
+        if partial > 0 {
+            removed.push(format!("{partial} half-written files"));
+        }
+        Ok((removed, bytes))
     }
 
     pub fn root(&self) -> &Path {
@@ -526,7 +584,7 @@ impl Cache {
     }
 
     /// Unpack the entry for `key` into `root` (an empty tree), checking the tarball against
-    /// its fingerprint. A damaged entry is removed and reported as [`Error::Corrupt`]; then
+    /// its fingerprint. A damaged entry is set aside and reported as [`Error::Corrupt`]; then
     /// (and on any error) `root` holds an unknown part of it: the caller empties it and
     /// rebuilds.
     pub fn restore(
@@ -670,6 +728,7 @@ impl Cache {
         let entries = self.root.join("entries");
         for e in std::fs::read_dir(&entries).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
+            let trash = name.starts_with(TRASH);
             let dir = e.path();
             let bytes = size_of(&dir);
             let age = |p: &Path| {
@@ -687,7 +746,13 @@ impl Cache {
                 kind: "entry".into(),
                 id: name,
                 summary: entry.as_ref().map_or_else(
-                    || "incomplete (no fingerprint)".to_string(),
+                    || {
+                        if trash {
+                            "damaged, set aside (removed when no build uses the cache)".to_string()
+                        } else {
+                            "incomplete (no fingerprint)".to_string()
+                        }
+                    },
                     |e| format!("{} {}", e.source.kind, e.source.reference),
                 ),
                 bytes,
@@ -722,6 +787,11 @@ impl Cache {
         // (last use, path, bytes, name)
         let mut items: Vec<(SystemTime, PathBuf, u64, String)> = Vec::new();
         let mut pruned = Pruned::default();
+        // No build runs (we hold the exclusive lock): what is half-written or set aside
+        // is nobody's.
+        let (swept, swept_bytes) = self.sweep()?;
+        pruned.removed.extend(swept);
+        pruned.freed_bytes += swept_bytes;
         let entries = self.root.join("entries");
         for e in std::fs::read_dir(&entries)
             .map_err(|er| Error::io(&entries, er))?
@@ -739,20 +809,6 @@ impl Cache {
                     pruned.removed.push(format!("incomplete {name}"));
                 }
             }
-        }
-        // Temporary files of a build that died: no build runs now.
-        let mut partial = 0;
-        for dir in [self.debs_dir(), self.root.join(BLOCKS)] {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                    pruned.freed_bytes += e.metadata().map_or(0, |m| m.len());
-                    std::fs::remove_file(e.path()).map_err(|er| Error::io(&e.path(), er))?;
-                    partial += 1;
-                }
-            }
-        }
-        if partial > 0 {
-            pruned.removed.push(format!("{partial} half-written files"));
         }
         for (p, bytes, used) in flat_files(&self.debs_dir()) {
             let name = format!(

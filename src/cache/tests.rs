@@ -167,10 +167,10 @@ fn an_entry_is_read_in_place_and_never_written() {
         b"changed\n",
         "hard links stay whole"
     );
-    drop(overlay);
     assert_eq!(listing(&stored), before, "the entry is untouched");
 
-    // A tree changed behind the cache's back is damage: refused and removed.
+    // A tree changed behind the cache's back is damage: refused and set aside, while the
+    // build that has it mounted reads on.
     std::fs::write(stored.join("etc/apt/sources.list"), "deb evil y\n").unwrap();
     let target2 = build.path().join("rootfs2");
     std::fs::create_dir(&target2).unwrap();
@@ -184,6 +184,65 @@ fn an_entry_is_read_in_place_and_never_written() {
     assert!(e.to_string().contains("fingerprint"), "{e}");
     assert!(!cache.has(&key));
     assert_eq!(std::fs::read_dir(&target2).unwrap().count(), 0);
+    assert_eq!(std::fs::read(target.join("etc/new")).unwrap(), b"n\n");
+    assert_eq!(
+        std::fs::read(target.join("etc/apt/sources.list")).unwrap(),
+        b"deb evil y\n",
+        "the mounted build still sees its lower layer"
+    );
+    drop(overlay);
+}
+
+#[test]
+fn damage_found_while_another_build_reads_is_set_aside_then_swept() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let first = Cache::open(cache_dir.path()).unwrap();
+    let key = Key::new(&spec(""), "amd64", &[rel("a")], None);
+    first
+        .store(&key, src.path(), &SourceInfo::default())
+        .unwrap();
+    let tar = first.entry_dir(&key.id()).join(TARBALL);
+    // The first build is reading the tarball when a second one finds it damaged.
+    let reading = File::open(&tar).unwrap();
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&tar, &bytes).unwrap();
+    std::fs::write(cache_dir.path().join("blocks/.tmp-dead"), b"half").unwrap();
+    let second = Cache::open(cache_dir.path()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let e = second
+        .restore(&key, &Root::open(out.path()).unwrap(), 0)
+        .unwrap_err();
+    assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+    assert!(!second.has(&key));
+    let aside: Vec<_> = std::fs::read_dir(cache_dir.path().join("entries"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(TRASH))
+        .collect();
+    assert_eq!(aside.len(), 1, "set aside, not removed");
+    assert!(aside[0].join("entry").join(TARBALL).is_file());
+    assert!(second
+        .list()
+        .iter()
+        .any(|l| !l.complete && l.summary.contains("damaged")));
+    // A fresh entry takes the key; nothing is swept while builds use the cache.
+    second
+        .store(&key, src.path(), &SourceInfo::default())
+        .unwrap();
+    assert!(second.has(&key));
+    drop(second);
+    assert!(Cache::open(cache_dir.path()).is_ok());
+    assert!(aside[0].exists(), "the first build still uses the cache");
+    drop((first, reading));
+    // Alone with the cache: what was set aside and half-written goes.
+    let alone = Cache::open(cache_dir.path()).unwrap();
+    assert!(!aside[0].exists());
+    assert!(!cache_dir.path().join("blocks/.tmp-dead").exists());
+    assert!(alone.has(&key), "complete entries stay");
 }
 
 #[test]

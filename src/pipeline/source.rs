@@ -57,7 +57,7 @@ pub fn fetch_source<'a>(
             Err(Error::Interrupted) => return Err(crate::Error::Interrupted),
             Err(e) => {
                 ctx.reporter.warn(&format!(
-                    "{e}; rebuilding it (the damaged entry was removed)"
+                    "{e}; rebuilding it (the damaged entry was set aside)"
                 ));
                 crate::tree::remove_tree(target)?;
                 std::fs::create_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
