@@ -43,12 +43,14 @@
 //! disk; mounting writes nothing.
 //!
 //! How `tree/` is trusted: `entry.json` records its entry count, byte count and a SHA-256
-//! over every entry's path, type, mode, owner, size, mtime, link count and link target
-//! (walked in name order), and the tree is compared before each mount. That is a listing,
-//! not a read of 200+ MiB: it catches what could plausibly change a directory nobody
-//! writes (the kernel never writes a lower layer): a hand edit, a truncation, a partial
-//! delete, a chmod. A content change that keeps size and mtime passes; hashing every
-//! byte on every build would cost what the restore cost. Hard-link farms were rejected:
+//! over every entry's path, type, mode, owner, size, mtime, ctime, link count and link
+//! target (walked in name order), and the tree is compared before each mount. That is a
+//! listing, not a read of 200+ MiB: it catches whatever changes a directory nobody writes
+//! (the kernel never writes a lower layer) through the filesystem: a hand edit, a
+//! truncation, a partial delete, a chmod, and a content edit whose mtime was set back
+//! (every write sets the ctime, which only the clock or the raw device can set back).
+//! What passes is a change below the filesystem (bit rot, a raw device write); hashing
+//! every byte on every build would cost what the restore cost. Hard-link farms were rejected:
 //! they share inodes between the cache and a tree that customize writes into.
 
 use std::fs::File;
@@ -65,7 +67,7 @@ pub use blocks::Blocks;
 use blocks::BLOCKS;
 
 /// Bumped when the entry format or what goes into a key changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const ENTRY: &str = "entry.json";
 const KEY: &str = "key.json";
 const TARBALL: &str = "source.tar.zst";
@@ -236,6 +238,10 @@ fn tree_sum(dir: &Path) -> std::io::Result<TreeSum> {
             size,
             m.mtime() as u64,
             m.mtime_nsec() as u64,
+            // Any write, chmod or touch since the tree was stored sets the ctime, which
+            // nothing short of the clock or the raw device can set back.
+            m.ctime() as u64,
+            m.ctime_nsec() as u64,
             m.nlink(),
         ] {
             h.update(n.to_le_bytes());

@@ -171,7 +171,16 @@ fn an_entry_is_read_in_place_and_never_written() {
 
     // A tree changed behind the cache's back is damage: refused and set aside, while the
     // build that has it mounted reads on.
-    std::fs::write(stored.join("etc/apt/sources.list"), "deb evil y\n").unwrap();
+    // Same size, mtime set back: only the ctime tells.
+    let list = stored.join("etc/apt/sources.list");
+    let mtime = list.metadata().unwrap().modified().unwrap();
+    std::fs::write(&list, "deb x z\n").unwrap();
+    File::options()
+        .write(true)
+        .open(&list)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     let target2 = build.path().join("rootfs2");
     std::fs::create_dir(&target2).unwrap();
     let scratch2 = build.path().join("s2");
@@ -187,7 +196,7 @@ fn an_entry_is_read_in_place_and_never_written() {
     assert_eq!(std::fs::read(target.join("etc/new")).unwrap(), b"n\n");
     assert_eq!(
         std::fs::read(target.join("etc/apt/sources.list")).unwrap(),
-        b"deb evil y\n",
+        b"deb x z\n",
         "the mounted build still sees its lower layer"
     );
     drop(overlay);
