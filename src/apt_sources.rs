@@ -147,24 +147,17 @@ pub fn names_security_suite(text: &str) -> bool {
         .any(|w| w.ends_with("-security") || w.ends_with("/updates"))
 }
 
-/// The value of `key` in `/etc/os-release` text (`ID`, `VERSION_CODENAME`), unquoted.
-pub fn os_release_field(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.trim().split_once('=')?;
-        (k == key).then(|| v.trim().trim_matches(|c| c == '"' || c == '\'').to_string())
-    })
-}
-
 /// The security line to add to a tree whose sources lack one, from its `os-release`:
 /// `None` when the tree is not Debian or Ubuntu, names no codename, or its release has
 /// no security suite (sid).
 pub fn missing_security_line(os_release: &str) -> Option<Line> {
-    let dist = match os_release_field(os_release, "ID")?.as_str() {
+    let os = crate::os_release::parse(os_release);
+    let dist = match os.id.as_str() {
         "debian" => Distribution::Debian,
         "ubuntu" => Distribution::Ubuntu,
         _ => return None,
     };
-    let codename = os_release_field(os_release, "VERSION_CODENAME").filter(|c| {
+    let codename = os.version_codename.filter(|c| {
         !c.is_empty()
             && c.chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch))

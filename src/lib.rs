@@ -16,6 +16,7 @@ pub mod finish;
 pub mod interrupt;
 pub mod inventory;
 pub mod mirror;
+pub mod os_release;
 pub mod outdated;
 pub mod pack;
 pub mod pipeline;

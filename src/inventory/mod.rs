@@ -6,13 +6,13 @@
 
 pub mod apk;
 pub mod dpkg;
-pub mod os_release;
 
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::check::view::{Kind, Tree};
+pub use crate::os_release::OsRelease;
 
 /// Which package manager's database the inventory came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,19 +38,6 @@ pub struct Package {
     pub source_version: Option<String>,
     /// The license when the database records one (apk `L:`; dpkg does not).
     pub license: Option<String>,
-}
-
-/// The fields of `/etc/os-release` (or `/usr/lib/os-release`) that identify the distro.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct OsRelease {
-    /// `debian`, `ubuntu`, `alpine`.
-    pub id: String,
-    /// `12`, `24.04`, `3.20.3`; absent on testing/unstable.
-    pub version_id: Option<String>,
-    /// `bookworm`, `noble`.
-    pub version_codename: Option<String>,
-    pub pretty_name: Option<String>,
-    pub id_like: Vec<String>,
 }
 
 /// What a distro has installed.
@@ -165,7 +152,7 @@ where
         Some(b) => Some(b),
         None => read_file(OS_RELEASE_FALLBACK)?,
     };
-    Ok(bytes.map(|b| os_release::parse(&String::from_utf8_lossy(&b))))
+    Ok(bytes.map(|b| crate::os_release::parse(&String::from_utf8_lossy(&b))))
 }
 
 /// The inventory of a distro whose files `read_file` gives: called with an absolute path

@@ -1,8 +1,23 @@
 //! Reader of os-release (`/etc/os-release`, `/usr/lib/os-release`): `KEY=value` lines,
 //! values optionally quoted with shell rules. Unknown keys and lines that are not
-//! assignments are ignored, as the freedesktop specification asks of readers.
+//! assignments are ignored, as the freedesktop specification asks of readers. A leaf:
+//! the inventory, the SBOMs and apt sources (the security line a tree lacks) all read
+//! os-release through it.
 
-use super::OsRelease;
+use serde::Serialize;
+
+/// The fields of `/etc/os-release` (or `/usr/lib/os-release`) that identify the distro.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OsRelease {
+    /// `debian`, `ubuntu`, `alpine`.
+    pub id: String,
+    /// `12`, `24.04`, `3.20.3`; absent on testing/unstable.
+    pub version_id: Option<String>,
+    /// `bookworm`, `noble`.
+    pub version_codename: Option<String>,
+    pub pretty_name: Option<String>,
+    pub id_like: Vec<String>,
+}
 
 /// The identifying fields of an os-release file.
 pub fn parse(text: &str) -> OsRelease {
