@@ -124,6 +124,32 @@ fn store_then_restore_gives_the_same_tree() {
     assert_eq!(l[0].summary, "mmdebstrap bookworm");
 }
 
+/// A registry source's provenance (digest, and `created`, which bounds the archive's
+/// mtimes) comes back from an entry as it went in: a hit and a miss record the same.
+#[test]
+fn an_image_sources_digest_and_created_survive_the_entry() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path());
+    let cache = Cache::open(cache_dir.path()).unwrap();
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let key = Key::new(&spec(""), "linux/amd64", &[], Some(digest.clone()));
+    let info = SourceInfo {
+        kind: "registry".into(),
+        reference: format!("127.0.0.1:5000/app:1@{digest}"),
+        digest: Some(digest),
+        created: Some(1_600_000_000),
+        ..Default::default()
+    };
+    cache.store(&key, src.path(), &info).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let got = cache
+        .restore(&key, &Root::open(out.path()).unwrap(), 0)
+        .unwrap();
+    // Every field, `created` (not serialized in SourceInfo's own JSON) included.
+    assert_eq!(got, info);
+}
+
 #[test]
 fn an_entry_is_read_in_place_and_never_written() {
     if !rustix::process::geteuid().is_root() {
