@@ -308,7 +308,10 @@ fn cache_follows_the_mirror_and_survives_damage_and_concurrency() {
         err.contains(&format!("{} damaged compressed pieces", pieces.len())),
         "{err}"
     );
-    assert!(recompressed == first, "recompressed pieces give the same bytes");
+    assert!(
+        recompressed == first,
+        "recompressed pieces give the same bytes"
+    );
     let (_, err, _) = build(&recipe, &d.path().join("pieces2"), Some(&cache));
     assert!(!err.contains("damaged"), "{err}");
 
@@ -370,5 +373,9 @@ fn cache_follows_the_mirror_and_survives_damage_and_concurrency() {
         .env("BUILD_DISTRO_CACHE_DIR", &cache));
     assert_eq!(code, 0, "{err}");
     assert_eq!(entries(&cache), 0);
-    assert_eq!(cache_ls(&cache)["bytes"], 0, "packages and pieces pruned too");
+    assert_eq!(
+        cache_ls(&cache)["bytes"],
+        0,
+        "packages and pieces pruned too"
+    );
 }
