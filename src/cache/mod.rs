@@ -5,6 +5,13 @@
 //! a key) fetches only what changed, and so are the compressed pieces of `.tar.gz`
 //! outputs ([`Blocks`]), so a rerun pack compresses only the pieces that changed.
 //!
+//! A registry source's tree is kept too, under a key of the `[source]` table, the
+//! platform (`linux/amd64` unless the recipe names one) and the digest of the image
+//! manifest the registry resolved the reference to. The digest is asked of the registry
+//! on every build (one or two small requests; a tag may move), so an unreachable
+//! registry fails the build rather than serving an entry; only the layers are skipped.
+//! Docker, image-archive and rootfs sources are not cached: they are local copies already.
+//!
 //! Layout under the cache root ([`crate::mirror::client::default_cache_dir`], shared with
 //! the mirror client's `indexes/`):
 //!
@@ -122,12 +129,12 @@ pub struct Key {
     pub tool_version: String,
     /// The recipe's `[source]` table, `type` included.
     pub source: serde_json::Value,
-    /// The Debian architecture built for.
+    /// The Debian architecture built for; for an image, the platform (`OS/ARCH[/VARIANT]`).
     pub arch: String,
     /// Every `InRelease` read, with its SHA-256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<ReleaseRef>,
-    /// An image's manifest or archive digest.
+    /// An image's manifest digest (of the platform's manifest, not of an index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
 }

@@ -88,12 +88,27 @@ fn listing(dir: &Path) -> Vec<(String, u32, u32, u32, Vec<u8>)> {
     v
 }
 
-#[test]
-fn store_then_restore_gives_the_same_tree() {
+/// An empty cache, and a directory holding [`tree`] to store (both removed on drop).
+fn cache_and_tree() -> (tempfile::TempDir, tempfile::TempDir, Cache) {
     let cache_dir = tempfile::tempdir().unwrap();
     let src = tempfile::tempdir().unwrap();
     tree(src.path());
     let cache = Cache::open(cache_dir.path()).unwrap();
+    (cache_dir, src, cache)
+}
+
+/// The entry for `key` restored into a new directory, and what it says of its source.
+fn restored(cache: &Cache, key: &Key) -> (tempfile::TempDir, SourceInfo) {
+    let out = tempfile::tempdir().unwrap();
+    let got = cache
+        .restore(key, &Root::open(out.path()).unwrap(), 0)
+        .unwrap();
+    (out, got)
+}
+
+#[test]
+fn store_then_restore_gives_the_same_tree() {
+    let (_cache_dir, src, cache) = cache_and_tree();
     let key = Key::new(&spec(""), "amd64", &[rel("a")], None);
     assert!(!cache.has(&key));
     let info = SourceInfo {
@@ -107,14 +122,11 @@ fn store_then_restore_gives_the_same_tree() {
     assert!(cache.has(&key));
     // A second store of the same key (a concurrent build) leaves one entry.
     cache.store(&key, src.path(), &info).unwrap();
-    let entries: Vec<_> = std::fs::read_dir(cache_dir.path().join("entries"))
+    let entries: Vec<_> = std::fs::read_dir(cache.root().join("entries"))
         .unwrap()
         .collect();
     assert_eq!(entries.len(), 1, "no temporary directory left behind");
-    let out = tempfile::tempdir().unwrap();
-    let got = cache
-        .restore(&key, &Root::open(out.path()).unwrap(), 0)
-        .unwrap();
+    let (out, got) = restored(&cache, &key);
     assert_eq!(got, info);
     assert_eq!(got.created, Some(1_700_000_000));
     assert_eq!(listing(out.path()), listing(src.path()));
@@ -124,16 +136,33 @@ fn store_then_restore_gives_the_same_tree() {
     assert_eq!(l[0].summary, "mmdebstrap bookworm");
 }
 
+/// A registry source's provenance (digest, and `created`, which bounds the archive's
+/// mtimes) comes back from an entry as it went in: a hit and a miss record the same.
+#[test]
+fn an_image_sources_digest_and_created_survive_the_entry() {
+    let (_cache_dir, src, cache) = cache_and_tree();
+    let digest = format!("sha256:{}", "d".repeat(64));
+    let key = Key::new(&spec(""), "linux/amd64", &[], Some(digest.clone()));
+    let info = SourceInfo {
+        kind: "registry".into(),
+        reference: format!("127.0.0.1:5000/app:1@{digest}"),
+        digest: Some(digest),
+        created: Some(1_600_000_000),
+        ..Default::default()
+    };
+    cache.store(&key, src.path(), &info).unwrap();
+    let (_out, got) = restored(&cache, &key);
+    // Every field, `created` (not serialized in SourceInfo's own JSON) included.
+    assert_eq!(got, info);
+}
+
 #[test]
 fn an_entry_is_read_in_place_and_never_written() {
     if !rustix::process::geteuid().is_root() {
         eprintln!("SKIPPED: mounting an overlay needs root");
         return;
     }
-    let cache_dir = tempfile::tempdir().unwrap();
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path());
-    let cache = Cache::open(cache_dir.path()).unwrap();
+    let (_cache_dir, src, cache) = cache_and_tree();
     let key = Key::new(&spec(""), "amd64", &[rel("a")], None);
     cache
         .store(&key, src.path(), &SourceInfo::default())
@@ -256,10 +285,7 @@ fn damage_found_while_another_build_reads_is_set_aside_then_swept() {
 
 #[test]
 fn a_damaged_entry_is_refused_and_removed() {
-    let cache_dir = tempfile::tempdir().unwrap();
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path());
-    let cache = Cache::open(cache_dir.path()).unwrap();
+    let (_cache_dir, src, cache) = cache_and_tree();
     let key = Key::new(&spec(""), "amd64", &[rel("a")], None);
     cache
         .store(&key, src.path(), &SourceInfo::default())

@@ -1,13 +1,16 @@
-//! The pipeline's source step, with the build cache in front: a bootstrap source is restored from its entry
-//! when one matches, else bootstrapped (reusing cached packages) and stored. Other sources
-//! go straight to [`crate::source::fetch`]: a Docker engine or an image archive on disk is
-//! already a local copy.
+//! The pipeline's source step, with the build cache in front. A bootstrap source is
+//! restored from its entry when one matches, else bootstrapped (reusing cached packages)
+//! and stored. A registry source is resolved against the registry every build (a tag may
+//! move) and its manifest digest looked up: a hit is served like a bootstrap's, a miss
+//! downloads the layers and stores the tree. Other sources go straight to
+//! [`crate::source::fetch`]: a Docker engine or an image archive on disk is already a
+//! local copy.
 
 use std::path::Path;
 
 use crate::cache::{host_arch, Cache, Error, Key, Mounted};
 use crate::recipe::SourceSpec;
-use crate::source::{bootstrap, InPlace, SourceCtx, SourceInfo};
+use crate::source::{bootstrap, registry, InPlace, SourceCtx, SourceInfo};
 use crate::tree::Root;
 
 /// Fill `target` (an existing empty directory) from `spec`, through `cache` when given.
@@ -23,47 +26,42 @@ pub fn fetch_source<'a>(
     scratch: &Path,
     mount: bool,
 ) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
-    let (Some(cache), Some((tool, b))) = (cache, crate::source::bootstrap_of(spec)) else {
+    let Some(cache) = cache else {
         return Ok(crate::source::fetch(spec, target, ctx)?);
     };
+    let hit = Hit {
+        cache,
+        target,
+        scratch,
+        mount,
+    };
+    if let SourceSpec::Registry(r) = spec {
+        return fetch_registry(spec, r, &hit, ctx);
+    }
+    match crate::source::bootstrap_of(spec) {
+        Some((tool, b)) => fetch_bootstrap(spec, tool, b, &hit, ctx),
+        None => Ok(crate::source::fetch(spec, target, ctx)?),
+    }
+}
+
+/// A bootstrap source through the cache: keyed by the `InRelease` files (fetched and
+/// verified first); a miss bootstraps in `scratch` with the cached packages, then stores
+/// the tree unless the mirror changed meanwhile.
+fn fetch_bootstrap<'a>(
+    spec: &SourceSpec,
+    tool: bootstrap::Tool,
+    b: &crate::recipe::Bootstrap,
+    hit: &Hit,
+    ctx: &SourceCtx<'a>,
+) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    let (cache, target, scratch) = (hit.cache, hit.target, hit.scratch);
     let releases = bootstrap::fetch_releases(b, ctx)?;
     let arch = b.arch.as_deref().unwrap_or(host_arch());
     let key = Key::new(spec, arch, &releases, None);
-    let id = key.id();
-    let short = &id[..12];
-    if cache.has(&key) {
-        let hit = if mount {
-            in_place(cache, &key, target, scratch, ctx)
-        } else {
-            Ok(None)
-        };
-        let hit = match hit {
-            Ok(Some(hit)) => Ok(hit),
-            Ok(None) => restore(cache, &key, target, ctx).map(|info| (info, None)),
-            Err(e) => Err(e),
-        };
-        match hit {
-            Ok((info, in_place)) => {
-                let how = if in_place.is_some() {
-                    ", read in place"
-                } else {
-                    ""
-                };
-                ctx.reporter.info(&format!(
-                    "source: from the build cache (entry {short}{how})"
-                ));
-                return Ok((info, in_place));
-            }
-            Err(Error::Interrupted) => return Err(crate::Error::Interrupted),
-            Err(e) => {
-                ctx.reporter.warn(&format!(
-                    "{e}; rebuilding it (the damaged entry was set aside)"
-                ));
-                crate::tree::remove_tree(target)?;
-                std::fs::create_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
-            }
-        }
+    if let Some(served) = hit.serve(&key, ctx)? {
+        return Ok(served);
     }
+    let short = &key.id()[..12];
     let built = scratch.join("bootstrap");
     std::fs::create_dir(&built).map_err(|e| crate::tree::Error::io(&built, e))?;
     let debs_in = match cache.debs_for_build(scratch, tool == bootstrap::Tool::Mmdebstrap) {
@@ -112,11 +110,7 @@ pub fn fetch_source<'a>(
         }
     };
     if same {
-        if let Err(e) = cache.store(&key, &built, &info) {
-            ctx.reporter.warn(&format!(
-                "{e}; the build goes on without caching its source"
-            ));
-        }
+        store(cache, &key, &built, &info, ctx);
     }
     // The bootstrapped tree itself goes on (no round trip through the new entry): the
     // unpacker changes nothing the finished archive keeps (owners and modes are kept;
@@ -125,6 +119,101 @@ pub fn fetch_source<'a>(
     std::fs::remove_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
     std::fs::rename(&built, target).map_err(|e| crate::tree::Error::io(target, e))?;
     Ok((info, None))
+}
+
+/// A registry source through the cache: the manifest digest is resolved against the
+/// registry (an unreachable registry fails the build, never falls back to an entry), then
+/// the entry of that digest serves, or the layers are downloaded and the tree stored.
+fn fetch_registry<'a>(
+    spec: &SourceSpec,
+    s: &crate::recipe::RegistrySource,
+    hit: &Hit,
+    ctx: &SourceCtx<'a>,
+) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    let resolved = registry::resolve_source(s, ctx)?;
+    let key = Key::new(
+        spec,
+        &resolved.platform(),
+        &[],
+        Some(resolved.digest().to_string()),
+    );
+    if let Some(served) = hit.serve(&key, ctx)? {
+        return Ok(served);
+    }
+    ctx.reporter.debug(&format!(
+        "source: no cache entry {}; downloading the layers",
+        &key.id()[..12]
+    ));
+    let info = registry::download(resolved, hit.target, ctx)?;
+    // The downloaded tree goes on, as a bootstrapped one does (see [`fetch_bootstrap`]).
+    store(hit.cache, &key, hit.target, &info, ctx);
+    Ok((info, None))
+}
+
+/// Keep `tree` as the entry for `key`; a failure costs a warning, not the build.
+fn store(cache: &Cache, key: &Key, tree: &Path, info: &SourceInfo, ctx: &SourceCtx) {
+    if let Err(e) = cache.store(key, tree, info) {
+        ctx.reporter.warn(&format!(
+            "{e}; the build goes on without caching its source"
+        ));
+    }
+}
+
+/// Where an entry would be served: one place for every cached kind of source, so a hit
+/// is mounted or restored the same way whatever made the entry.
+struct Hit<'c> {
+    cache: &'c Cache,
+    target: &'c Path,
+    scratch: &'c Path,
+    mount: bool,
+}
+
+impl Hit<'_> {
+    /// The entry for `key` read in place or restored into `target`; `None` on a miss,
+    /// and when the entry was damaged (removed with a warning, `target` emptied again).
+    fn serve<'a>(
+        &self,
+        key: &Key,
+        ctx: &SourceCtx<'a>,
+    ) -> crate::Result<Option<(SourceInfo, Option<InPlace<'a>>)>> {
+        let (cache, target) = (self.cache, self.target);
+        if !cache.has(key) {
+            return Ok(None);
+        }
+        let hit = if self.mount {
+            in_place(cache, key, target, self.scratch, ctx)
+        } else {
+            Ok(None)
+        };
+        let hit = match hit {
+            Ok(Some(hit)) => Ok(hit),
+            Ok(None) => restore(cache, key, target, ctx).map(|info| (info, None)),
+            Err(e) => Err(e),
+        };
+        match hit {
+            Ok((info, in_place)) => {
+                let how = if in_place.is_some() {
+                    ", read in place"
+                } else {
+                    ""
+                };
+                ctx.reporter.info(&format!(
+                    "source: from the build cache (entry {}{how})",
+                    &key.id()[..12]
+                ));
+                Ok(Some((info, in_place)))
+            }
+            Err(Error::Interrupted) => Err(crate::Error::Interrupted),
+            Err(e) => {
+                ctx.reporter.warn(&format!(
+                    "{e}; rebuilding it (the damaged entry was set aside)"
+                ));
+                crate::tree::remove_tree(target)?;
+                std::fs::create_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// The entry's tree mounted on `target`, holding the cache's lock; `None` when it cannot

@@ -8,12 +8,16 @@ use crate::support::{self, bin, run, write_recipe};
 
 /// `build RECIPE --out OUT` with the cache at `cache` (or `--no-cache`); asserts success
 /// and returns (archive bytes, stderr, the report's JSON).
-fn build(recipe: &Path, out: &Path, cache: Option<&Path>) -> (Vec<u8>, String, serde_json::Value) {
+pub(crate) fn build(
+    recipe: &Path,
+    out: &Path,
+    cache: Option<&Path>,
+) -> (Vec<u8>, String, serde_json::Value) {
     build_env(recipe, out, cache, &[])
 }
 
 /// [`build`] with extra environment variables.
-fn build_env(
+pub(crate) fn build_env(
     recipe: &Path,
     out: &Path,
     cache: Option<&Path>,
@@ -61,7 +65,7 @@ fn entries(cache: &Path) -> usize {
         .count()
 }
 
-fn member(archive: &[u8], path: &str) -> String {
+pub(crate) fn member(archive: &[u8], path: &str) -> String {
     let mut a = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     for e in a.entries().unwrap() {
         let mut e = e.unwrap();
@@ -82,7 +86,7 @@ fn paths(archive: &[u8]) -> Vec<String> {
         .collect()
 }
 
-const FROM_CACHE: &str = "from the build cache";
+pub(crate) const FROM_CACHE: &str = "from the build cache";
 
 #[test]
 fn cache_commands_on_an_empty_cache_and_bad_sizes() {

@@ -871,3 +871,82 @@ fn ctrl_c_mid_download_stops_and_leaves_nothing() {
     assert!(err.contains("interrupted"), "{err}");
     assert_nothing_left(&out, &work);
 }
+
+/// A registry source through the build cache (issue 18): keyed by the manifest digest,
+/// which is asked of the registry every build. Cold, warm (read in place), warm restored
+/// and `--no-cache` builds give one archive; the tag moved to a new image is a miss that
+/// builds the new content; a registry that is down fails the build even with a warm cache.
+#[test]
+fn registry_source_is_cached_by_its_manifest_digest() {
+    use crate::cache::{build, build_env, member, FROM_CACHE};
+    crate::require_registry!();
+    crate::require_root!();
+    let d = support::tempdir();
+    let (reg, _) = registry_with_app(d.path());
+    let cache = d.path().join("cache");
+    let r = recipe(
+        d.path(),
+        "cached",
+        &registry_source(&format!("{}/app:1", reg.host()), ""),
+    );
+    let (cold, err, report) = build(&r, &d.path().join("cold"), Some(&cache));
+    assert!(!err.contains(FROM_CACHE), "{err}");
+    assert_eq!(
+        report["source"]["digest"],
+        manifest_digest(&reg, "app:1").as_str()
+    );
+    let (warm, err, warm_report) = build(&r, &d.path().join("warm"), Some(&cache));
+    assert!(
+        err.contains(FROM_CACHE) && err.contains("read in place"),
+        "{err}"
+    );
+    assert_eq!(warm_report["source"], report["source"]);
+    assert!(warm == cold, "a warm build gives the cold build's bytes");
+    let unpack = [("BUILD_DISTRO_CACHE_UNPACK", "1")];
+    let (restored, err, _) = build_env(&r, &d.path().join("restored"), Some(&cache), &unpack);
+    assert!(
+        err.contains(FROM_CACHE) && !err.contains("read in place"),
+        "{err}"
+    );
+    assert!(
+        restored == cold,
+        "a restored entry gives the cold build's bytes"
+    );
+    let (uncached, err, _) = build(&r, &d.path().join("uncached"), None);
+    assert!(!err.contains(FROM_CACHE), "{err}");
+    assert!(
+        uncached == cold,
+        "--no-cache gives the cached builds' bytes"
+    );
+
+    // The tag moves to another image: a new digest, a miss, the new content.
+    let mut layers = opaque_layers();
+    layers.push(layer_tar(&[
+        Entry::dir("etc", 0o755),
+        Entry::file("etc/motd", b"moved tag\n", 0o644),
+    ]));
+    let layout = d.path().join("layout2");
+    oci_layout(&layout, &[("app:1", layers)]);
+    reg.push(&format!("oci:{}:app:1", layout.display()), "app:1", false);
+    let moved_digest = manifest_digest(&reg, "app:1");
+    assert_ne!(report["source"]["digest"], moved_digest.as_str());
+    let (moved, err, moved_report) = build(&r, &d.path().join("moved"), Some(&cache));
+    assert!(!err.contains(FROM_CACHE), "{err}");
+    assert_eq!(moved_report["source"]["digest"], moved_digest.as_str());
+    assert_eq!(member(&moved, "etc/motd"), "moved tag\n");
+    assert_eq!(member(&cold, "etc/motd"), "layer three\n");
+
+    // The registry is gone: the tag cannot be resolved, so no entry may serve.
+    drop(reg);
+    let cache_env = cache.to_string_lossy().into_owned();
+    let (code, err) = build_fails(
+        &r,
+        &d.path().join("down"),
+        &[("BUILD_DISTRO_CACHE_DIR", cache_env.as_str())],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        !err.contains(FROM_CACHE) && err.contains("app:1") && err.contains("Connection refused"),
+        "{err}"
+    );
+}

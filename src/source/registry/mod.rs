@@ -189,7 +189,79 @@ fn resolve(
     }
 }
 
+/// An error about the image `shown`. A call cut short by Ctrl-C fails too; that is an
+/// interrupt, not bad input.
+fn input_error(shown: String) -> impl Fn(String) -> Error {
+    move |msg| {
+        if crate::interrupt::interrupted() {
+            Error::Interrupted
+        } else {
+            Error::Input {
+                path: shown.clone(),
+                msg,
+            }
+        }
+    }
+}
+
+/// A sink for retry messages: they go through the channel, as the threads' do.
+fn info_to(tx: &mpsc::Sender<Log>) -> impl Fn(String) {
+    let tx = tx.clone();
+    move |m: String| {
+        let _ = tx.send(Log::Info(m));
+    }
+}
+
+/// A registry source resolved to one image manifest, with the connection that resolved
+/// it: the manifest digest is known (the build cache's key) before any layer is fetched,
+/// and [`download`] goes on without asking for the manifest again.
+pub struct Resolved {
+    client: Arc<Client>,
+    manifest: oci::Manifest,
+    digest: String,
+    platform: Platform,
+    shown: String,
+    log_tx: mpsc::Sender<Log>,
+    log_rx: mpsc::Receiver<Log>,
+}
+
+impl Resolved {
+    /// The digest of the image manifest for the platform (not of an index).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The platform resolved, as `OS/ARCH[/VARIANT]`.
+    pub fn platform(&self) -> String {
+        self.platform.to_string()
+    }
+
+    /// The provenance of what [`download`] fills the tree with; `created` from the config.
+    fn info(&self, created: Option<u64>) -> SourceInfo {
+        let shown = &self.shown;
+        SourceInfo {
+            kind: "registry".into(),
+            reference: format!(
+                "{}@{}",
+                shown.split('@').next().unwrap_or(shown),
+                self.digest
+            ),
+            digest: Some(self.digest.clone()),
+            created,
+            ..Default::default()
+        }
+    }
+}
+
+/// Fetch `s` into `target`: [`resolve_source`] then [`download`].
 pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+    download(resolve_source(s, ctx)?, target, ctx)
+}
+
+/// Connect (credentials, token), and resolve the reference to the image manifest for the
+/// recipe's platform: one or two manifest requests, no blob. Asked every build, as a tag
+/// may move.
+pub fn resolve_source(s: &RegistrySource, ctx: &SourceCtx) -> Result<Resolved, Error> {
     let key_error = |msg: String| Error::Input {
         path: "[source] image".into(),
         msg,
@@ -203,17 +275,7 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
         None => Platform::default_linux_amd64(),
     };
     let shown = r.to_string();
-    // A call cut short by Ctrl-C fails too; that is an interrupt, not bad input.
-    let input = |msg: String| {
-        if crate::interrupt::interrupted() {
-            Error::Interrupted
-        } else {
-            Error::Input {
-                path: shown.clone(),
-                msg,
-            }
-        }
-    };
+    let input = input_error(shown.clone());
     let places = auth::Places::from_env();
     let found = auth::lookup(&r, ctx.registry_login, &places, ctx.runner).map_err(&input)?;
     if let Some(c) = &found.credentials {
@@ -224,12 +286,7 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
         ));
     }
     let (log_tx, log_rx) = mpsc::channel::<Log>();
-    let info = {
-        let tx = log_tx.clone();
-        move |m: String| {
-            let _ = tx.send(Log::Info(m));
-        }
-    };
+    let info = info_to(&log_tx);
     let connected = retry(&format!("registry {}", r.registry), &info, || {
         let f = auth::Found {
             credentials: found.credentials.clone(),
@@ -254,7 +311,30 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
         manifest.layers.len(),
         total as f64 / 1048576.0
     ));
+    Ok(Resolved {
+        client,
+        manifest,
+        digest,
+        platform,
+        shown,
+        log_tx,
+        log_rx,
+    })
+}
 
+/// Fetch the config and the layers of `resolved` and flatten them into `target` (an
+/// existing empty directory).
+pub fn download(resolved: Resolved, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+    let Resolved {
+        client,
+        manifest,
+        shown,
+        log_tx,
+        log_rx,
+        ..
+    } = &resolved;
+    let input = input_error(shown.clone());
+    let info = info_to(log_tx);
     let scratch = target.parent().unwrap_or(Path::new("/tmp"));
     let never = AtomicBool::new(false);
     if manifest.config.size > MAX_JSON {
@@ -264,9 +344,9 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
         )));
     }
     let staged = retry(&format!("config {}", manifest.config.digest), &info, || {
-        stage_blob(&client, &manifest.config, scratch, &never)
+        stage_blob(client, &manifest.config, scratch, &never)
     });
-    drain(&log_rx, ctx.reporter);
+    drain(log_rx, ctx.reporter);
     let mut cfg_file = staged.map_err(&input)?;
     let mut config_bytes = Vec::new();
     (&mut cfg_file)
@@ -282,30 +362,23 @@ pub fn run(s: &RegistrySource, target: &Path, ctx: &SourceCtx) -> Result<SourceI
 
     let root = Root::open(target)?;
     let downloads = Downloads::start(
-        client,
+        client.clone(),
         manifest.layers.clone(),
         scratch.to_path_buf(),
-        log_tx,
+        log_tx.clone(),
     );
     let result = flatten(
-        downloads.staged(&log_rx, ctx.reporter, &shown),
+        downloads.staged(log_rx, ctx.reporter, shown),
         manifest.layers.len(),
         config.diff_ids(),
         &root,
-        &shown,
+        shown,
         ctx,
     );
     downloads.finish(result.is_ok());
-    drain(&log_rx, ctx.reporter);
+    drain(log_rx, ctx.reporter);
     result?;
-
-    Ok(SourceInfo {
-        kind: "registry".into(),
-        reference: format!("{}@{digest}", shown.split('@').next().unwrap_or(&shown)),
-        digest: Some(digest),
-        created: super::epoch_of(config.created.as_deref()),
-        ..Default::default()
-    })
+    Ok(resolved.info(super::epoch_of(config.created.as_deref())))
 }
 
 /// What the download threads share.
