@@ -115,6 +115,7 @@ pub fn build(
         registry_login: opts.registry_login.as_ref(),
     };
     // A cache that cannot be opened (a read-only home) is a warning: the build goes on.
+    // It stays open (its shared lock held) until pack has reused and stored its pieces.
     let cache = opts
         .cache
         .as_deref()
