@@ -82,7 +82,7 @@ pub struct CustomDistro {
     pub uuid: String,
 }
 
-/// One row of [`Client::distros_overview`].
+/// One row of [`crate::api::Client::distros_overview`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DistroListing {
     pub id: u64,
@@ -95,7 +95,7 @@ pub struct DistroListing {
     pub used_by: Vec<u32>,
 }
 
-/// What [`Client::register`] did.
+/// What [`crate::api::Client::register`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Registered {
     pub id: u64,

@@ -1,6 +1,6 @@
 //! SBOMs (after pack in `build`, and `build-distro sbom TARGET`): what a distro is made
 //! of, for scanners such as Trivy and Grype. Every installed package from the
-//! [inventory](crate::inventory) with a purl, the operating system from os-release, and
+//! [inventory] with a purl, the operating system from os-release, and
 //! the files build-distro adds itself (uWSGI, the NSS module, `shortcuts.ini`) with their
 //! hashes; written as SPDX 2.3 ([`spdx`]) or CycloneDX 1.6 ([`cyclonedx`]) JSON.
 //!

@@ -3,7 +3,7 @@
 //! container of it is created but never started, which pins the image while it is read.
 //! When only finish will write the tree and the engine keeps the container's layers as
 //! overlay directories on this machine, they are mounted read-only below an overlay
-//! ([`layers`]); otherwise the container's export stream goes straight into
+//! (`layers`); otherwise the container's export stream goes straight into
 //! [`crate::tree::unpack`]. A guard removes the container on every exit path (success,
 //! error, Ctrl-C). What the engine adds for a container (`/.dockerenv`, the empty
 //! `/etc/hosts`-style placeholders, `/dev` entries) is cleaned up by the finish stage.
@@ -207,7 +207,7 @@ async fn export(
 }
 
 /// The image's tree: read in place below an overlay when `ctx` allows it and the engine
-/// keeps its layers as overlay directories on this machine ([`layers`]), else through the
+/// keeps its layers as overlay directories on this machine (`layers`), else through the
 /// container's export stream into `target`.
 pub fn run<'a>(
     d: &DockerSource,

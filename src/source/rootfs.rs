@@ -1,7 +1,7 @@
 //! `rootfs` backend: an existing directory (copied, never changed) or a tar / tar.gz.
 //! When nothing but finish will write into the tree and we are root, the directory is
 //! not copied at all: an overlay mount puts finish's few changes in the build directory
-//! ([`overlay`]), so packing reads the source in place.
+//! (`tree::overlay`), so packing reads the source in place.
 
 use std::path::Path;
 

@@ -137,7 +137,7 @@ fn default_sources(db: &str) -> &'static str {
     }
 }
 
-/// nsswitch.conf with `unbit` added to passwd, group, shadow and hosts (see [`insertion`]
+/// nsswitch.conf with `unbit` added to passwd, group, shadow and hosts (see `insertion`
 /// for where), every other line, comment and order kept; `None` (no file) gives a sane
 /// default. Idempotent: a line that already lists `unbit` is left alone.
 pub fn edit_nsswitch(text: Option<&str>) -> String {

@@ -4,11 +4,11 @@
 //!
 //! The manifest is resolved (an index or manifest list gives the recipe's platform) and
 //! its digest recorded, so the build output shows what to pin. Layers download in
-//! parallel (at most [`WORKERS`] at a time, never more than [`WINDOW`] ahead of the one
+//! parallel (at most `WORKERS` at a time, never more than `WINDOW` ahead of the one
 //! being applied) into unnamed temporary files in the build directory; each is checked
 //! against its descriptor's size and digest while it arrives and handed to the
 //! flattener only once complete and correct. A broken or short download is tried again
-//! [`ATTEMPTS`] times; then the build fails, and the build directory (with the partial
+//! `ATTEMPTS` times; then the build fails, and the build directory (with the partial
 //! tree) goes with it. No layer is ever held in memory.
 
 pub mod auth;
