@@ -60,7 +60,7 @@ pub fn run(cmd: CacheCmd, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
                         l.summary
                     );
                     for r in &l.releases {
-                        println!("        {r}");
+                        println!("         {r}");
                     }
                 }
                 println!("  total {}", mib(list.iter().map(|l| l.bytes).sum::<u64>()));
