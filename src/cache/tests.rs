@@ -136,6 +136,38 @@ fn store_then_restore_gives_the_same_tree() {
     assert_eq!(l[0].summary, "mmdebstrap bookworm");
 }
 
+#[test]
+fn a_tree_moved_into_its_entry_is_the_tree_a_restore_gives() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: an entry's unpacked tree is kept only as root");
+        return;
+    }
+    let (_cache_dir, src, cache) = cache_and_tree();
+    let key = Key::new(&spec(""), "amd64", &[rel("m")], None);
+    let before = listing(src.path());
+    let built = src.path().join("built");
+    std::fs::create_dir(&built).unwrap();
+    tree(&built);
+    assert!(cache
+        .store_moving(&key, &built, &SourceInfo::default())
+        .unwrap());
+    assert!(!built.exists(), "moved, not copied");
+    let stored = cache.entry_dir(&key.id()).join(TREE);
+    assert_eq!(listing(&stored), before);
+    assert_eq!(listing(restored(&cache, &key).0.path()), before);
+    // The key is taken: a second tree stays where it is, and the first entry serves.
+    std::fs::create_dir(&built).unwrap();
+    tree(&built);
+    assert!(!cache
+        .store_moving(&key, &built, &SourceInfo::default())
+        .unwrap());
+    assert_eq!(listing(&built), before);
+    let names: Vec<_> = std::fs::read_dir(cache.root().join("entries"))
+        .unwrap()
+        .collect();
+    assert_eq!(names.len(), 1, "no temporary directory left behind");
+}
+
 /// A registry source's provenance (digest, and `created`, which bounds the archive's
 /// mtimes) comes back from an entry as it went in: a hit and a miss record the same.
 #[test]

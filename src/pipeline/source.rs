@@ -109,16 +109,10 @@ fn fetch_bootstrap<'a>(
             false
         }
     };
-    if same {
-        store(cache, &key, &built, &info, ctx);
+    if !same {
+        return go_on(&built, target, info);
     }
-    // The bootstrapped tree itself goes on (no round trip through the new entry): the
-    // unpacker changes nothing the finished archive keeps (owners and modes are kept;
-    // set-id bits, device nodes and sub-second times never reach an archive anyway), and
-    // tests compare cold, warm and --no-cache archives byte for byte.
-    std::fs::remove_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
-    std::fs::rename(&built, target).map_err(|e| crate::tree::Error::io(target, e))?;
-    Ok((info, None))
+    keep(hit, &key, &built, info, ctx)
 }
 
 /// A registry source through the cache: the manifest digest is resolved against the
@@ -144,19 +138,56 @@ fn fetch_registry<'a>(
         "source: no cache entry {}; downloading the layers",
         &key.id()[..12]
     ));
-    let info = registry::download(resolved, hit.target, ctx)?;
-    // The downloaded tree goes on, as a bootstrapped one does (see [`fetch_bootstrap`]).
-    store(hit.cache, &key, hit.target, &info, ctx);
-    Ok((info, None))
+    let built = hit.scratch.join("registry");
+    std::fs::create_dir(&built).map_err(|e| crate::tree::Error::io(&built, e))?;
+    let info = registry::download(resolved, &built, ctx)?;
+    keep(hit, &key, &built, info, ctx)
 }
 
-/// Keep `tree` as the entry for `key`; a failure costs a warning, not the build.
-fn store(cache: &Cache, key: &Key, tree: &Path, info: &SourceInfo, ctx: &SourceCtx) {
-    if let Err(e) = cache.store(key, tree, info) {
-        ctx.reporter.warn(&format!(
-            "{e}; the build goes on without caching its source"
-        ));
+/// Keep the tree a miss made at `built` as the entry for `key`, and go on with it. When
+/// the build may read an entry in place, the tree moves into the entry (nothing is copied)
+/// and is read from there like any hit; otherwise the entry gets a copy and `built`
+/// becomes the target. Failing to store costs a warning, not the build.
+fn keep<'a>(
+    hit: &Hit,
+    key: &Key,
+    built: &Path,
+    info: SourceInfo,
+    ctx: &SourceCtx<'a>,
+) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    let stored = if hit.mount {
+        hit.cache.store_moving(key, built, &info)
+    } else {
+        hit.cache.store(key, built, &info).map(|()| false)
+    };
+    match stored {
+        Ok(true) => hit
+            .serve_as(key, ctx, "stored in the build cache")?
+            .ok_or_else(|| {
+                crate::Error::from(Error::Corrupt {
+                    id: key.id()[..12].to_string(),
+                    msg: "the entry just stored cannot be read; build again".into(),
+                })
+            }),
+        Ok(false) => go_on(built, hit.target, info),
+        Err(e) => {
+            ctx.reporter.warn(&format!(
+                "{e}; the build goes on without caching its source"
+            ));
+            go_on(built, hit.target, info)
+        }
     }
+}
+
+/// The tree at `built` becomes the build's target.
+fn go_on<'a>(
+    built: &Path,
+    target: &Path,
+    info: SourceInfo,
+) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    std::fs::remove_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
+    std::fs::rename(built, target).map_err(|e| crate::tree::Error::io(target, e))?;
+    Ok((info, None))
 }
 
 /// Where an entry would be served: one place for every cached kind of source, so a hit
@@ -175,6 +206,16 @@ impl Hit<'_> {
         &self,
         key: &Key,
         ctx: &SourceCtx<'a>,
+    ) -> crate::Result<Option<(SourceInfo, Option<InPlace<'a>>)>> {
+        self.serve_as(key, ctx, "from the build cache")
+    }
+
+    /// [`Hit::serve`], saying `what` of the entry (a hit, or a tree just stored).
+    fn serve_as<'a>(
+        &self,
+        key: &Key,
+        ctx: &SourceCtx<'a>,
+        what: &str,
     ) -> crate::Result<Option<(SourceInfo, Option<InPlace<'a>>)>> {
         let (cache, target) = (self.cache, self.target);
         if !cache.has(key) {
@@ -197,10 +238,8 @@ impl Hit<'_> {
                 } else {
                     ""
                 };
-                ctx.reporter.info(&format!(
-                    "source: from the build cache (entry {}{how})",
-                    &key.id()[..12]
-                ));
+                ctx.reporter
+                    .info(&format!("source: {what} (entry {}{how})", &key.id()[..12]));
                 Ok(Some((info, in_place)))
             }
             Err(Error::Interrupted) => Err(crate::Error::Interrupted),
