@@ -671,8 +671,8 @@ impl Cache {
         let unpacked = crate::source::decompressed(&mut hr)
             .map_err(|e| Error::io(&tar_path, e))
             .and_then(|r| {
-                Ok(crate::tree::unpack(
-                    crate::source::Interruptible(r),
+                Ok(crate::tree::unpack_overlapped(
+                    &mut crate::source::Interruptible(r),
                     root,
                     &opts,
                 )?)

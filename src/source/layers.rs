@@ -11,7 +11,7 @@ use std::io::Read;
 
 use super::{decompressed, Error, Interruptible, SourceCtx};
 use crate::pack::HashingReader;
-use crate::tree::{unpack, Root, UnpackOptions};
+use crate::tree::{unpack_overlapped, Root, UnpackOptions};
 
 /// One layer to apply: its name for messages (a digest, an archive path) and its bytes
 /// as stored (compressed or not).
@@ -56,7 +56,7 @@ pub fn flatten<'a>(
             label,
             max_bytes: ctx.max_unpack_bytes,
         };
-        let result = unpack(&mut hashing, root, &opts);
+        let result = unpack_overlapped(&mut hashing, root, &opts);
         if crate::interrupt::interrupted() {
             return Err(Error::Interrupted);
         }

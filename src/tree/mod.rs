@@ -20,7 +20,9 @@ use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, StatxAttributes, StatxFlags,
 };
 
-pub use unpack::{maybe_gunzip, unpack, UnpackOptions, UnpackStats, DEFAULT_MAX_BYTES};
+pub use unpack::{
+    maybe_gunzip, unpack, unpack_overlapped, UnpackOptions, UnpackStats, DEFAULT_MAX_BYTES,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -624,6 +626,69 @@ impl Drop for BuildDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tar of `n` files of 100 KiB, with 4 KiB of zero padding after the end marker
+    /// (as image layers have).
+    fn layer(n: usize) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for i in 0..n {
+            let data = vec![(i % 251) as u8; 100 * 1024];
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, format!("d/f{i}"), data.as_slice())
+                .unwrap();
+        }
+        let mut bytes = b.into_inner().unwrap();
+        bytes.extend_from_slice(&[0; 4096]);
+        bytes
+    }
+
+    #[test]
+    fn overlapped_unpack_writes_what_unpack_writes_and_leaves_the_rest_to_read() {
+        let bytes = layer(40);
+        let opts = UnpackOptions::default();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let plain = unpack(bytes.as_slice(), &Root::open(a.path()).unwrap(), &opts).unwrap();
+        let mut reader = std::io::Cursor::new(&bytes);
+        let over = unpack_overlapped(&mut reader, &Root::open(b.path()).unwrap(), &opts).unwrap();
+        assert_eq!((plain.entries, plain.bytes), (over.entries, over.bytes));
+        for i in [0, 17, 39] {
+            assert_eq!(
+                std::fs::read(a.path().join(format!("d/f{i}"))).unwrap(),
+                std::fs::read(b.path().join(format!("d/f{i}"))).unwrap()
+            );
+        }
+        // Whatever was not read is the caller's, and nothing was read twice.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut rest).unwrap();
+        assert!(rest.len() <= 4096 + 1024, "{} bytes left", rest.len());
+    }
+
+    #[test]
+    fn overlapped_unpack_reports_a_read_error_where_it_happened() {
+        let bytes = layer(40);
+        let t = tempfile::tempdir().unwrap();
+        // Fails after 1 MiB, as a corrupt gzip stream does part way.
+        let mut failing = std::io::Read::chain(&bytes[..1 << 20], Failing);
+        let e = unpack_overlapped(
+            &mut failing,
+            &Root::open(t.path()).unwrap(),
+            &UnpackOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("broken stream"), "{e}");
+    }
+
+    /// A reader that always fails.
+    struct Failing;
+
+    impl std::io::Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("broken stream"))
+        }
+    }
 
     #[test]
     fn absolute_symlink_resolves_inside_the_root() {

@@ -615,3 +615,74 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
     }
     Ok(stats)
 }
+
+/// Bytes handed from the reading thread to the unpacker at a time.
+const CHUNK: usize = 256 * 1024;
+
+/// The unpacker's end of [`unpack_overlapped`]: chunks as they come, then end of file
+/// (or the reader's error, in its place in the stream).
+struct Chunks {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.rx.recv() {
+                Ok(chunk) => (self.cur, self.pos) = (chunk?, 0),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len() - self.pos);
+        buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// [`unpack`], reading `reader` on the calling thread while the entries are written on
+/// another: a layer's decompression and hashing (the reader's work) overlap with
+/// creating its files, which on two cores is most of a layer's time. Reading stops
+/// when the unpacker is done (at the end marker): the rest of `reader` is the caller's.
+/// A read error reaches the unpacker where it happened, so it reports it as [`unpack`]
+/// would.
+pub fn unpack_overlapped<R: Read>(
+    reader: &mut R,
+    root: &Root,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, Error> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    std::thread::scope(|s| {
+        let writer = s.spawn(move || {
+            let chunks = Chunks {
+                rx,
+                cur: Vec::new(),
+                pos: 0,
+            };
+            unpack(chunks, root, opts)
+        });
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK);
+            let got = reader.by_ref().take(CHUNK as u64).read_to_end(&mut chunk);
+            let sent = match got {
+                Ok(0) => break,
+                Ok(_) => tx.send(Ok(chunk)),
+                Err(e) => {
+                    if !chunk.is_empty() {
+                        let _ = tx.send(Ok(chunk));
+                    }
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            };
+            // The unpacker stopped (the end marker, or an error it reports).
+            if sent.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        writer.join().expect("the unpacking thread panicked")
+    })
+}
