@@ -549,7 +549,7 @@ impl Cache {
             .prefix(".tmp-")
             .tempdir_in(&entries)
             .map_err(|e| Error::io(&entries, e))?;
-        let dir = tmp.path();
+        let dir = &tmp.path().to_path_buf();
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |e| Error::io(&p, e)
@@ -628,9 +628,7 @@ impl Cache {
         if let Err(e) = std::fs::rename(&tmp_path, &dest) {
             // Ours goes back (or away): a concurrent build stored it first
             // (ENOTEMPTY/EEXIST), and its entry serves; or the rename failed.
-            if moved {
-                let _ = std::fs::rename(tmp_path.join(TREE), tree);
-            }
+            put_back();
             let _ = crate::tree::remove_tree(&tmp_path);
             if !dest.join(ENTRY).is_file() {
                 return Err(Error::io(&dest, e));
