@@ -1,11 +1,11 @@
 # build-distro: common tasks. `make help` lists them and the variables below (`#:` lines).
-#:   RECIPE=debian-bookworm  recipe name or path (distro, publish, security)
+#:   RECIPE=debian-trixie    recipe name or path (distro, publish, security)
 #:   OUT=dist                where builds go
 #:   DISTRO=OUT/NAME.tar.gz  the archive check, boot and security work on
 #:   TO=all                  storage containers to push to: all, or UID[,UID]
 #:   PROFILE=release         release, or debug to reuse the test build
 #:   STORAGE=UID             security: the storage container holding the published version
-#:   PUBLISHED=PATH          security: that version's path (e.g. debian-bookworm-0123456789ab);
+#:   PUBLISHED=PATH          security: that version's path (e.g. debian-trixie-0123456789ab);
 #:                           unset: the local DISTRO is checked instead
 #:   CONTAINERS='UID UID'    security: containers switched to the new version (on STORAGE's
 #:                           server); unset: none is switched
@@ -13,7 +13,7 @@
 #:                           --ssh-option K=V, --ssh-host, --ssh-port)
 #:   TRANSPORT=ssh           security: push and gc transport (ssh, rsync, local:DIR)
 #:   KEEP=3                  security: versions per path that gc keeps
-RECIPE ?= debian-bookworm
+RECIPE ?= debian-trixie
 OUT ?= dist
 # The distro `check` and `boot` work on: the archive `make distro` made.
 DISTRO ?= $(OUT)/$(notdir $(basename $(RECIPE:.toml=))).tar.gz

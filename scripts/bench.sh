@@ -60,10 +60,10 @@ run() {
 # of cold. Its own mirror state: the three rows run back to back.
 cache_rows() {
   local bc="$work/bcache"
-  printf 'extends = "debian-bookworm"\n[[files]]\npath = "/etc/motd"\ncontent = "bench\\n"\n' >"$work/files.toml"
-  run "build (default recipe, cold cache)" "$work/o/debian-bookworm.tar.gz" "rm -rf $bc && BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
-  run "build (default recipe, warm cache)" "$work/o/debian-bookworm.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
-  run "build ([[files]] changed, warm cache)" "$work/o/debian-bookworm.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build $work/files.toml --out $work/o"
+  printf 'extends = "debian-trixie"\n[[files]]\npath = "/etc/motd"\ncontent = "bench\\n"\n' >"$work/files.toml"
+  run "build (default recipe, cold cache)" "$work/o/debian-trixie.tar.gz" "rm -rf $bc && BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
+  run "build (default recipe, warm cache)" "$work/o/debian-trixie.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
+  run "build ([[files]] changed, warm cache)" "$work/o/debian-trixie.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build $work/files.toml --out $work/o"
   cache_bytes=$(du -sb "$bc" | cut -f1)
   echo "  build cache size: $cache_bytes bytes"
 }

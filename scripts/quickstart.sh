@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: install what is missing, build release, build the
-# default distro (`build-distro build`, the built-in debian-bookworm recipe), then check it
+# default distro (`build-distro build`, the built-in debian-trixie recipe), then check it
 # and boot it the way the platform would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ cargo build --release --locked
 bin=target/release/build-distro
 
 "$bin" build --out dist
-archive=dist/debian-bookworm.tar.gz
+archive=dist/debian-trixie.tar.gz
 
 echo
 "$bin" check "$archive"
@@ -20,4 +20,4 @@ echo
 
 echo
 echo "quickstart: your distro is $archive"
-echo "            manifest dist/debian-bookworm.manifest, build report dist/debian-bookworm.json"
+echo "            manifest dist/debian-trixie.manifest, build report dist/debian-trixie.json"

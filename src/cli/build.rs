@@ -10,7 +10,7 @@ use super::{print_json, Ctx, ExitStatus};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A recipe file, or the name of one in recipes/ (default: the built-in debian-bookworm).
+    /// A recipe file, or the name of one in recipes/ (default: the built-in debian-trixie).
     pub recipe: Option<String>,
     /// Where the archive, manifest, report and SBOMs (NAME.spdx.json, NAME.cdx.json) go.
     #[arg(long, default_value = "dist")]

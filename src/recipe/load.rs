@@ -14,12 +14,12 @@ use super::{Error, Result};
 /// The recipes shipped in `recipes/`, built into the binary so a copied binary has them.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
-        "debian-bookworm",
-        include_str!("../../recipes/debian-bookworm.toml"),
-    ),
-    (
         "debian-trixie",
         include_str!("../../recipes/debian-trixie.toml"),
+    ),
+    (
+        "debian-bookworm",
+        include_str!("../../recipes/debian-bookworm.toml"),
     ),
     (
         "debian-python-web",
@@ -40,7 +40,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
 ];
 
 /// The recipe used when none is named.
-pub const DEFAULT: &str = "debian-bookworm";
+pub const DEFAULT: &str = "debian-trixie";
 
 /// Where a recipe's text is.
 enum Located {

@@ -19,7 +19,7 @@ const BASE: &str =
 #[test]
 fn builtin_default_parses() {
     let l = load(None, &[]).unwrap();
-    assert_eq!(l.name(), "debian-bookworm");
+    assert_eq!(l.name(), "debian-trixie");
     assert_eq!(l.source().kind(), "mmdebstrap");
 }
 

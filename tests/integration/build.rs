@@ -60,7 +60,7 @@ fn recipe_not_found_is_exit_2() {
     assert_eq!(code, 2);
     assert_eq!(
         err.trim(),
-        "build-distro: error: recipe \"no-such-recipe\" not found: no such file and no recipes/no-such-recipe.toml (built in: debian-bookworm, debian-trixie, debian-python-web, alpine-docker, debian-slim-docker, registry-debian)"
+        "build-distro: error: recipe \"no-such-recipe\" not found: no such file and no recipes/no-such-recipe.toml (built in: debian-trixie, debian-bookworm, debian-python-web, alpine-docker, debian-slim-docker, registry-debian)"
     );
 }
 

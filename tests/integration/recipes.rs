@@ -34,10 +34,11 @@ fn check_and_boot(archive: &Path, dir: &Path, name: &str) {
     assert!(support::mounts_under(dir).is_empty());
 }
 
+/// Bookworm (oldstable, LTS) stays a named recipe after the default moved to trixie.
 #[test]
-fn debian_trixie_builds_checks_and_boots() {
+fn debian_bookworm_builds_checks_and_boots() {
     crate::require_root!();
-    build_check_boot("debian-trixie");
+    build_check_boot("debian-bookworm");
 }
 
 #[test]
@@ -47,20 +48,20 @@ fn debian_python_web_builds_checks_and_boots() {
 }
 
 /// What Debian's own apt would install from a security suite into a tree with the dpkg
-/// status `status`, given `bookworm`, `bookworm-updates` and `bookworm-security` from the
-/// real mirror: the `Inst` lines of `apt-get -s dist-upgrade` whose origin is a security
+/// status `status`, given `SUITE`, `SUITE-updates` and `SUITE-security` from the real
+/// mirror: the `Inst` lines of `apt-get -s dist-upgrade` whose origin is a security
 /// suite. apt runs on the host with every directory pointed into `work`, so neither the
 /// host's nor the tree's apt state is used or touched.
-fn security_upgrades(status: &Path, work: &Path) -> Vec<String> {
+fn security_upgrades(suite: &str, status: &Path, work: &Path) -> Vec<String> {
     let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
     std::fs::create_dir_all(work).unwrap();
     let sources = work.join("sources.list");
     std::fs::write(
         &sources,
         [
-            "http://deb.debian.org/debian bookworm",
-            "http://deb.debian.org/debian bookworm-updates",
-            "http://deb.debian.org/debian-security bookworm-security",
+            format!("http://deb.debian.org/debian {suite}"),
+            format!("http://deb.debian.org/debian {suite}-updates"),
+            format!("http://deb.debian.org/debian-security {suite}-security"),
         ]
         .map(|l| format!("deb [signed-by={keyring}] {l} main\n"))
         .concat(),
@@ -114,7 +115,7 @@ fn security_inst_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Issue 17: the default distro, right after `build`, has no security fix pending by
+/// Issue 17: the default distro (Debian's current stable, trixie, since issue 24), right after `build`, has no security fix pending by
 /// apt's own judgement, its sources name the release, its updates and its security
 /// suite (so `apt-get upgrade` in a container finds later fixes), and it still passes
 /// check and boot. Built fresh on purpose: a cached tree goes stale as fixes are published.
@@ -125,7 +126,7 @@ fn default_recipe_has_no_pending_security_fix_and_names_all_suites() {
     let out = d.path().join("out");
     let (code, stdout, err) = run(bin().arg("-q").arg("build").arg("--out").arg(&out));
     assert_eq!(code, 0, "build:\n{stdout}\n{err}");
-    let archive = out.join("debian-bookworm.tar.gz");
+    let archive = out.join("debian-trixie.tar.gz");
 
     let tree = build_distro::check::view::Tree::open(&archive).unwrap();
     let sources = String::from_utf8(tree.read("/etc/apt/sources.list").unwrap().to_vec()).unwrap();
@@ -133,15 +134,15 @@ fn default_recipe_has_no_pending_security_fix_and_names_all_suites() {
     assert_eq!(
         deb_lines,
         [
-            "deb http://deb.debian.org/debian bookworm main",
-            "deb http://deb.debian.org/debian bookworm-updates main",
-            "deb http://deb.debian.org/debian-security bookworm-security main",
+            "deb http://deb.debian.org/debian trixie main",
+            "deb http://deb.debian.org/debian trixie-updates main",
+            "deb http://deb.debian.org/debian-security trixie-security main",
         ],
         "{sources}"
     );
     let status = d.path().join("status");
     std::fs::write(&status, &*tree.read("/var/lib/dpkg/status").unwrap()).unwrap();
-    let pending = security_upgrades(&status, &d.path().join("apt"));
+    let pending = security_upgrades("trixie", &status, &d.path().join("apt"));
     assert!(
         pending.is_empty(),
         "security fixes pending:\n{}",
@@ -158,7 +159,7 @@ fn default_recipe_has_no_pending_security_fix_and_names_all_suites() {
         ["Inst libssl3 [3.0.11-1~deb12u2] (3.0.17-1~deb12u2 Debian-Security:12/oldstable-security [amd64])"]
     );
 
-    check_and_boot(&archive, d.path(), "debian-bookworm");
+    check_and_boot(&archive, d.path(), "debian-trixie");
 }
 
 /// debootstrap takes one mirror: build-distro writes the three suites into the tree's
@@ -204,7 +205,7 @@ packages = ["net-tools", "uwsgi-core"]
         prov.contains("bookworm,bookworm-updates,bookworm-security minbase"),
         "{prov}"
     );
-    let pending = security_upgrades(&tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
+    let pending = security_upgrades("bookworm", &tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
     assert!(
         pending.is_empty(),
         "security fixes pending:\n{}",
@@ -222,7 +223,7 @@ fn packages_upgrade_adds_the_security_suite_and_leaves_nothing_pending() {
     let stale = support::stale_bookworm_tree();
     let d = support::tempdir();
     let stale_status = stale.join("var/lib/dpkg/status");
-    let before = security_upgrades(&stale_status, &d.path().join("apt-before"));
+    let before = security_upgrades("bookworm", &stale_status, &d.path().join("apt-before"));
     assert!(!before.is_empty(), "the stale fixture has fixes pending");
     let recipe = support::write_recipe(
         d.path(),
@@ -248,7 +249,7 @@ fn packages_upgrade_adds_the_security_suite_and_leaves_nothing_pending() {
             .collect::<Vec<_>>(),
         ["deb http://deb.debian.org/debian-security bookworm-security main"]
     );
-    let after = security_upgrades(&tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
+    let after = security_upgrades("bookworm", &tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
     assert!(after.is_empty(), "still pending:\n{}", after.join("\n"));
     // The source directory is read, never changed.
     assert!(!stale
