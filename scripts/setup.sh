@@ -23,6 +23,7 @@ need_pkgs=(
   umoci                         # bench.sh: the daemonless skopeo + umoci comparison
   jq make                       # make security: picks the pushed entry out of push --json
   apt-utils                     # cache tests: apt-ftparchive indexes a loopback repository
+  distro-info-data debian-security-support   # support windows: release dates, package support lists
 )
 
 missing=()

@@ -40,6 +40,8 @@ pub enum Error {
     Inventory(#[from] crate::inventory::Error),
     #[error(transparent)]
     Sbom(#[from] crate::sbom::Error),
+    #[error(transparent)]
+    Lifecycle(#[from] crate::lifecycle::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
     Interrupted,
@@ -65,6 +67,7 @@ impl Error {
             Error::Outdated(e) => e.exit_code(),
             Error::Inventory(e) => e.exit_code(),
             Error::Sbom(e) => e.exit_code(),
+            Error::Lifecycle(e) => e.exit_code(),
             Error::Interrupted => 1,
         }
     }

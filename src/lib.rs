@@ -15,6 +15,7 @@ pub mod error;
 pub mod finish;
 pub mod interrupt;
 pub mod inventory;
+pub mod lifecycle;
 pub mod mirror;
 pub mod os_release;
 pub mod outdated;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::check::view::Tree;
 use crate::inventory::{self, Ecosystem, Inventory};
+use crate::lifecycle::{self, Support};
 use crate::mirror::client::{Client, Keyring};
 use crate::mirror::sources::{self, SignedBy, Source};
 use crate::mirror::version;
@@ -43,6 +44,8 @@ pub enum Error {
     Runner(#[from] crate::runner::Error),
     #[error(transparent)]
     Push(#[from] crate::push::Error),
+    #[error(transparent)]
+    Lifecycle(#[from] lifecycle::Error),
 }
 
 impl Error {
@@ -54,6 +57,7 @@ impl Error {
             Error::Inventory(e) => e.exit_code(),
             Error::Runner(e) => e.exit_code(),
             Error::Push(e) => e.exit_code(),
+            Error::Lifecycle(e) => e.exit_code(),
             _ => 2,
         }
     }
@@ -70,6 +74,13 @@ pub struct Options {
     pub security_mirror: Option<String>,
     /// The cache root (see [`crate::mirror::client::default_cache_dir`]); `None`: no cache.
     pub cache_dir: Option<PathBuf>,
+    /// Where the release tables and the package support lists are read.
+    pub lifecycle: lifecycle::Sources,
+    /// The day support is judged on (`YYYY-MM-DD`, [`lifecycle::today`]).
+    pub today: String,
+    /// Compare a release past its end of life with the mirror all the same (by default
+    /// it is not: its updates have stopped, and its suites may be gone from the mirror).
+    pub allow_eol: bool,
 }
 
 /// One pending update.
@@ -93,6 +104,9 @@ pub struct Report {
     /// The suites (repositories) compared against, in the order they were read.
     pub suites: Vec<String>,
     pub packages: Vec<Pending>,
+    /// The release's support window and the installed packages with limited or ended
+    /// security support.
+    pub support: Option<Support>,
 }
 
 impl Report {
@@ -667,6 +681,7 @@ pub fn compare(inv: &Inventory, plan: &Plan, found: &Candidates) -> Report {
         distro: plan.distro.clone(),
         suites: plan.suites.iter().map(|s| s.name.clone()).collect(),
         packages: pending,
+        support: None,
     }
 }
 
@@ -682,6 +697,10 @@ fn key_arch(eco: Ecosystem, arch: &str) -> String {
 /// suites were read (with `-v`).
 pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) -> Result<Report> {
     let inv = t.inventory()?;
+    let support = lifecycle::assess(&inv, &opts.lifecycle, &opts.today)?;
+    // A release past its end of life gets no more updates: nothing on the mirror can
+    // change the answer, and its suites may be gone from it.
+    let fetch = !support.end_of_life() || opts.allow_eol;
     let client = Client::new(opts.cache_dir.clone(), runner);
     let mut found: Candidates = HashMap::new();
     let installed: BTreeMap<(String, String), ()> = inv
@@ -699,6 +718,10 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
             let family = Family::of(&inv).unwrap_or(Family::Debian);
             let rings = keyrings(t, &srcs, family)?;
             for (i, s) in plan.suites.iter().enumerate() {
+                if !fetch {
+                    skip.push(i);
+                    continue;
+                }
                 let rel = client.release(&s.base, &s.name, &rings)?;
                 if rel.not_automatic {
                     rep.debug(&format!(
@@ -736,6 +759,10 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
                 .map(|(name, bytes)| Keyring { name, bytes })
                 .collect();
             for (i, s) in plan.suites.iter().enumerate() {
+                if !fetch {
+                    skip.push(i);
+                    continue;
+                }
                 for a in &plan.arches {
                     let index = client.apk_index(&s.base, a, &keys)?;
                     rep.debug(&format!("{} ({a}): index signed by a trusted key", s.base));
@@ -758,6 +785,7 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
         .filter(|(i, _)| !skip.contains(i))
         .map(|(_, s)| s.name.clone())
         .collect();
+    report.support = Some(support);
     Ok(report)
 }
 
@@ -839,7 +867,7 @@ mod tests {
         let o = Options {
             mirror: Some("http://127.0.0.1:1/d".into()),
             security_mirror: Some("http://127.0.0.1:1/s".into()),
-            cache_dir: None,
+            ..Options::default()
         };
         let p = deb_plan("t", &i, &srcs, None, &o).unwrap();
         assert_eq!(

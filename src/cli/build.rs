@@ -55,6 +55,8 @@ pub struct Args {
     #[arg(long, requires = "registry_user")]
     pub registry_password_stdin: bool,
     #[command(flatten)]
+    pub support: super::flags::SupportFlags,
+    #[command(flatten)]
     pub push: super::push::PushFlags,
 }
 
@@ -146,6 +148,8 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         } else {
             build_distro::cache::Cache::default_root().ok()
         },
+        support: a.support.sources(),
+        today: build_distro::lifecycle::today(),
     };
     let work_dir = opts.work_dir.clone();
     let report = build(&loaded, &opts, &System, &reporter)?;
@@ -194,6 +198,9 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             .map(|p| p.display().to_string())
             .collect();
         println!("  sbom {}", sboms.join(", "));
+        if let Some(s) = &report.support {
+            println!("  support {}", s.release.message);
+        }
         println!("  time {total:.1}s: {}", times.join(", "));
         if let Some(p) = &published {
             super::push::print_report(p);

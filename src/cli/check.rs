@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use build_distro::check::{self, Options, Report, Severity};
+use build_distro::lifecycle::{self, Support};
 
 use super::{print_json, Ctx, ExitStatus};
 
@@ -19,6 +20,16 @@ pub struct Args {
     /// Also check the distro's API path (the name it will be uploaded under).
     #[arg(long = "path", value_name = "NAME")]
     pub api_path: Option<String>,
+    #[command(flatten)]
+    pub support: super::flags::SupportFlags,
+}
+
+/// `--json`: the check report with the support window beside it.
+#[derive(serde::Serialize)]
+struct Json<'a> {
+    #[serde(flatten)]
+    report: &'a Report,
+    support: Option<Support>,
 }
 
 pub fn run(a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
@@ -27,10 +38,24 @@ pub fn run(a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         path: a.api_path,
     };
     let report = check::check(&a.path, &opts)?;
+    // The release's support is stated, never judged by check's rules: a tree without a
+    // package database (a static binary, a busybox tree) has no release to judge.
+    let support = match build_distro::inventory::read(&a.path) {
+        Ok(inv) => Some(lifecycle::assess(
+            &inv,
+            &a.support.sources(),
+            &lifecycle::today(),
+        )?),
+        Err(_) => None,
+    };
     if a.json {
-        print_json(&report);
+        print_json(&Json {
+            report: &report,
+            support,
+        });
     } else {
-        print!("{}", text(&report));
+        let support = support.as_ref().map(super::support::text);
+        print!("{}", text(&report, support.as_deref().unwrap_or("")));
     }
     Ok(if report.summary.ok {
         ExitStatus::Ok
@@ -39,8 +64,8 @@ pub fn run(a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     })
 }
 
-/// The report grouped by severity, then a summary line.
-pub fn text(r: &Report) -> String {
+/// The report grouped by severity, then `support` (lines), then a summary line.
+pub fn text(r: &Report, support: &str) -> String {
     let mut s = String::new();
     for (sev, title) in [
         (Severity::Error, "errors"),
@@ -63,6 +88,7 @@ pub fn text(r: &Report) -> String {
             ));
         }
     }
+    s.push_str(support);
     let m = &r.summary;
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });

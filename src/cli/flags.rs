@@ -6,11 +6,36 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use build_distro::api::{self, Client, Settings};
+use build_distro::lifecycle;
 use build_distro::progress::Verbosity;
 use build_distro::push::ssh::SshConfig;
 use build_distro::push::TransportSpec;
 
 use super::Ctx;
+
+/// Where support windows are read (`check`, `build`, `outdated`, `distros audit`): Debian's
+/// own data, as its packages install it unless named.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SupportFlags {
+    /// distro-info-data's directory (debian.csv, ubuntu.csv) [default: /usr/share/distro-info,
+    /// else build-distro's dated copy].
+    #[arg(long, value_name = "DIR", env = "BUILD_DISTRO_DISTRO_INFO")]
+    pub distro_info: Option<PathBuf>,
+    /// debian-security-support's directory (security-support.debN, or
+    /// security-support-ended.debN and security-support-limited) [default:
+    /// /usr/share/debian-security-support].
+    #[arg(long, value_name = "DIR", env = "BUILD_DISTRO_SECURITY_SUPPORT")]
+    pub security_support: Option<PathBuf>,
+}
+
+impl SupportFlags {
+    pub fn sources(&self) -> lifecycle::Sources {
+        lifecycle::Sources {
+            distro_info: self.distro_info.clone(),
+            security_support: self.security_support.clone(),
+        }
+    }
+}
 
 /// How to reach the API. The password is never a flag (it would show in `ps`): it comes
 /// from UWSGI_IT_PASSWORD or a file.

@@ -12,6 +12,7 @@ mod outdated;
 mod push;
 mod reclaim;
 mod sbom;
+mod support;
 
 use std::io::IsTerminal;
 

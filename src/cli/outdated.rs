@@ -34,9 +34,15 @@ pub struct Args {
     /// Exit 1 for any pending update, not only security updates.
     #[arg(long)]
     pub strict: bool,
+    /// Accept a release past its end of security support: compare it with the mirror
+    /// anyway, and exit 0 when nothing is pending (by default: exit 1, not compared).
+    #[arg(long)]
+    pub allow_eol: bool,
     /// Print {"distro", "suites", "packages": [...]} as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub support: super::flags::SupportFlags,
     #[command(flatten)]
     pub ssh: super::flags::SshFlags,
     #[command(flatten)]
@@ -74,24 +80,38 @@ fn gate(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         mirror: a.mirror.clone(),
         security_mirror: a.security_mirror.clone(),
         cache_dir: build_distro::mirror::client::default_cache_dir(),
+        lifecycle: a.support.sources(),
+        today: build_distro::lifecycle::today(),
+        allow_eol: a.allow_eol,
     };
     let report = outdated::run(&t, &opts, Arc::new(System), &ctx.reporter())?;
+    let eol = report.support.as_ref().is_some_and(|s| s.end_of_life());
     if a.json {
         print_json(&report);
     } else {
         print_table(&report);
+        if let Some(s) = &report.support {
+            print!("{}", super::support::text(s));
+        }
     }
     let security = report.security_pending();
     if ctx.verbosity != build_distro::progress::Verbosity::Quiet {
-        eprintln!(
-            "{}: {} update(s) pending, {security} from a security suite ({})",
-            report.distro,
-            report.packages.len(),
-            report.suites.join(", ")
-        );
+        if eol && !a.allow_eol {
+            eprintln!(
+                "{}: past its end of security support: not compared with the mirror (--allow-eol to compare anyway)",
+                report.distro
+            );
+        } else {
+            eprintln!(
+                "{}: {} update(s) pending, {security} from a security suite ({})",
+                report.distro,
+                report.packages.len(),
+                report.suites.join(", ")
+            );
+        }
     }
     Ok(
-        if security > 0 || (a.strict && !report.packages.is_empty()) {
+        if security > 0 || (a.strict && !report.packages.is_empty()) || (eol && !a.allow_eol) {
             ExitStatus::Failed
         } else {
             ExitStatus::Ok

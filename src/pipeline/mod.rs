@@ -35,6 +35,10 @@ pub struct BuildOptions {
     pub registry_login: Option<crate::source::registry::Credentials>,
     /// The build cache's root ([`crate::cache`]); `None` builds without it (`--no-cache`).
     pub cache: Option<PathBuf>,
+    /// Where the release tables and package support lists are read.
+    pub support: crate::lifecycle::Sources,
+    /// The day the release's support is judged on (`YYYY-MM-DD`).
+    pub today: String,
 }
 
 /// `/etc/build-distro.json`: how this distro was made.
@@ -76,8 +80,34 @@ pub struct BuildReport {
     pub source: SourceInfo,
     pub finish: FinishReport,
     pub check: crate::check::Summary,
+    /// The release's support window and the packages with limited or ended support;
+    /// `None` for a tree without a package database.
+    pub support: Option<crate::lifecycle::Support>,
     /// Seconds per stage.
     pub timings: Vec<(String, f64)>,
+}
+
+/// A release past its regular support, and packages Debian no longer fully supports,
+/// are warnings: the build is what was asked for, but its user should know.
+fn warn_support(s: &crate::lifecycle::Support, reporter: &Reporter) {
+    use crate::lifecycle::State;
+    match s.release.state {
+        State::Supported => reporter.info(&format!("support: {}", s.release.message)),
+        _ => reporter.warn(&format!("support: {}", s.release.message)),
+    }
+    let n = s.packages.packages.len();
+    if n > 0 {
+        let names: Vec<&str> = s
+            .packages
+            .packages
+            .iter()
+            .map(|p| p.package.as_str())
+            .collect();
+        reporter.warn(&format!(
+            "support: {n} installed package(s) with limited or ended security support: {} (build-distro outdated lists why)",
+            names.join(", ")
+        ));
+    }
 }
 
 /// Run the pipeline up to pack.
@@ -181,7 +211,16 @@ pub fn build(
         allow_no_packages: true,
     };
     let mut sbom = crate::sbom::collect(&view, &tree.display().to_string(), &sbom_opts)?;
+    // Whether what was just built is still supported (the SBOM has warned of a tree
+    // without a package database, which has no release to judge).
+    let support = match crate::inventory::read_tree(&view, &tree.display().to_string()) {
+        Ok(inv) => Some(crate::lifecycle::assess(&inv, &opts.support, &opts.today)?),
+        Err(_) => None,
+    };
     drop(view);
+    if let Some(s) = &support {
+        warn_support(s, reporter);
+    }
     if let Some(note) = &sbom.note {
         reporter.warn(&format!("the SBOMs list no packages: {note}"));
     }
@@ -290,6 +329,7 @@ pub fn build(
         source,
         finish,
         check,
+        support,
         timings: reporter.timings(),
     };
     write_atomic(&manifest, crate::pack::manifest_text(&packed).as_bytes())?;

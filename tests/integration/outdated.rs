@@ -164,14 +164,19 @@ impl Lab {
         ]
     }
 
-    /// `outdated TARGET ARGS` with the lab's mirrors and cache.
+    /// `outdated TARGET ARGS` with the lab's mirrors and cache. `--allow-eol`: these
+    /// tests are about the mirror, and must keep comparing once bookworm's support ends.
     fn outdated(&self, target: &Path, args: &[&str]) -> (i32, String, String) {
-        run(bin()
-            .arg("outdated")
+        run(self.outdated_cmd(target).arg("--allow-eol").args(args))
+    }
+
+    fn outdated_cmd(&self, target: &Path) -> Command {
+        let mut c = bin();
+        c.arg("outdated")
             .arg(target)
             .args(self.mirror_flags())
-            .args(args)
-            .env("BUILD_DISTRO_CACHE_DIR", self.dir.path().join("cache")))
+            .env("BUILD_DISTRO_CACHE_DIR", self.dir.path().join("cache"));
+        c
     }
 }
 
@@ -231,7 +236,11 @@ fn security_updates_exit_1_and_json_has_the_documented_shape() {
     );
     let (code, out, _) = lab.outdated(&tree, &[]);
     assert_eq!(code, 1);
-    let lines: Vec<&str> = out.lines().collect();
+    // The table, then the support window (tested below).
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("support: "))
+        .collect();
     assert_eq!(lines.len(), 3, "{out}");
     assert!(lines[0].starts_with("PACKAGE") && lines[0].ends_with("SECURITY"));
     assert!(lines[1].starts_with("libssl3 ") && lines[1].ends_with("bookworm-security  yes"));
@@ -656,6 +665,7 @@ fn a_published_version_is_read_over_ssh_like_the_tree() {
                 path,
                 "--ssh-host",
                 "127.0.0.1",
+                "--allow-eol",
             ])
             .args(ssh.ssh_flags())
             .args(lab.mirror_flags())
@@ -898,7 +908,7 @@ fn outdated_agrees_with_apt_on_a_stale_debian_tree_and_its_tarball() {
     let (code, out, err) = run(bin()
         .arg("outdated")
         .arg(&tree)
-        .arg("--json")
+        .args(["--json", "--allow-eol"])
         .env("BUILD_DISTRO_CACHE_DIR", &cache));
     assert_eq!(code, 1, "{err}");
     assert_eq!(
@@ -917,8 +927,284 @@ fn outdated_agrees_with_apt_on_a_stale_debian_tree_and_its_tarball() {
     let (code, from_tar, err) = run(bin()
         .arg("outdated")
         .arg(&tgz)
-        .arg("--json")
+        .args(["--json", "--allow-eol"])
         .env("BUILD_DISTRO_CACHE_DIR", &cache));
     assert_eq!(code, 1, "{err}");
     assert_eq!(from_tar, out, "the tarball reads like the tree");
+}
+
+// ---------------------------------------------------------------------------------------
+// Support windows (issue 24): the release's dates from distro-info-data, the packages'
+// support from debian-security-support, read from Debian's files, never constants.
+
+/// The dates of `series` in a distro-info-data table: (release, eol, eol-lts).
+fn csv_dates(table: &str, series: &str) -> (String, String, String) {
+    let text = std::fs::read_to_string(table).unwrap();
+    let row: Vec<&str> = text
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|c| c.get(2) == Some(&series))
+        .unwrap_or_else(|| panic!("{series} not in {table}"));
+    let col = |i: usize| row.get(i).unwrap_or(&"").to_string();
+    (col(4), col(5), col(6))
+}
+
+fn today() -> String {
+    let out = Command::new("date").args(["-u", "+%F"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// What the host's table says of bookworm today, in the words `outdated` uses.
+fn bookworm_expected(table: &str) -> (&'static str, String) {
+    let (_, eol, lts) = csv_dates(table, "bookworm");
+    let today = today();
+    if today < eol {
+        (
+            "supported",
+            format!("supported until {eol}, then LTS until {lts}"),
+        )
+    } else if today < lts {
+        ("lts", format!("LTS only since {eol}, until {lts}"))
+    } else {
+        ("end-of-life", format!("end of life since {lts}"))
+    }
+}
+
+/// A directory holding `files`.
+fn data_dir(parent: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let d = parent.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    for (f, text) in files {
+        std::fs::write(d.join(f), text).unwrap();
+    }
+    d
+}
+
+#[test]
+fn the_release_window_comes_from_distro_info_data() {
+    require_gpg!();
+    let table = "/usr/share/distro-info/debian.csv";
+    if !Path::new(table).exists() {
+        eprintln!("SKIPPED: no {table} (scripts/setup.sh installs distro-info-data)");
+        return;
+    }
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let (state, words) = bookworm_expected(table);
+    let (code, out, err) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let r = &v["support"]["release"];
+    assert_eq!(r["release"], "debian 12 (bookworm)");
+    assert_eq!(r["state"], state, "{r}");
+    assert_eq!(r["data"], table);
+    assert!(r["message"].as_str().unwrap().contains(&words), "{r}");
+    let (_, text, _) = lab.outdated(&tree, &[]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("support: debian 12 (bookworm): ") && l.contains(&words)),
+        "{text}"
+    );
+    // The host's debian-security-support lists for Debian 12 are read (setup.sh installs
+    // the package), and none of these packages is on them.
+    let lists = &v["support"]["packages"];
+    if Path::new("/usr/share/debian-security-support").is_dir() {
+        assert!(
+            lists["lists"].as_array().unwrap()[0]
+                .as_str()
+                .unwrap()
+                .starts_with("/usr/share/debian-security-support/security-support"),
+            "{lists}"
+        );
+        assert_eq!(lists["packages"], serde_json::json!([]));
+    }
+}
+
+/// A release past its end of life exits 1 with nothing pending, and is not compared with
+/// the mirror unless --allow-eol says so.
+#[test]
+fn a_release_past_its_end_of_life_exits_1_even_with_nothing_pending() {
+    require_gpg!();
+    let lab = Lab::new();
+    let mut installed = STALE.to_vec();
+    installed[0] = ("libssl3", "3.0.17-1~deb12u3", "amd64");
+    installed[1] = ("tzdata", "2025b-0+deb12u1", "all");
+    let tree = lab.tree("t", &installed);
+    // Nothing pending by the mirror, and bookworm ended (in this table) in 2020.
+    let info = data_dir(
+        lab.dir.path(),
+        "info",
+        &[(
+            "debian.csv",
+            "version,codename,series,created,release,eol,eol-lts,eol-elts\n\
+             12,Bookworm,bookworm,2015-01-01,2016-01-01,2019-01-01,2020-01-01\n",
+        )],
+    );
+    let info_flag = ["--distro-info", info.to_str().unwrap()];
+    let (code, out, err) = run(lab.outdated_cmd(&tree).args(info_flag).arg("--json"));
+    assert_eq!(code, 1, "end of life is exit 1: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["support"]["release"]["state"], "end-of-life");
+    assert_eq!(v["support"]["release"]["since"], "2020-01-01");
+    assert_eq!(v["suites"], serde_json::json!([]), "not compared: {out}");
+    assert!(err.contains("past its end of security support"), "{err}");
+    let (code, out, _) = run(lab.outdated_cmd(&tree).args(info_flag));
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("support: debian 12 (bookworm): end of life since 2020-01-01"),
+        "{out}"
+    );
+    // Accepted knowingly: compared, and nothing is pending.
+    let (code, out, err) = run(lab
+        .outdated_cmd(&tree)
+        .args(info_flag)
+        .args(["--allow-eol", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["suites"].as_array().unwrap().len(), 3, "{out}");
+    // The same tree within its window passes, and a pending fix still fails it.
+    let fresh = data_dir(
+        lab.dir.path(),
+        "fresh",
+        &[(
+            "debian.csv",
+            "version,codename,series,created,release,eol,eol-lts,eol-elts\n\
+             12,Bookworm,bookworm,2015-01-01,2016-01-01,2999-01-01,2999-06-01\n",
+        )],
+    );
+    let fresh_flag = ["--distro-info", fresh.to_str().unwrap()];
+    let (code, _, err) = run(lab.outdated_cmd(&tree).args(fresh_flag));
+    assert_eq!(code, 0, "{err}");
+    let stale = lab.tree("stale", STALE);
+    let (code, _, _) = run(lab.outdated_cmd(&stale).args(fresh_flag));
+    assert_eq!(code, 1);
+}
+
+/// Buster (Debian 10) by the host's real table: past LTS, exit 1, and no mirror is asked
+/// (its suites are gone from deb.debian.org).
+#[test]
+fn buster_by_the_real_table_is_end_of_life() {
+    let table = "/usr/share/distro-info/debian.csv";
+    if !Path::new(table).exists() {
+        eprintln!("SKIPPED: no {table} (scripts/setup.sh installs distro-info-data)");
+        return;
+    }
+    let (_, _, lts) = csv_dates(table, "buster");
+    let d = support::tempdir();
+    let t = d.path().join("tree");
+    std::fs::create_dir_all(t.join("etc")).unwrap();
+    std::fs::create_dir_all(t.join("var/lib/dpkg")).unwrap();
+    std::fs::write(
+        t.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"10\"\nVERSION_CODENAME=buster\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("var/lib/dpkg/status"),
+        status_stanza("libssl1.1", "1.1.1n-0+deb10u6", "amd64"),
+    )
+    .unwrap();
+    // An unreachable mirror: asking it would be exit 2.
+    let (code, out, err) = run(bin()
+        .arg("outdated")
+        .arg(&t)
+        .args([
+            "--mirror",
+            "http://127.0.0.1:1/debian",
+            "--security-mirror",
+            "http://127.0.0.1:1/s",
+        ])
+        .env("BUILD_DISTRO_CACHE_DIR", d.path().join("cache")));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains(&format!(
+            "support: debian 10 (buster): end of life since {lts}"
+        )),
+        "{out}"
+    );
+    // check states it too, as JSON beside the report.
+    let (_, out, _) = run(bin().arg("check").arg(&t).arg("--json"));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["support"]["release"]["state"], "end-of-life", "{out}");
+    assert!(v["summary"].is_object(), "the report is still there: {out}");
+}
+
+/// Installed packages on a security-support list are reported by their source package,
+/// with the list's dates and details.
+#[test]
+fn packages_on_debian_security_support_lists_are_reported() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let lists = data_dir(
+        lab.dir.path(),
+        "lists",
+        &[(
+            "security-support.deb12",
+            "# a list in the layout of Debian 13's package\n\
+             tzdata    non-supported  2024a-0+deb12u1  2020-02-02  https://example.org/why\n\
+             ba.*      limited  Only for trusted input\n\
+             zlib      supported  an exception\n",
+        )],
+    );
+    let flag = ["--security-support", lists.to_str().unwrap()];
+    let (code, out, err) = run(lab
+        .outdated_cmd(&tree)
+        .args(flag)
+        .args(["--json", "--allow-eol"]));
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["support"]["packages"]["packages"],
+        serde_json::json!([
+            {"package": "bash", "version": "5.2.15-2+b2", "source": "bash", "status": "limited",
+             "date": null, "details": "Only for trusted input"},
+            {"package": "tzdata", "version": "2024a-0+deb12u1", "source": "tzdata", "status": "ended",
+             "date": "2020-02-02", "details": "https://example.org/why"},
+        ])
+    );
+    let (_, text, _) = run(lab.outdated_cmd(&tree).args(flag).arg("--allow-eol"));
+    assert!(
+        text.contains("support: 2 installed package(s) with limited or ended security support")
+            && text.contains("  tzdata 2024a-0+deb12u1 (source tzdata): ended 2020-02-02: https://example.org/why"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_or_malformed_support_data_is_exit_2_naming_the_file() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let empty = data_dir(lab.dir.path(), "empty", &[]);
+    let e = empty.to_str().unwrap();
+    let (code, _, err) = run(lab.outdated_cmd(&tree).args(["--distro-info", e]));
+    one_line_error(code, &err, &format!("{e}/debian.csv"));
+    let bad = data_dir(
+        lab.dir.path(),
+        "bad",
+        &[("debian.csv", "version,codename,series,created,release,eol\n12,Bookworm,bookworm,2021-08-14,soon,2026-07-11\n")],
+    );
+    let (code, _, err) = run(lab
+        .outdated_cmd(&tree)
+        .args(["--distro-info", bad.to_str().unwrap()]));
+    one_line_error(
+        code,
+        &err,
+        &format!("{}/debian.csv:2: release \"soon\"", bad.display()),
+    );
+    let (code, _, err) = run(lab.outdated_cmd(&tree).args(["--security-support", e]));
+    one_line_error(code, &err, &format!("{e}/security-support.deb12"));
+    let lists = data_dir(
+        lab.dir.path(),
+        "lists",
+        &[("security-support.deb12", "tzdata gone\n")],
+    );
+    let (code, _, err) = run(lab
+        .outdated_cmd(&tree)
+        .args(["--security-support", lists.to_str().unwrap()]));
+    one_line_error(code, &err, "security-support.deb12:1: tzdata");
+    // check and build read the same data the same way.
+    let (code, _, err) = run(bin().arg("check").arg(&tree).args(["--distro-info", e]));
+    one_line_error(code, &err, &format!("{e}/debian.csv"));
 }

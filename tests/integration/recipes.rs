@@ -128,6 +128,31 @@ fn default_recipe_has_no_pending_security_fix_and_names_all_suites() {
     assert_eq!(code, 0, "build:\n{stdout}\n{err}");
     let archive = out.join("debian-trixie.tar.gz");
 
+    // The build report states the release's support window, from distro-info-data.
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("debian-trixie.json")).unwrap()).unwrap();
+    let release = &report["support"]["release"];
+    assert_eq!(release["release"], "debian 13 (trixie)", "{report}");
+    let table = std::fs::read_to_string("/usr/share/distro-info/debian.csv").unwrap();
+    let eol = table
+        .lines()
+        .find_map(|l| l.strip_prefix("13,Trixie,trixie,"))
+        .and_then(|rest| rest.split(',').nth(2))
+        .expect("trixie's eol in debian.csv")
+        .to_string();
+    let today = String::from_utf8(
+        std::process::Command::new("date")
+            .args(["-u", "+%F"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    if today.trim() < eol.as_str() {
+        assert_eq!(release["state"], "supported", "{release}");
+        assert_eq!(release["until"], eol.as_str(), "{release}");
+    }
+
     let tree = build_distro::check::view::Tree::open(&archive).unwrap();
     let sources = String::from_utf8(tree.read("/etc/apt/sources.list").unwrap().to_vec()).unwrap();
     let deb_lines: Vec<&str> = sources.lines().filter(|l| l.starts_with("deb ")).collect();
@@ -205,7 +230,11 @@ packages = ["net-tools", "uwsgi-core"]
         prov.contains("bookworm,bookworm-updates,bookworm-security minbase"),
         "{prov}"
     );
-    let pending = security_upgrades("bookworm", &tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
+    let pending = security_upgrades(
+        "bookworm",
+        &tree.join("var/lib/dpkg/status"),
+        &d.path().join("apt"),
+    );
     assert!(
         pending.is_empty(),
         "security fixes pending:\n{}",
@@ -249,7 +278,11 @@ fn packages_upgrade_adds_the_security_suite_and_leaves_nothing_pending() {
             .collect::<Vec<_>>(),
         ["deb http://deb.debian.org/debian-security bookworm-security main"]
     );
-    let after = security_upgrades("bookworm", &tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
+    let after = security_upgrades(
+        "bookworm",
+        &tree.join("var/lib/dpkg/status"),
+        &d.path().join("apt"),
+    );
     assert!(after.is_empty(), "still pending:\n{}", after.join("\n"));
     // The source directory is read, never changed.
     assert!(!stale
