@@ -42,6 +42,8 @@ pub enum Error {
     Sbom(#[from] crate::sbom::Error),
     #[error(transparent)]
     Lifecycle(#[from] crate::lifecycle::Error),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
     Interrupted,
@@ -68,6 +70,7 @@ impl Error {
             Error::Inventory(e) => e.exit_code(),
             Error::Sbom(e) => e.exit_code(),
             Error::Lifecycle(e) => e.exit_code(),
+            Error::Audit(e) => e.exit_code(),
             Error::Interrupted => 1,
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod apt_sources;
+pub mod audit;
 pub mod boot;
 pub mod cache;
 pub mod check;

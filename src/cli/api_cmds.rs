@@ -25,6 +25,10 @@ pub enum DistrosCmd {
         #[command(flatten)]
         common: Common,
     },
+    /// Audit every custom distro: its published version (read over ssh, as `outdated
+    /// --to`), its release's support window, pending security fixes and the containers
+    /// using it. Exit 1 when any needs a rebuild, 2 when any could not be audited.
+    Audit(super::audit::Args),
     /// Show one custom distro (path, note, uuid) and the containers that use it.
     Show {
         id: u64,
@@ -297,6 +301,7 @@ pub fn run_distros(c: DistrosCmd, ctx: &Ctx) -> build_distro::Result<ExitStatus>
             }
             Ok(ExitStatus::Ok)
         }
+        DistrosCmd::Audit(a) => super::audit::run(a, ctx),
         DistrosCmd::Gc {
             keep,
             yes,

@@ -28,6 +28,38 @@ pub struct SupportFlags {
     pub security_support: Option<PathBuf>,
 }
 
+/// How `outdated` and `distros audit` compare a distro with its distribution.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareFlags {
+    /// The distribution's archive (default: the tree's apt sources, else
+    /// http://deb.debian.org/debian); for Alpine, the mirror root holding vX.Y/main.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// The security archive (default: the tree's apt sources, else
+    /// http://deb.debian.org/debian-security).
+    #[arg(long, value_name = "URL")]
+    pub security_mirror: Option<String>,
+    /// Accept a release past its end of security support: compare it with the mirror
+    /// anyway, and exit 0 when nothing is pending (by default: exit 1, not compared).
+    #[arg(long)]
+    pub allow_eol: bool,
+    #[command(flatten)]
+    pub support: SupportFlags,
+}
+
+impl CompareFlags {
+    pub fn options(&self) -> build_distro::outdated::Options {
+        build_distro::outdated::Options {
+            mirror: self.mirror.clone(),
+            security_mirror: self.security_mirror.clone(),
+            cache_dir: build_distro::mirror::client::default_cache_dir(),
+            lifecycle: self.support.sources(),
+            today: lifecycle::today(),
+            allow_eol: self.allow_eol,
+        }
+    }
+}
+
 impl SupportFlags {
     pub fn sources(&self) -> lifecycle::Sources {
         lifecycle::Sources {

@@ -2,6 +2,7 @@
 //! prints. One file per command; this file holds what they share.
 
 mod api_cmds;
+mod audit;
 mod boot;
 mod build;
 mod cache;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use build_distro::outdated::{self, Options, Report, Target};
+use build_distro::outdated::{self, Report, Target};
 use build_distro::push::ssh::Ssh;
 use build_distro::push::Name;
 use build_distro::runner::System;
@@ -23,26 +23,14 @@ pub struct Args {
     /// The published version's directory under distros/ (e.g. debian-bookworm-0123456789ab).
     #[arg(long, value_name = "P", requires = "to")]
     pub path: Option<String>,
-    /// The distribution's archive (default: the tree's apt sources, else
-    /// http://deb.debian.org/debian); for Alpine, the mirror root holding vX.Y/main.
-    #[arg(long, value_name = "URL")]
-    pub mirror: Option<String>,
-    /// The security archive (default: the tree's apt sources, else
-    /// http://deb.debian.org/debian-security).
-    #[arg(long, value_name = "URL")]
-    pub security_mirror: Option<String>,
+    #[command(flatten)]
+    pub compare: super::flags::CompareFlags,
     /// Exit 1 for any pending update, not only security updates.
     #[arg(long)]
     pub strict: bool,
-    /// Accept a release past its end of security support: compare it with the mirror
-    /// anyway, and exit 0 when nothing is pending (by default: exit 1, not compared).
-    #[arg(long)]
-    pub allow_eol: bool,
     /// Print {"distro", "suites", "packages": [...]} as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    #[command(flatten)]
-    pub support: super::flags::SupportFlags,
     #[command(flatten)]
     pub ssh: super::flags::SshFlags,
     #[command(flatten)]
@@ -76,14 +64,7 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
 
 fn gate(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let t = target(&a, ctx)?;
-    let opts = Options {
-        mirror: a.mirror.clone(),
-        security_mirror: a.security_mirror.clone(),
-        cache_dir: build_distro::mirror::client::default_cache_dir(),
-        lifecycle: a.support.sources(),
-        today: build_distro::lifecycle::today(),
-        allow_eol: a.allow_eol,
-    };
+    let opts = a.compare.options();
     let report = outdated::run(&t, &opts, Arc::new(System), &ctx.reporter())?;
     let eol = report.support.as_ref().is_some_and(|s| s.end_of_life());
     if a.json {
@@ -96,7 +77,7 @@ fn gate(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     }
     let security = report.security_pending();
     if ctx.verbosity != build_distro::progress::Verbosity::Quiet {
-        if eol && !a.allow_eol {
+        if eol && !a.compare.allow_eol {
             eprintln!(
                 "{}: past its end of security support: not compared with the mirror (--allow-eol to compare anyway)",
                 report.distro
@@ -111,7 +92,10 @@ fn gate(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         }
     }
     Ok(
-        if security > 0 || (a.strict && !report.packages.is_empty()) || (eol && !a.allow_eol) {
+        if security > 0
+            || (a.strict && !report.packages.is_empty())
+            || (eol && !a.compare.allow_eol)
+        {
             ExitStatus::Failed
         } else {
             ExitStatus::Ok

@@ -249,7 +249,7 @@ fn make_security_runs_the_loop_with_documented_flags() {
     let text = make_dry_run(&[
         "PROFILE=debug",
         "STORAGE=30003",
-        "PUBLISHED=debian-bookworm-0123456789ab",
+        "PUBLISHED=debian-trixie-0123456789ab",
         "CONTAINERS=30010 30011",
         "SSH=--identity /k --ssh-option StrictHostKeyChecking=yes --ssh-port 2222",
         "TRANSPORT=rsync",
@@ -261,7 +261,7 @@ fn make_security_runs_the_loop_with_documented_flags() {
         outdated.flags,
         ["--to", "--path", "--identity", "--ssh-option", "--ssh-port"]
     );
-    assert!(text.contains("outdated --to 30003 --path debian-bookworm-0123456789ab "));
+    assert!(text.contains("outdated --to 30003 --path debian-trixie-0123456789ab "));
     for c in ["push", "distros gc"] {
         let flags = &call(&calls, c).flags;
         for f in [
@@ -284,7 +284,7 @@ fn make_security_runs_the_loop_with_documented_flags() {
     let calls = helps.checked_calls("make security (local)", &local);
     assert_loop("make security (local)", &calls);
     assert!(call(&calls, "outdated").flags.is_empty());
-    assert!(local.contains("outdated dist/debian-bookworm.tar.gz "));
+    assert!(local.contains("outdated dist/debian-trixie.tar.gz "));
 
     // `make help` documents the target's variables.
     let out = Command::new("make")
@@ -406,12 +406,12 @@ fn make_security_acts_on_the_gate_s_exit_code() {
 
     let (ok, logged, stdout) = make(1, "30003");
     assert!(ok, "{logged}");
-    let dist = d.path().join("debian-bookworm.tar.gz");
+    let dist = d.path().join("debian-trixie.tar.gz");
     let dist = dist.display();
     assert_eq!(
         logged,
         format!(
-            "{o}build debian-bookworm --out {}\n\
+            "{o}build debian-trixie --out {}\n\
              check {dist}\n\
              push {dist} --to all --transport ssh --yes --json\n\
              distros assign 30010 30011 --distro 9 --yes\n\

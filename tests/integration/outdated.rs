@@ -1208,3 +1208,185 @@ fn missing_or_malformed_support_data_is_exit_2_naming_the_file() {
     let (code, _, err) = run(bin().arg("check").arg(&tree).args(["--distro-info", e]));
     one_line_error(code, &err, &format!("{e}/debian.csv"));
 }
+
+// ---------------------------------------------------------------------------------------
+// The fleet: `distros audit` over the API and ssh.
+
+/// A tree copied into a storage container's `distros/NAME`, owned by its user.
+fn publish_tree(ssh: &SshLab, storage: u32, name: &str, tree: &Path) {
+    let dest = ssh.distros(storage).join(name);
+    support::copy_tree(tree, &dest);
+    sh(Command::new("chown")
+        .arg("-R")
+        .arg(format!("{storage}:{storage}"))
+        .arg(&dest));
+}
+
+/// A Debian 10 tree: past its end of life by the host's table.
+fn buster_tree(dir: &Path) -> PathBuf {
+    let t = dir.join("buster");
+    std::fs::create_dir_all(t.join("etc")).unwrap();
+    std::fs::create_dir_all(t.join("var/lib/dpkg")).unwrap();
+    std::fs::write(
+        t.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"10\"\nVERSION_CODENAME=buster\n",
+    )
+    .unwrap();
+    std::fs::write(
+        t.join("var/lib/dpkg/status"),
+        status_stanza("libssl1.1", "1.1.1n-0+deb10u6", "amd64"),
+    )
+    .unwrap();
+    t
+}
+
+/// Two storage containers, three distros: a current one, one with a security fix
+/// pending, one past its end of life; each with the containers that use it.
+#[test]
+fn distros_audit_reports_each_distro_of_the_fleet_with_its_containers() {
+    use crate::support::fake_api::{FakeApi, USER};
+    require_gpg!();
+    crate::require_sshd!();
+    if !Path::new("/usr/share/distro-info/debian.csv").exists() {
+        eprintln!("SKIPPED: no distro-info-data (scripts/setup.sh installs it)");
+        return;
+    }
+    const A: u32 = 39181;
+    const B: u32 = 39182;
+    let lab = Lab::new();
+    let mut current = STALE.to_vec();
+    current[0] = ("libssl3", "3.0.17-1~deb12u3", "amd64");
+    let fresh = lab.tree("fresh", &current);
+    let stale = lab.tree("stale", STALE);
+    let buster = buster_tree(lab.dir.path());
+    let ssh = SshLab::start(&[std::net::Ipv4Addr::LOCALHOST], &[A, B], "");
+    publish_tree(&ssh, A, "web-0123456789ab", &fresh);
+    publish_tree(&ssh, A, "web-ba9876543210", &stale);
+    publish_tree(&ssh, B, "legacy", &buster);
+
+    let api = FakeApi::start();
+    api.add_container(A, "store-a", USER, "s1", true);
+    api.add_container(B, "store-b", USER, "s2", true);
+    for (uid, server) in [(39191, "s1"), (39192, "s1"), (39193, "s1"), (39194, "s2")] {
+        api.add_container(uid, &format!("web{uid}"), USER, server, false);
+    }
+    let fresh_id = api.add_distro(A, "web-new", "web-0123456789ab");
+    let stale_id = api.add_distro(A, "web-old", "web-ba9876543210");
+    let eol_id = api.add_distro(B, "legacy", "legacy");
+    api.set_custom_distro(39191, Some(fresh_id));
+    api.set_custom_distro(39192, Some(stale_id));
+    api.set_custom_distro(39193, Some(stale_id));
+
+    let flags: Vec<String> = ["--ssh-host".to_string(), "127.0.0.1".into()]
+        .into_iter()
+        .chain(ssh.ssh_flags())
+        .chain(lab.mirror_flags())
+        .collect();
+    let audit = |extra: &[&str]| {
+        let mut args = vec!["distros", "audit"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(extra);
+        run(api
+            .cmd(&args)
+            .env("BUILD_DISTRO_CACHE_DIR", lab.dir.path().join("cache")))
+    };
+    let (code, out, err) = audit(&["--json"]);
+    assert_eq!(code, 1, "two distros need a rebuild: {out}\n{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let d = v["distros"].as_array().unwrap();
+    assert_eq!(d.len(), 3, "{out}");
+    let by_id = |id: u64| d.iter().find(|x| x["id"] == id).unwrap();
+    let (f, s, e) = (by_id(fresh_id), by_id(stale_id), by_id(eol_id));
+    assert_eq!(f["storage"], A);
+    assert_eq!(f["path"], "web-0123456789ab");
+    assert_eq!(f["used_by"], serde_json::json!([39191]));
+    assert_eq!(f["needs_rebuild"], false, "{f}");
+    assert_eq!(
+        f["report"]["support"]["release"]["release"],
+        "debian 12 (bookworm)"
+    );
+    assert_eq!(s["used_by"], serde_json::json!([39192, 39193]));
+    assert_eq!(s["needs_rebuild"], true);
+    let pending: Vec<&str> = s["report"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["security"] == true)
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, ["libssl3"], "{s}");
+    assert_eq!(e["storage"], B);
+    assert_eq!(e["used_by"], serde_json::json!([]));
+    assert_eq!(e["needs_rebuild"], true);
+    assert_eq!(
+        e["report"]["support"]["release"]["state"], "end-of-life",
+        "{e}"
+    );
+    for x in [f, s, e] {
+        assert_eq!(x["error"], Value::Null, "{x}");
+    }
+
+    // The table: one row a distro, a verdict each, and a summary.
+    let (code, text, _) = audit(&[]);
+    assert_eq!(code, 1);
+    let row = |id: u64| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no row for {id}: {text}"))
+            .to_string()
+    };
+    let cols = |id: u64| {
+        row(id)
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        cols(fresh_id)[cols(fresh_id).len() - 2..],
+        ["39191", "ok"],
+        "{text}"
+    );
+    assert!(
+        row(stale_id).contains("libssl3")
+            && row(stale_id).contains("39192,39193")
+            && row(stale_id).ends_with("REBUILD"),
+        "{text}"
+    );
+    assert!(
+        row(eol_id).contains("END OF LIFE since") && row(eol_id).ends_with("REBUILD"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 distro(s): 2 need a rebuild, 0 could not be audited"),
+        "{text}"
+    );
+
+    // A registered version whose directory is gone is an error (exit 2); the others are
+    // still audited.
+    let gone = api.add_distro(B, "gone", "gone-0123456789ab");
+    let (code, out, err) = audit(&["--json"]);
+    assert_eq!(code, 2, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let d = v["distros"].as_array().unwrap();
+    assert_eq!(d.len(), 4);
+    let g = d.iter().find(|x| x["id"] == gone).unwrap();
+    assert!(
+        g["error"].as_str().unwrap().contains("gone-0123456789ab"),
+        "{g}"
+    );
+    assert!(
+        err.contains(&format!("distro {gone} (gone, storage {B})")),
+        "{err}"
+    );
+    assert_eq!(
+        d.iter().filter(|x| x["needs_rebuild"] == true).count(),
+        2,
+        "the others are still judged"
+    );
+    // Only the current distro left: exit 0.
+    for id in [stale_id, eol_id, gone] {
+        api.state().distros.remove(&id);
+    }
+    let (code, _, err) = audit(&[]);
+    assert_eq!(code, 0, "{err}");
+}
