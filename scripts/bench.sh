@@ -69,7 +69,19 @@ cache_rows() {
 }
 
 cache_summary() {
-  python3 - "$results" "$OUT" "${cache_bytes:-0}" <<'PY'
+  # outdated with the CVE IDs of a stale bookworm tarball's security updates (changelogs
+# not cached) against the plain check of the same tarball (--no-fixes).
+if line=$(bash scripts/bench-outdated.sh "$bin" "$work/outdated" cves 2>"$work/outdated-cves.err"); then
+  read -r _ p_secs c_secs c_rss _ <<<"$line"
+  printf 'build-distro outdated --no-fixes (stale bookworm, cached)\t%s\t0\t0\t0\n' "$p_secs" >>"$results"
+  printf 'build-distro outdated with CVE IDs (stale bookworm, cached)\t%s\t0\t0\t%s\n' "$c_secs" "$c_rss" >>"$results"
+  printf '  %-44s %7.2fs (plain check %.2fs)        %8s KB RSS\n' "build-distro outdated with CVE IDs (stale)" "$c_secs" "$p_secs" "$c_rss"
+else
+  echo "bench: outdated with CVE IDs failed:"; tail -n 5 "$work/outdated-cves.err"
+  echo -e "build-distro outdated with CVE IDs (stale bookworm, cached)\tfailed\t\t\t" >>"$results"
+fi
+
+python3 - "$results" "$OUT" "${cache_bytes:-0}" <<'PY'
 import json, sys
 res, out, cache_bytes = sys.argv[1:4]
 by = {}
@@ -206,6 +218,18 @@ else
   echo -e "build-distro outdated (default tarball, cached)\tfailed\t\t\t" >>"$results"
 fi
 
+# outdated with the CVE IDs of a stale bookworm tarball's security updates (changelogs
+# not cached) against the plain check of the same tarball (--no-fixes).
+if line=$(bash scripts/bench-outdated.sh "$bin" "$work/outdated" cves 2>"$work/outdated-cves.err"); then
+  read -r _ p_secs c_secs c_rss _ <<<"$line"
+  printf 'build-distro outdated --no-fixes (stale bookworm, cached)\t%s\t0\t0\t0\n' "$p_secs" >>"$results"
+  printf 'build-distro outdated with CVE IDs (stale bookworm, cached)\t%s\t0\t0\t%s\n' "$c_secs" "$c_rss" >>"$results"
+  printf '  %-44s %7.2fs (plain check %.2fs)        %8s KB RSS\n' "build-distro outdated with CVE IDs (stale)" "$c_secs" "$p_secs" "$c_rss"
+else
+  echo "bench: outdated with CVE IDs failed:"; tail -n 5 "$work/outdated-cves.err"
+  echo -e "build-distro outdated with CVE IDs (stale bookworm, cached)\tfailed\t\t\t" >>"$results"
+fi
+
 python3 - "$results" "$OUT" "$(nproc)" "$input_bytes" "$identical" "${push_full:-}" "${push_rsync:-}" "$driver" <<'PY'
 import json, sys
 res, out, cores, inp, ident, pf, pr, driver = sys.argv[1:9]
@@ -236,6 +260,9 @@ if one and two:
 o = by.get("build-distro outdated (default tarball, cached)")
 if o:
     summary["outdated: seconds, peak RSS MB (goal < 5, < 100)"] = [o["seconds"], round(o["peak_rss_kb"] / 1024)]
+r = ratio("build-distro outdated with CVE IDs (stale bookworm, cached)", "build-distro outdated --no-fixes (stale bookworm, cached)")
+if r is not None:
+    summary["outdated with CVE IDs: x the plain check (goal < 2)"] = r
 if "build-distro build (docker)" in by and "docker export | gzip -6" in by:
     summary["docker: size vs gzip"] = round(by["build-distro build (docker)"]["output_bytes"] / by["docker export | gzip -6"]["output_bytes"], 3)
 doc = {"cores": int(cores), "docker_storage_driver": driver, "input_bytes": int(inp), "results": rows, "summary": summary,

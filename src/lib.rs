@@ -29,6 +29,7 @@ pub mod runner;
 pub mod sbom;
 pub mod source;
 pub mod tree;
+pub mod vex;
 
 pub use error::{Error, Result};
 

@@ -6,6 +6,11 @@
 //! package manager's own rules; the "newest wins" choice is apt's (every suite at the
 //! default priority, `NotAutomatic` suites such as backports left out), so the answer is
 //! what `apt-get dist-upgrade` would install.
+//!
+//! For each pending security update of a Debian-family distro, the CVE IDs (and DSA/DLA
+//! advisories) it fixes come from the candidate package's own `changelog.Debian`: the
+//! entries newer than the installed version (see [`crate::mirror::changelog`]), read from
+//! the `.deb` the signed index names, once per source package, a few sources at a time.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,7 +21,9 @@ use serde::Serialize;
 use crate::check::view::Tree;
 use crate::inventory::{self, Ecosystem, Inventory};
 use crate::lifecycle::{self, Support};
-use crate::mirror::client::{Client, Keyring};
+use crate::mirror::changelog;
+use crate::mirror::client::{Binary, Client, Keyring};
+use crate::mirror::packages::DebFile;
 use crate::mirror::sources::{self, SignedBy, Source};
 use crate::mirror::version;
 use crate::progress::Reporter;
@@ -81,6 +88,8 @@ pub struct Options {
     /// Compare a release past its end of life with the mirror all the same (by default
     /// it is not: its updates have stopped, and its suites may be gone from the mirror).
     pub allow_eol: bool,
+    /// Read the CVE IDs each security update fixes from its changelog ([`Pending::fixes`]).
+    pub fixes: bool,
 }
 
 /// One pending update.
@@ -94,6 +103,13 @@ pub struct Pending {
     pub suite: String,
     /// The version an upgrade installs is published in a security suite.
     pub security: bool,
+    /// The installed package's purl, as the SBOMs write it ([`crate::sbom::purl`]).
+    pub purl: String,
+    /// The CVE IDs and DSA/DLA advisories the update fixes, sorted: those named in the
+    /// candidate's changelog entries newer than the installed version. Read for security
+    /// updates of Debian-family distros only ([`Options::fixes`]); `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixes: Option<Vec<String>>,
 }
 
 /// The answer: `--json` prints it as it is.
@@ -673,6 +689,8 @@ pub fn compare(inv: &Inventory, plan: &Plan, found: &Candidates) -> Report {
             available: best.clone(),
             suite,
             security,
+            purl: crate::sbom::purl(eco, &inv.os, p),
+            fixes: None,
         });
     }
     pending.sort_by(|a, b| a.name.cmp(&b.name));
@@ -710,6 +728,8 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
         .collect();
     // Suites left out (NotAutomatic): not reported as compared against.
     let mut skip = Vec::new();
+    // Every binary package of each security suite, for the changelogs of its updates.
+    let mut published: Vec<Vec<Published>> = Vec::new();
     let plan = match inv.ecosystem {
         Ecosystem::Deb => {
             let srcs = apt_sources(t)?;
@@ -717,7 +737,9 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
             let plan = deb_plan(&t.name, &inv, &srcs, prov.as_deref(), opts)?;
             let family = Family::of(&inv).unwrap_or(Family::Debian);
             let rings = keyrings(t, &srcs, family)?;
+            published.resize_with(plan.suites.len(), Vec::new);
             for (i, s) in plan.suites.iter().enumerate() {
+                let keep = opts.fixes && s.security;
                 if !fetch {
                     skip.push(i);
                     continue;
@@ -740,6 +762,9 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
                 for c in &plan.components {
                     for a in &plan.arches {
                         client.packages(&s.base, &s.name, &rel, c, a, &mut |e| {
+                            if keep {
+                                published[i].push(Published::of(&e));
+                            }
                             let key = (e.package, e.architecture);
                             if installed.contains_key(&key) {
                                 found.entry(key).or_default().push((e.version, i));
@@ -785,8 +810,150 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
         .filter(|(i, _)| !skip.contains(i))
         .map(|(_, s)| s.name.clone())
         .collect();
+    if opts.fixes && inv.ecosystem == Ecosystem::Deb {
+        add_fixes(&client, &inv, &plan, &published, &mut report.packages, rep)?;
+    }
     report.support = Some(support);
     Ok(report)
+}
+
+/// A binary package of a security suite, as its index lists it.
+struct Published {
+    package: String,
+    version: String,
+    /// The source package's name and version (the binary's own when the index names none).
+    source: String,
+    source_version: String,
+    file: Option<DebFile>,
+}
+
+impl Published {
+    fn of(e: &crate::mirror::packages::Entry) -> Published {
+        Published {
+            package: e.package.clone(),
+            version: e.version.clone(),
+            source: e.source.clone().unwrap_or_else(|| e.package.clone()),
+            source_version: e
+                .source_version
+                .clone()
+                .unwrap_or_else(|| e.version.clone()),
+            file: e.file.clone(),
+        }
+    }
+}
+
+/// How many changelogs are fetched at once: enough to hide the mirror's latency, few
+/// enough to be polite to it.
+const CHANGELOG_THREADS: usize = 4;
+
+/// Fill [`Pending::fixes`] of the security updates: one changelog per source package and
+/// version (the binaries of one source share it), fetched [`CHANGELOG_THREADS`] at a
+/// time; each update's IDs are those of the entries between its installed source
+/// version and the candidate's. Any error (a package that does not match the index, a
+/// changelog that cannot be read) fails the whole run: an empty list must mean "none".
+fn add_fixes(
+    client: &Client,
+    inv: &Inventory,
+    plan: &Plan,
+    published: &[Vec<Published>],
+    pending: &mut [Pending],
+    rep: &Reporter,
+) -> Result<()> {
+    type Key = (usize, String, String);
+    let mut wants: Vec<(usize, Key, String)> = Vec::new();
+    for (n, p) in pending.iter().enumerate().filter(|(_, p)| p.security) {
+        let Some(si) = plan.suites.iter().position(|s| s.name == p.suite) else {
+            continue;
+        };
+        let Some(cand) = published[si]
+            .iter()
+            .find(|e| e.package == p.name && e.version == p.available)
+        else {
+            continue;
+        };
+        // A binNMU's changelog.Debian is its source's: compare source versions.
+        let installed = inv
+            .packages
+            .iter()
+            .find(|q| q.name == p.name && q.version == p.installed)
+            .and_then(|q| q.source_version.clone())
+            .unwrap_or_else(|| p.installed.clone());
+        let key = (si, cand.source.clone(), cand.source_version.clone());
+        wants.push((n, key, installed));
+    }
+    let keys: Vec<&Key> = wants
+        .iter()
+        .map(|(_, k, _)| k)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let read = |&&(si, ref source, ref version): &&Key| -> Result<Vec<changelog::Entry>> {
+        let suite = &plan.suites[si];
+        let of_source = published[si]
+            .iter()
+            .filter(|e| &e.source == source && &e.source_version == version);
+        let mut binaries = Vec::new();
+        for e in of_source {
+            let file = e.file.clone().ok_or_else(|| crate::mirror::Error::Parse {
+                what: format!("{} {} Packages index", suite.base, suite.name),
+                msg: format!(
+                    "{} {} has no Filename, Size or SHA256: cannot fetch it to read its changelog",
+                    e.package, e.version
+                ),
+            })?;
+            binaries.push(Binary {
+                package: e.package.clone(),
+                file,
+            });
+        }
+        let text = client.changelog(&suite.base, version, &binaries)?;
+        rep.debug(&format!("{source} {version}: changelog read"));
+        Ok(changelog::entries(&text))
+    };
+    let logs = parallel(&keys, CHANGELOG_THREADS, read)?;
+    let by_key: HashMap<&Key, &Vec<changelog::Entry>> = keys.iter().copied().zip(&logs).collect();
+    for (n, key, installed) in &wants {
+        let entries = by_key[key];
+        pending[*n].fixes = Some(changelog::fixes(entries, installed, &key.2));
+    }
+    Ok(())
+}
+
+/// `f` over `items` on at most `threads` threads, results in order; the first error (in
+/// order) is returned, and no new item is started once one has failed.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let slots: Vec<std::sync::Mutex<Option<Result<R>>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len()) {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    failed.fetch_or(r.is_err(), Ordering::Relaxed);
+                    *slots[i].lock().expect("no panic holds it") = Some(r);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for slot in slots {
+        // A slot left empty was not started because another item failed: that error is
+        // returned when its slot comes.
+        if let Some(r) = slot.into_inner().expect("no panic holds it") {
+            out.push(r?);
+        }
+    }
+    assert_eq!(out.len(), items.len(), "an item was skipped with no error");
+    Ok(out)
 }
 
 #[cfg(test)]

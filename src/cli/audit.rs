@@ -17,7 +17,10 @@ pub struct Args {
     #[command(flatten)]
     pub ssh: super::flags::SshFlags,
     #[command(flatten)]
-    pub common: super::api_cmds::Common,
+    pub api: super::flags::ApiOpts,
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Exit 2 for every error, as `outdated`: 1 means "rebuild", and a run that could not
@@ -30,13 +33,13 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
 }
 
 fn gate(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
-    let client = a.common.api.client(ctx)?;
+    let client = a.api.client(ctx)?;
     let opts = audit::Options {
         outdated: a.compare.options(),
         ssh: a.ssh.config()?,
     };
     let result = audit::run(&client, &opts, Arc::new(System), &ctx.reporter())?;
-    if a.common.json {
+    if a.json {
         print_json(&result);
     } else {
         print_audit(&result);
@@ -132,6 +135,26 @@ fn print_audit(a: &Audit) {
         ],
         &rows,
     );
+    // The CVE IDs each pending security fix closes, which scanners and auditors speak.
+    for d in &a.distros {
+        let Some(r) = &d.report else { continue };
+        for p in r.packages.iter().filter(|p| p.security) {
+            let ids = p.fixes.as_deref().unwrap_or_default();
+            println!(
+                "{} {}: {} {} -> {}{}",
+                d.id,
+                d.name,
+                p.name,
+                p.installed,
+                p.available,
+                if ids.is_empty() {
+                    String::new()
+                } else {
+                    format!(" fixes {}", ids.join(" "))
+                }
+            );
+        }
+    }
     let rebuild = a.distros.iter().filter(|d| d.needs_rebuild).count();
     println!(
         "{} distro(s): {rebuild} need a rebuild, {} could not be audited",

@@ -43,6 +43,9 @@ pub struct CompareFlags {
     /// anyway, and exit 0 when nothing is pending (by default: exit 1, not compared).
     #[arg(long)]
     pub allow_eol: bool,
+    /// Do not read the CVE IDs a security update fixes (no .deb is fetched).
+    #[arg(long)]
+    pub no_fixes: bool,
     #[command(flatten)]
     pub support: SupportFlags,
 }
@@ -56,6 +59,7 @@ impl CompareFlags {
             lifecycle: self.support.sources(),
             today: lifecycle::today(),
             allow_eol: self.allow_eol,
+            fixes: !self.no_fixes,
         }
     }
 }

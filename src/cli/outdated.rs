@@ -28,13 +28,24 @@ pub struct Args {
     /// Exit 1 for any pending update, not only security updates.
     #[arg(long)]
     pub strict: bool,
-    /// Print {"distro", "suites", "packages": [...]} as JSON on stdout.
-    #[arg(long)]
+    /// Print {"distro", "suites", "packages": [...]} as JSON on stdout (--format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// What to print on stdout: the table, the JSON report, or a CycloneDX 1.6 VEX
+    /// document of the CVE IDs the pending security updates fix.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
     #[command(flatten)]
     pub ssh: super::flags::SshFlags,
     #[command(flatten)]
     pub api: super::flags::ApiOpts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    CyclonedxVex,
 }
 
 fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {
@@ -63,17 +74,29 @@ pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
 }
 
 fn gate(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+    let format = if a.json { Format::Json } else { a.format };
+    if format == Format::CyclonedxVex && a.compare.no_fixes {
+        use clap::CommandFactory;
+        super::Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--format cyclonedx-vex lists the fixes --no-fixes leaves out: drop one of them",
+            )
+            .exit();
+    }
     let t = target(&a, ctx)?;
     let opts = a.compare.options();
     let report = outdated::run(&t, &opts, Arc::new(System), &ctx.reporter())?;
     let eol = report.support.as_ref().is_some_and(|s| s.end_of_life());
-    if a.json {
-        print_json(&report);
-    } else {
-        print_table(&report);
-        if let Some(s) = &report.support {
-            print!("{}", super::support::text(s));
+    match format {
+        Format::Text => {
+            print_table(&report);
+            if let Some(s) = &report.support {
+                print!("{}", super::support::text(s));
+            }
         }
+        Format::Json => print_json(&report),
+        Format::CyclonedxVex => print_json(&build_distro::vex::document(&report)),
     }
     let security = report.security_pending();
     if ctx.verbosity != build_distro::progress::Verbosity::Quiet {
@@ -134,5 +157,9 @@ fn print_table(r: &Report) {
             p.suite,
             if p.security { "yes" } else { "no" }
         );
+        // The IDs under their package, indented: a list can be long.
+        if let Some(f) = p.fixes.as_ref().filter(|f| !f.is_empty()) {
+            println!("  fixes: {}", f.join(" "));
+        }
     }
 }

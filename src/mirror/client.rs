@@ -2,7 +2,9 @@
 //! the keyrings the caller trusts (refusing anything gpgv does not vouch for) and parses
 //! only the text gpgv says was signed; then fetches index files and accepts each only when
 //! its size and SHA-256 match that verified release. Verified indexes are kept on disk,
-//! named by their SHA-256, so the next run fetches only the small `InRelease` files.
+//! named by their SHA-256, so the next run fetches only the small `InRelease` files. For
+//! `outdated`'s CVE IDs it also fetches a candidate `.deb`, accepted only when it matches
+//! its entry in a verified `Packages` index, and keeps the changelog read from it.
 
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use super::inrelease::{self, FileHash, Release};
-use super::{apkindex, packages, Error};
+use super::{apkindex, deb, packages, Error};
 use crate::runner::{Cmd, Runner};
 
 /// A keyring gpgv may trust (binary OpenPGP, see [`super::keyring::binary`]).
@@ -133,12 +135,27 @@ impl Client {
     /// The whole body of `url`, at most `limit` bytes. A `file://` URL (a local mirror a
     /// recipe may name) is read from disk.
     pub fn fetch(&self, url: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let bytes = self.read_upto(url, limit + 1)?;
+        if bytes.len() as u64 > limit {
+            return Err(Error::Unreachable {
+                url: url.to_string(),
+                detail: format!("larger than {limit} bytes"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The first `limit` bytes of `url` (all of it when shorter), from disk for `file://`.
+    /// Reading one byte more than a verified size promises is enough to know the file is
+    /// wrong, so a caller that checks the size asks for that much and no more.
+    fn read_upto(&self, url: &str, limit: u64) -> Result<Vec<u8>, Error> {
+        let unreachable = |detail: String| Error::Unreachable {
+            url: url.to_string(),
+            detail,
+        };
+        let mut bytes = Vec::with_capacity(limit.min(64 << 20) as usize);
         if let Some(path) = url.strip_prefix("file://") {
             interrupted()?;
-            let unreachable = |detail: String| Error::Unreachable {
-                url: url.to_string(),
-                detail,
-            };
             let f = match std::fs::File::open(path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -148,23 +165,17 @@ impl Client {
                 }
                 Err(e) => return Err(unreachable(e.to_string())),
             };
-            let mut bytes = Vec::new();
-            f.take(limit + 1)
+            f.take(limit)
                 .read_to_end(&mut bytes)
                 .map_err(|e| unreachable(e.to_string()))?;
-            if bytes.len() as u64 > limit {
-                return Err(unreachable(format!("larger than {limit} bytes")));
-            }
             return Ok(bytes);
         }
         let mut body = self.get(url)?;
-        body.with_config()
-            .limit(limit)
-            .read_to_vec()
-            .map_err(|e| Error::Unreachable {
-                url: url.to_string(),
-                detail: e.to_string(),
-            })
+        body.as_reader()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(bytes)
     }
 
     /// The verified release of `suite` at `base`: `InRelease` fetched, its signature
@@ -293,19 +304,13 @@ impl Client {
         } else {
             dists_url(base, suite, path)
         };
-        let mut body = self.get(&url)?;
-        let mut reader = body.as_reader();
-        let mut bytes = Vec::with_capacity(fh.size.min(256 << 20) as usize);
-        // One byte more than promised is enough to know the file is wrong.
-        (&mut reader)
-            .take(fh.size + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::Unreachable {
-                url: url.clone(),
-                detail: e.to_string(),
-            })?;
-        check(&url, fh, &bytes)?;
-        self.store(fh, &bytes)?;
+        let bytes = self.read_upto(&url, fh.size + 1)?;
+        check(fh.size, &fh.sha256, &bytes).map_err(|(detail, expected)| Error::Mismatch {
+            url: url.clone(),
+            detail,
+            expected,
+        })?;
+        self.store(&fh.sha256, &bytes)?;
         Ok(bytes)
     }
 
@@ -322,16 +327,14 @@ impl Client {
             let _ = std::fs::remove_file(&p);
             return Ok(None);
         }
-        // Mark it used, for the pruning in `store`.
-        if let Ok(f) = std::fs::File::options().append(true).open(&p) {
-            let _ = f.set_modified(SystemTime::now());
-        }
+        touch(&p);
         Ok(Some(bytes))
     }
 
-    /// Write a verified index into the cache: a temporary file renamed into place, so a
-    /// reader never sees half a file; then drop entries unused for [`CACHE_KEEP`].
-    fn store(&self, fh: &FileHash, bytes: &[u8]) -> Result<(), Error> {
+    /// Write a verified file into the cache as `name`: a temporary file renamed into
+    /// place, so a reader never sees half a file; then drop entries unused for
+    /// [`CACHE_KEEP`].
+    fn store(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
         let Some(dir) = &self.cache else {
             return Ok(());
         };
@@ -345,7 +348,7 @@ impl Client {
             .tempfile_in(dir)
             .map_err(cache_err)?;
         tmp.write_all(bytes).map_err(cache_err)?;
-        tmp.persist(dir.join(&fh.sha256))
+        tmp.persist(dir.join(name))
             .map_err(|e| cache_err(e.error))?;
         if let Ok(rd) = std::fs::read_dir(dir) {
             let now = SystemTime::now();
@@ -407,6 +410,91 @@ impl Client {
             each(e);
         }
         Ok(true)
+    }
+
+    /// The Debian changelog (decompressed) shared by `binaries`, the binary packages of
+    /// one source at `source_version` in one suite of the archive at `base`. The smallest
+    /// package is fetched first (the changelog is the same in each); one whose doc
+    /// directory links to a sibling's leads to that sibling; one without a changelog to
+    /// the next. Each `.deb` is accepted only when its size and SHA-256 match its entry
+    /// in the signed index. The changelog is cached by the first package's SHA-256
+    /// (`SHA256.changelog.gz`, as the package holds it: gzip's check catches damage).
+    pub fn changelog(
+        &self,
+        base: &str,
+        source_version: &str,
+        binaries: &[Binary],
+    ) -> Result<Vec<u8>, Error> {
+        let name = deb::changelog_name(source_version);
+        let mut order: Vec<&Binary> = binaries.iter().collect();
+        order.sort_by(|a, b| (a.file.size, &a.package).cmp(&(b.file.size, &b.package)));
+        let first = order.first().ok_or_else(|| Error::Parse {
+            what: base.to_string(),
+            msg: "no binary package to read a changelog from".into(),
+        })?;
+        let cache_name = format!("{}.changelog.gz", first.file.sha256);
+        if let Some(text) = self.cached_changelog(&cache_name) {
+            return Ok(text);
+        }
+        let url = |b: &Binary| format!("{}/{}", base.trim_end_matches('/'), b.file.filename);
+        let mut tried: Vec<&str> = Vec::new();
+        let mut next = order.iter().copied();
+        let mut link: Option<&Binary> = None;
+        while let Some(b) = link
+            .take()
+            .or_else(|| next.find(|b| !tried.contains(&b.package.as_str())))
+        {
+            tried.push(&b.package);
+            let u = url(b);
+            let deb = self.read_upto(&u, b.file.size + 1)?;
+            check(b.file.size, &b.file.sha256, &deb).map_err(|(detail, expected)| {
+                Error::PackageMismatch {
+                    url: u.clone(),
+                    detail,
+                    expected,
+                }
+            })?;
+            match deb::changelog(&u, &deb, &b.package, name)? {
+                deb::Doc::Changelog(gz) => {
+                    let text = gunzip(&gz).map_err(|e| Error::Parse {
+                        what: u.clone(),
+                        msg: format!("usr/share/doc/{}/{name}: {e}", b.package),
+                    })?;
+                    self.store(&cache_name, &gz)?;
+                    return Ok(text);
+                }
+                deb::Doc::Link(other) => {
+                    link = order
+                        .iter()
+                        .copied()
+                        .find(|s| s.package == other && !tried.contains(&s.package.as_str()));
+                }
+                deb::Doc::Missing => {}
+            }
+        }
+        Err(Error::Parse {
+            what: url(first),
+            msg: format!(
+                "no usr/share/doc/PACKAGE/{name} in {} of this source",
+                tried.join(", ")
+            ),
+        })
+    }
+
+    /// A cached changelog that still decompresses (a damaged one is removed).
+    fn cached_changelog(&self, name: &str) -> Option<Vec<u8>> {
+        let p = self.cache.as_ref()?.join(name);
+        let gz = std::fs::read(&p).ok()?;
+        match gunzip(&gz) {
+            Ok(text) => {
+                touch(&p);
+                Some(text)
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&p);
+                None
+            }
+        }
     }
 
     /// An Alpine repository's index, its signature verified with `openssl` against `keys`
@@ -497,23 +585,40 @@ pub fn openssl_verify_cmd(digest: apkindex::Digest, key: &Path, sig: &Path, data
         .arg(data)
 }
 
-/// Size and SHA-256 of a fetched index against its verified entry.
-fn check(url: &str, fh: &FileHash, bytes: &[u8]) -> Result<(), Error> {
-    let expected = format!("{} bytes, sha256 {}", fh.size, fh.sha256);
-    if bytes.len() as u64 != fh.size {
-        return Err(Error::Mismatch {
-            url: url.to_string(),
-            detail: format!("size mismatch: got {} bytes", bytes.len()),
+/// One binary package of a source, for [`Client::changelog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub package: String,
+    pub file: packages::DebFile,
+}
+
+/// A whole gzip stream (every member), its checksum verified.
+fn gunzip(gz: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Mark a cache entry used, for the pruning in `store`.
+fn touch(p: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(p) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+/// Size and SHA-256 of fetched bytes against a verified entry: on a mismatch, what was
+/// wrong and what was expected.
+fn check(size: u64, sha256: &str, bytes: &[u8]) -> Result<(), (String, String)> {
+    let expected = format!("{size} bytes, sha256 {sha256}");
+    if bytes.len() as u64 != size {
+        return Err((
+            format!("size mismatch: got {} bytes", bytes.len()),
             expected,
-        });
+        ));
     }
     let got = hex_sha256(bytes);
-    if got != fh.sha256 {
-        return Err(Error::Mismatch {
-            url: url.to_string(),
-            detail: format!("sha256 mismatch: got {got}"),
-            expected,
-        });
+    if got != sha256 {
+        return Err((format!("sha256 mismatch: got {got}"), expected));
     }
     Ok(())
 }
@@ -585,14 +690,12 @@ mod tests {
             size: data.len() as u64,
             sha256: hex_sha256(data),
         };
-        assert!(check("u", &fh, data).is_ok());
-        let e = check("u", &fh, b"Package: b\n").unwrap_err().to_string();
-        assert!(
-            e.contains("sha256 mismatch") && e.contains("refusing"),
-            "{e}"
-        );
-        let e = check("u", &fh, b"short").unwrap_err().to_string();
-        assert!(e.contains("size mismatch: got 5 bytes"), "{e}");
+        assert!(check(fh.size, &fh.sha256, data).is_ok());
+        let (detail, expected) = check(fh.size, &fh.sha256, b"Package: b\n").unwrap_err();
+        assert!(detail.starts_with("sha256 mismatch: got "), "{detail}");
+        assert_eq!(expected, format!("11 bytes, sha256 {}", fh.sha256));
+        let (detail, _) = check(fh.size, &fh.sha256, b"short").unwrap_err();
+        assert_eq!(detail, "size mismatch: got 5 bytes");
     }
 
     #[test]
@@ -609,7 +712,7 @@ mod tests {
             sha256: hex_sha256(&data),
         };
         assert_eq!(c.cached(&fh).unwrap(), None);
-        c.store(&fh, &data).unwrap();
+        c.store(&fh.sha256, &data).unwrap();
         let file = dir.path().join("indexes").join(&fh.sha256);
         assert!(file.is_file());
         assert_eq!(c.cached(&fh).unwrap(), Some(data));

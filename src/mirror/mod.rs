@@ -4,14 +4,18 @@
 //! bytes they are given; [`client`] fetches over HTTP, verifies `InRelease` signatures
 //! with gpgv (through the runner seam) and every index against the verified hashes, and
 //! keeps verified indexes in an on-disk cache. [`version`] orders versions the way dpkg
-//! and apk do.
+//! and apk do. For the CVE IDs of a pending update, the client also fetches the candidate
+//! `.deb` (verified against the signed `Packages` entry), [`deb`] finds its
+//! `changelog.Debian.gz` and [`changelog`] reads the entries and the IDs they name.
 //!
 //! Architecture invariant: nothing here knows about trees, tarballs or ssh; `outdated`
 //! brings the installed side.
 
 pub mod apkindex;
 pub mod apkver;
+pub mod changelog;
 pub mod client;
+pub mod deb;
 pub mod inrelease;
 pub mod keyring;
 pub mod packages;
@@ -44,6 +48,12 @@ pub enum Error {
     },
     #[error("{url}: {detail} (the InRelease says {expected}); refusing the index")]
     Mismatch {
+        url: String,
+        detail: String,
+        expected: String,
+    },
+    #[error("{url}: {detail} (the signed Packages index says {expected}); refusing the package")]
+    PackageMismatch {
         url: String,
         detail: String,
         expected: String,

@@ -1,5 +1,6 @@
 //! Reader of a Debian `Packages` index (the uncompressed stanzas): for each binary package
-//! its name, version, architecture and source package. It streams from the reader it is
+//! its name, version, architecture, source package, and where its `.deb` is with its size
+//! and SHA-256 (what `outdated` verifies a fetched package against). It streams from the reader it is
 //! given, one stanza at a time, so the 50 MB index of a full suite never sits in memory;
 //! it opens nothing itself (the client decompresses and hands it the bytes).
 
@@ -15,6 +16,19 @@ pub struct Entry {
     pub architecture: String,
     /// `Source:` without its optional `(version)`; `None` when it is the package's name.
     pub source: Option<String>,
+    /// The `(version)` of `Source:`, when it differs from the package's (a binNMU).
+    pub source_version: Option<String>,
+    /// `Filename`, `Size`, `SHA256`: `None` when the stanza lacks any of them.
+    pub file: Option<DebFile>,
+}
+
+/// Where a binary package is in the archive, and what the signed index says it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebFile {
+    /// `pool/main/o/openssl/openssl_3.0.17-1~deb12u3_amd64.deb`, under the archive root.
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
 }
 
 /// The stanzas of `reader`, in order. A stanza without `Package` or `Version` is an
@@ -40,15 +54,28 @@ fn entry<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Entry, Error> {
         what: "Packages index".into(),
         msg: format!("package {package} has no Version field"),
     })?;
-    let source = field("Source")
-        .and_then(|s| s.split_whitespace().next())
-        .filter(|s| *s != package)
+    let mut src = field("Source").unwrap_or("").split_whitespace();
+    let source = src.next().filter(|s| *s != package).map(str::to_string);
+    let source_version = src
+        .next()
+        .and_then(|v| v.strip_prefix('(')?.strip_suffix(')'))
+        .filter(|v| *v != version)
         .map(str::to_string);
+    let file = match (field("Filename"), field("Size"), field("SHA256")) {
+        (Some(f), Some(size), Some(sha)) => size.parse().ok().map(|size| DebFile {
+            filename: f.to_string(),
+            size,
+            sha256: sha.to_ascii_lowercase(),
+        }),
+        _ => None,
+    };
     Ok(Entry {
         package: package.to_string(),
         version: version.to_string(),
         architecture: field("Architecture").unwrap_or("all").to_string(),
         source,
+        source_version,
+        file,
     })
 }
 
@@ -60,6 +87,9 @@ mod tests {
 Source: openssl
 Version: 3.0.17-1~deb12u3
 Architecture: amd64
+Filename: pool/updates/main/o/openssl/libssl3_3.0.17-1~deb12u3_amd64.deb
+Size: 2032744
+SHA256: 0FA1c0ffee
 Description: Secure Sockets Layer toolkit
  This package is part of the OpenSSL project.
  .
@@ -71,7 +101,7 @@ Architecture: all
 
 Package: libpython3.11-minimal
 Source: python3.11 (3.11.2-6+deb12u6)
-Version: 3.11.2-6+deb12u6
+Version: 3.11.2-6+deb12u6+b1
 Architecture: amd64
 ";
 
@@ -86,15 +116,24 @@ Architecture: amd64
                 version: "3.0.17-1~deb12u3".into(),
                 architecture: "amd64".into(),
                 source: Some("openssl".into()),
+                source_version: None,
+                file: Some(DebFile {
+                    filename: "pool/updates/main/o/openssl/libssl3_3.0.17-1~deb12u3_amd64.deb"
+                        .into(),
+                    size: 2032744,
+                    sha256: "0fa1c0ffee".into(),
+                }),
             }
         );
         assert_eq!(got[1].architecture, "all");
         assert_eq!(got[1].source, None);
+        assert_eq!(got[1].file, None, "no Filename: no file");
         assert_eq!(
             got[2].source.as_deref(),
             Some("python3.11"),
             "version stripped"
         );
+        assert_eq!(got[2].source_version.as_deref(), Some("3.11.2-6+deb12u6"));
     }
 
     #[test]

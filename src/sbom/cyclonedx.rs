@@ -53,38 +53,55 @@ pub fn document(s: &Sbom) -> Value {
     if let Some(note) = &s.note {
         distro["description"] = json!(format!("no packages listed: {note}"));
     }
+    let mut doc = bom(s.uuid("cyclonedx"));
+    doc["metadata"] = json!({
+        "timestamp": super::rfc3339(s.created),
+        "tools": tools(),
+        "component": distro,
+    });
+    doc["components"] = json!(components);
+    doc["dependencies"] = json!(dependencies);
+    doc
+}
+
+/// The fields every CycloneDX 1.6 document of build-distro starts with (the SBOM, and
+/// `outdated`'s VEX).
+pub fn bom(serial: uuid::Uuid) -> Value {
     json!({
         "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
         "bomFormat": "CycloneDX",
         "specVersion": "1.6",
-        "serialNumber": format!("urn:uuid:{}", s.uuid("cyclonedx")),
+        "serialNumber": format!("urn:uuid:{serial}"),
         "version": 1,
-        "metadata": {
-            "timestamp": super::rfc3339(s.created),
-            "tools": {
-                "components": [{
-                    "type": "application",
-                    "name": "build-distro",
-                    "version": crate::VERSION,
-                }],
-            },
-            "component": distro,
-        },
-        "components": components,
-        "dependencies": dependencies,
+    })
+}
+
+/// `metadata.tools`: build-distro itself.
+pub fn tools() -> Value {
+    json!({
+        "components": [{
+            "type": "application",
+            "name": "build-distro",
+            "version": crate::VERSION,
+        }],
+    })
+}
+
+/// An installed package as a `library` component, named by its purl (also its bom-ref).
+pub fn library(name: &str, version: &str, purl: &str) -> Value {
+    json!({
+        "type": "library",
+        "bom-ref": purl,
+        "name": name,
+        "version": version,
+        "purl": purl,
     })
 }
 
 /// An installed package as a `library` component; its purl is also its bom-ref.
 fn component(c: &super::Component) -> Value {
     let p = &c.package;
-    let mut comp = json!({
-        "type": "library",
-        "bom-ref": c.purl,
-        "name": p.name,
-        "version": p.version,
-        "purl": c.purl,
-    });
+    let mut comp = library(&p.name, &p.version, &c.purl);
     let mut props = vec![json!({"name": "build-distro:package:arch", "value": p.arch})];
     if let Some(src) = &p.source {
         props.push(json!({"name": "build-distro:package:source", "value": src}));

@@ -133,11 +133,14 @@ impl Sbom {
 
     /// A UUID (version 5) named by the content id: the same distro, the same UUID.
     pub fn uuid(&self, salt: &str) -> uuid::Uuid {
-        uuid::Uuid::new_v5(
-            &NAMESPACE,
-            format!("{salt}:{}:{}", self.name, self.content_id).as_bytes(),
-        )
+        uuid_named(format!("{salt}:{}:{}", self.name, self.content_id).as_bytes())
     }
+}
+
+/// A UUID (version 5) in build-distro's namespace, named by `name`: what a document's
+/// serial number is derived from, so the same content gets the same one.
+pub fn uuid_named(name: &[u8]) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&NAMESPACE, name)
 }
 
 /// The UUID namespace of build-distro's SBOM identifiers (fixed forever: changing it

@@ -53,8 +53,91 @@ fn status_stanza(name: &str, version: &str, arch: &str) -> String {
     )
 }
 
+/// The changelog of the test archive's openssl: the security upload names two CVEs and a
+/// DSA; the installed (point-release) entry names one more, which an upgrade from it
+/// does not bring.
+const OPENSSL_CHANGELOG: &str = "\
+openssl (3.0.17-1~deb12u3) bookworm-security; urgency=medium
+
+  * Fix CVE-2025-9230 and CVE-2025-9232 (DSA-6015-1).
+
+ -- Debian Security Team <team@security.debian.org>  Tue, 30 Sep 2025 20:00:00 +0200
+
+openssl (3.0.11-1~deb12u2) bookworm; urgency=medium
+
+  * Fix CVE-2023-5678.
+
+ -- Maintainer <m@example.org>  Mon, 01 Jan 2024 12:00:00 +0100
+";
+
+/// The IDs outdated must report for libssl3 3.0.11-1~deb12u2 → 3.0.17-1~deb12u3.
+const OPENSSL_FIXES: [&str; 3] = ["CVE-2025-9230", "CVE-2025-9232", "DSA-6015-1"];
+
+/// A real `.deb` of `name` built with dpkg-deb under `archive/pool/`, and its Packages
+/// stanza (Filename, Size, SHA256). `doc` is the changelog to ship in its doc directory,
+/// or the sibling its doc directory links to (`dh_installdocs --link-doc`); `pad` bytes
+/// of filler make it bigger.
+fn deb_stanza(
+    archive: &Path,
+    name: &str,
+    version: &str,
+    doc: Result<&str, &str>,
+    pad: usize,
+) -> String {
+    let build = archive.join("build").join(name);
+    std::fs::create_dir_all(build.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(build.join("usr/share/doc")).unwrap();
+    std::fs::write(
+        build.join("DEBIAN/control"),
+        format!(
+            "Package: {name}\nSource: openssl\nVersion: {version}\nArchitecture: amd64\n\
+             Maintainer: Test <t@example.org>\nDescription: test package\n"
+        ),
+    )
+    .unwrap();
+    match doc {
+        Ok(changelog) => {
+            let dir = build.join(format!("usr/share/doc/{name}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            gz.write_all(changelog.as_bytes()).unwrap();
+            std::fs::write(dir.join("changelog.Debian.gz"), gz.finish().unwrap()).unwrap();
+        }
+        Err(sibling) => {
+            std::os::unix::fs::symlink(sibling, build.join(format!("usr/share/doc/{name}")))
+                .unwrap();
+        }
+    }
+    if pad > 0 {
+        // Incompressible filler, so the sizes order the packages.
+        let filler: Vec<u8> = (0..pad as u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::create_dir_all(build.join("usr/lib")).unwrap();
+        std::fs::write(build.join("usr/lib/filler"), filler).unwrap();
+    }
+    let rel = format!("pool/updates/main/o/openssl/{name}_{version}_amd64.deb");
+    let deb = archive.join(&rel);
+    std::fs::create_dir_all(deb.parent().unwrap()).unwrap();
+    sh(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&build)
+        .arg(&deb));
+    std::fs::remove_dir_all(&build).unwrap();
+    let bytes = std::fs::read(&deb).unwrap();
+    use sha2::Digest;
+    format!(
+        "Package: {name}\nSource: openssl\nVersion: {version}\nArchitecture: amd64\n\
+         Filename: {rel}\nSize: {}\nSHA256: {}\n\n",
+        bytes.len(),
+        hex::encode(sha2::Sha256::digest(&bytes))
+    )
+}
+
 /// The archive: bookworm (point release), bookworm-updates (a newer tzdata) and
-/// bookworm-security (a newer libssl3) under `root/debian` and `root/debian-security`.
+/// bookworm-security (a newer libssl3 and openssl, real packages: libssl3's doc directory
+/// links to openssl's, which holds the changelog) under `root/debian` and
+/// `root/debian-security`.
 fn debian_archive(root: &Path, gnupg: &Path) {
     let deb = root.join("debian");
     write_suite(
@@ -75,12 +158,14 @@ fn debian_archive(root: &Path, gnupg: &Path) {
         &stanza("tzdata", "2025b-0+deb12u1", "all"),
         gnupg,
     );
+    let security = root.join("debian-security");
+    let v = "3.0.17-1~deb12u3";
     write_suite(
-        &root.join("debian-security"),
+        &security,
         "bookworm-security",
         &[
-            stanza("libssl3", "3.0.17-1~deb12u3", "amd64"),
-            stanza("openssl", "3.0.17-1~deb12u3", "amd64"),
+            deb_stanza(&security, "libssl3", v, Err("openssl"), 0),
+            deb_stanza(&security, "openssl", v, Ok(OPENSSL_CHANGELOG), 20000),
         ]
         .concat(),
         gnupg,
@@ -229,22 +314,143 @@ fn security_updates_exit_1_and_json_has_the_documented_shape() {
         v["packages"],
         serde_json::json!([
             {"name": "libssl3", "installed": "3.0.11-1~deb12u2", "available": "3.0.17-1~deb12u3",
-             "suite": "bookworm-security", "security": true},
+             "suite": "bookworm-security", "security": true,
+             "purl": "pkg:deb/debian/libssl3@3.0.11-1~deb12u2?arch=amd64&distro=debian-12",
+             "fixes": OPENSSL_FIXES},
             {"name": "tzdata", "installed": "2024a-0+deb12u1", "available": "2025b-0+deb12u1",
-             "suite": "bookworm-updates", "security": false},
+             "suite": "bookworm-updates", "security": false,
+             "purl": "pkg:deb/debian/tzdata@2024a-0%2Bdeb12u1?arch=all&distro=debian-12"},
         ])
     );
     let (code, out, _) = lab.outdated(&tree, &[]);
     assert_eq!(code, 1);
-    // The table, then the support window (tested below).
+    // The table (a fixes line under a package with IDs), then the support window.
     let lines: Vec<&str> = out
         .lines()
         .filter(|l| !l.starts_with("support: "))
         .collect();
-    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
     assert!(lines[0].starts_with("PACKAGE") && lines[0].ends_with("SECURITY"));
     assert!(lines[1].starts_with("libssl3 ") && lines[1].ends_with("bookworm-security  yes"));
-    assert!(lines[2].starts_with("tzdata ") && lines[2].ends_with("no"));
+    assert_eq!(lines[2], format!("  fixes: {}", OPENSSL_FIXES.join(" ")));
+    assert!(lines[3].starts_with("tzdata ") && lines[3].ends_with("no"));
+}
+
+/// Issue 24: the IDs come from the candidate's changelog (libssl3's doc directory links
+/// to openssl's, so openssl's package is read), are cached by the package's hash, and
+/// `--no-fixes` fetches no package at all.
+#[test]
+fn fixes_come_from_the_candidate_changelog_and_are_cached() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let (code, first, err) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["packages"][0]["fixes"], serde_json::json!(OPENSSL_FIXES));
+    // The changelog is cached: without the packages on the mirror the answer is the same.
+    std::fs::remove_dir_all(lab.www().join("debian-security/pool")).unwrap();
+    let (code, second, err) = lab.outdated(&tree, &["--json"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(first, second);
+    let (code, out, err) = run(bin()
+        .arg("outdated")
+        .arg(&tree)
+        .args(lab.mirror_flags())
+        .args(["--json", "--no-fixes"])
+        .env("BUILD_DISTRO_CACHE_DIR", lab.dir.path().join("cache2")));
+    assert_eq!(code, 1, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(v["packages"][0].get("fixes").is_none(), "{out}");
+}
+
+/// Issue 24: `--format cyclonedx-vex` is valid CycloneDX 1.6 (the reference validator),
+/// one vulnerability per ID affecting the installed package (installed version affected,
+/// the update's unaffected), the component's purl the one the SBOM of the same tree has;
+/// the same run gives the same bytes.
+#[test]
+fn the_vex_document_validates_and_names_the_sboms_purls() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let (code, out, err) = lab.outdated(&tree, &["--format", "cyclonedx-vex"]);
+    assert_eq!(
+        code, 1,
+        "the gate's exit code holds for every format: {err}"
+    );
+    let vex = lab.dir.path().join("vex.json");
+    std::fs::write(&vex, &out).unwrap();
+    if let Some(venv) = crate::sbom::validators() {
+        crate::sbom::validate_cyclonedx(&venv, &vex);
+    }
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let (code, sbom, err) = run(bin()
+        .arg("sbom")
+        .arg(&tree)
+        .args(["--format", "cyclonedx-json"]));
+    assert_eq!(code, 0, "{err}");
+    let sbom: Value = serde_json::from_str(&sbom).unwrap();
+    let libssl3 = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "libssl3")
+        .unwrap()["purl"]
+        .clone();
+    assert_eq!(v["components"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(v["components"][0]["purl"], libssl3);
+    let ids: Vec<&str> = v["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, OPENSSL_FIXES);
+    for x in v["vulnerabilities"].as_array().unwrap() {
+        assert_eq!(x["analysis"]["state"], "in_triage");
+        assert_eq!(
+            x["affects"],
+            serde_json::json!([{"ref": libssl3, "versions": [
+                {"version": "3.0.11-1~deb12u2", "status": "affected"},
+                {"version": "3.0.17-1~deb12u3", "status": "unaffected"}]}])
+        );
+    }
+    let (_, again, _) = lab.outdated(&tree, &["--format", "cyclonedx-vex"]);
+    assert_eq!(out, again, "deterministic");
+    let (code, _, err) = lab.outdated(&tree, &["--format", "cyclonedx-vex", "--no-fixes"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--no-fixes"), "{err}");
+}
+
+/// A package that does not match the signed index's hash is refused, naming its URL:
+/// exit 2 and one line, never an empty list of fixes; one missing from the mirror too.
+#[test]
+fn a_package_that_does_not_match_the_index_is_refused() {
+    require_gpg!();
+    let lab = Lab::new();
+    let tree = lab.tree("t", STALE);
+    let deb = lab
+        .www()
+        .join("debian-security/pool/updates/main/o/openssl/openssl_3.0.17-1~deb12u3_amd64.deb");
+    let mut bytes = std::fs::read(&deb).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&deb, &bytes).unwrap();
+    for args in [&["--json"][..], &[]] {
+        let (code, out, err) = lab.outdated(&tree, args);
+        one_line_error(code, &err, "sha256 mismatch");
+        assert!(
+            err.contains(
+                "/debian-security/pool/updates/main/o/openssl/openssl_3.0.17-1~deb12u3_amd64.deb: "
+            ),
+            "{err}"
+        );
+        assert!(err.contains("refusing the package"), "{err}");
+        assert!(out.is_empty(), "no half report: {out}");
+    }
+    std::fs::remove_file(&deb).unwrap();
+    let (code, _, err) = lab.outdated(&tree, &[]);
+    one_line_error(code, &err, "openssl_3.0.17-1~deb12u3_amd64.deb: not found");
 }
 
 #[test]
@@ -331,8 +537,14 @@ fn indexes_are_cached_so_a_second_run_fetches_only_the_release_files() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(cached.len(), 3, "one Packages.xz per suite: {cached:?}");
-    assert!(cached.iter().all(|n| n.len() == 64), "named by sha256");
+    let (indexes, changelogs): (Vec<_>, Vec<_>) = cached.iter().partition(|n| n.len() == 64);
+    assert_eq!(
+        indexes.len(),
+        3,
+        "one Packages.xz per suite, named by sha256: {cached:?}"
+    );
+    assert_eq!(changelogs.len(), 1, "one changelog: {cached:?}");
+    assert!(changelogs[0].ends_with(".changelog.gz"), "{cached:?}");
     // Without the index files on the mirror, only the cache can answer.
     for suite in [
         "debian/dists/bookworm",
@@ -694,8 +906,9 @@ fn debian_mirror_reachable() -> bool {
         .is_some_and(|a| TcpStream::connect_timeout(&a, std::time::Duration::from_secs(5)).is_ok())
 }
 
-/// The packages `apt-get -s dist-upgrade` upgrades from a security suite: name → version.
-fn apt_security_upgrades(dir: &Path, status: &Path) -> BTreeSet<(String, String)> {
+/// `apt-get` against bookworm, -updates and -security from deb.debian.org, with its
+/// lists, cache and status under `dir` and `status` (nothing of the host's apt).
+fn apt_cmd(dir: &Path, status: &Path) -> Command {
     let lists = dir.join("lists");
     let cache = dir.join("cache");
     let parts = dir.join("empty");
@@ -717,39 +930,41 @@ fn apt_security_upgrades(dir: &Path, status: &Path) -> BTreeSet<(String, String)
         ),
     )
     .unwrap();
-    let apt = |args: &[&str]| {
-        let mut c = Command::new("apt-get");
-        // Lists stored uncompressed whatever the host's apt.conf.d says: the test reads
-        // them.
-        c.args([
-            "-q",
-            "-o",
-            "APT::Architecture=amd64",
-            "-o",
-            "Debug::NoLocking=1",
-            "-o",
-            "Acquire::GzipIndexes=false",
-        ])
-        .arg("-o")
-        .arg(format!("Dir::State::status={}", status.display()))
-        .arg("-o")
-        .arg(format!("Dir::Etc::SourceList={}", sources.display()))
-        .arg("-o")
-        .arg(format!("Dir::Etc::SourceParts={}", parts.display()))
-        .arg("-o")
-        .arg(format!("Dir::Etc::PreferencesParts={}", parts.display()))
-        .arg("-o")
-        .arg(format!(
-            "Dir::Etc::Preferences={}",
-            parts.join("none").display()
-        ))
-        .arg("-o")
-        .arg(format!("Dir::State::Lists={}", lists.display()))
-        .arg("-o")
-        .arg(format!("Dir::Cache={}", cache.display()))
-        .args(args);
-        String::from_utf8(sh(&mut c)).unwrap()
-    };
+    let mut c = Command::new("apt-get");
+    // Lists stored uncompressed whatever the host's apt.conf.d says: the test reads
+    // them.
+    c.args([
+        "-q",
+        "-o",
+        "APT::Architecture=amd64",
+        "-o",
+        "Debug::NoLocking=1",
+        "-o",
+        "Acquire::GzipIndexes=false",
+    ])
+    .arg("-o")
+    .arg(format!("Dir::State::status={}", status.display()))
+    .arg("-o")
+    .arg(format!("Dir::Etc::SourceList={}", sources.display()))
+    .arg("-o")
+    .arg(format!("Dir::Etc::SourceParts={}", parts.display()))
+    .arg("-o")
+    .arg(format!("Dir::Etc::PreferencesParts={}", parts.display()))
+    .arg("-o")
+    .arg(format!(
+        "Dir::Etc::Preferences={}",
+        parts.join("none").display()
+    ))
+    .arg("-o")
+    .arg(format!("Dir::State::Lists={}", lists.display()))
+    .arg("-o")
+    .arg(format!("Dir::Cache={}", cache.display()));
+    c
+}
+
+/// The packages `apt-get -s dist-upgrade` upgrades from a security suite: name → version.
+fn apt_security_upgrades(dir: &Path, status: &Path) -> BTreeSet<(String, String)> {
+    let apt = |args: &[&str]| String::from_utf8(sh(apt_cmd(dir, status).args(args))).unwrap();
     apt(&["update"]);
     let sim = apt(&["-s", "dist-upgrade"]);
     // `Inst libssl3 [3.0.11-1~deb12u2] (3.0.17-1~deb12u3 Debian-Security:12/oldstable-security [amd64])`
@@ -1315,6 +1530,11 @@ fn distros_audit_reports_each_distro_of_the_fleet_with_its_containers() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(pending, ["libssl3"], "{s}");
+    assert_eq!(
+        s["report"]["packages"][0]["fixes"],
+        serde_json::json!(OPENSSL_FIXES),
+        "the CVE IDs of the pending fix: {s}"
+    );
     assert_eq!(e["storage"], B);
     assert_eq!(e["used_by"], serde_json::json!([]));
     assert_eq!(e["needs_rebuild"], true);
@@ -1360,6 +1580,13 @@ fn distros_audit_reports_each_distro_of_the_fleet_with_its_containers() {
         text.contains("3 distro(s): 2 need a rebuild, 0 could not be audited"),
         "{text}"
     );
+    assert!(
+        text.contains(&format!(
+            "{stale_id} web-old: libssl3 3.0.11-1~deb12u2 -> 3.0.17-1~deb12u3 fixes {}",
+            OPENSSL_FIXES.join(" ")
+        )),
+        "{text}"
+    );
 
     // A registered version whose directory is gone is an error (exit 2); the others are
     // still audited.
@@ -1389,4 +1616,112 @@ fn distros_audit_reports_each_distro_of_the_fleet_with_its_containers() {
     }
     let (code, _, err) = audit(&[]);
     assert_eq!(code, 0, "{err}");
+}
+
+/// Issue 24, on the real mirror: the pending security updates of the stale bookworm
+/// fixture list CVE IDs, and each package's are exactly the IDs its changelog names above
+/// the installed version's entry, read from the same package fetched by apt and unpacked
+/// by dpkg-deb.
+#[test]
+fn fixes_of_a_stale_tree_are_the_ids_its_updates_changelogs_name() {
+    crate::require_root!();
+    if !debian_mirror_reachable() {
+        eprintln!("SKIPPED: deb.debian.org is not reachable (CI reaches it)");
+        return;
+    }
+    if !Path::new("/usr/share/keyrings/debian-archive-keyring.gpg").exists() {
+        eprintln!("SKIPPED: no debian-archive-keyring on the host (scripts/setup.sh installs it)");
+        return;
+    }
+    let tree = support::stale_bookworm_tree();
+    let d = support::tempdir();
+    let (code, out, err) = run(bin()
+        .arg("outdated")
+        .arg(&tree)
+        .arg("--json")
+        .env("BUILD_DISTRO_CACHE_DIR", d.path().join("cache")));
+    assert_eq!(
+        code, 1,
+        "the stale fixture has security updates pending: {err}"
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let security: Vec<&Value> = v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["security"] == true)
+        .collect();
+    assert!(
+        security.iter().all(|p| p["fixes"].is_array()),
+        "every security update has its list: {out}"
+    );
+    let with_ids: Vec<&&Value> = security
+        .iter()
+        .filter(|p| !p["fixes"].as_array().unwrap().is_empty())
+        .collect();
+    assert!(!with_ids.is_empty(), "no pending update names a CVE: {out}");
+    // Packages whose own doc directory holds the changelog (not a link to a sibling's),
+    // openssl's first when pending; two are enough.
+    let mut order: Vec<&&Value> = with_ids.clone();
+    order.sort_by_key(|p| !p["name"].as_str().unwrap().contains("ssl"));
+    let id =
+        regex::Regex::new(r"\b(?:CVE-[0-9]{4}-[0-9]{4,}|DSA-[0-9]+-[0-9]+|DLA-[0-9]+-[0-9]+)\b")
+            .unwrap();
+    let status = tree.join("var/lib/dpkg/status");
+    let apt_dir = d.path().join("apt");
+    apt_security_upgrades(&apt_dir, &status);
+    let mut checked = 0;
+    for p in order {
+        let name = p["name"].as_str().unwrap();
+        let (installed, available) = (
+            p["installed"].as_str().unwrap(),
+            p["available"].as_str().unwrap(),
+        );
+        if installed.contains("+b") || available.contains("+b") {
+            continue; // a binNMU: the changelog's versions are the source's
+        }
+        let dl = d.path().join("dl").join(name);
+        std::fs::create_dir_all(&dl).unwrap();
+        sh(apt_cmd(&apt_dir, &status)
+            .current_dir(&dl)
+            .args(["download", &format!("{name}={available}")]));
+        let deb = std::fs::read_dir(&dl)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let x = dl.join("x");
+        sh(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&x));
+        let log = x.join(format!("usr/share/doc/{name}/changelog.Debian.gz"));
+        if std::fs::symlink_metadata(x.join(format!("usr/share/doc/{name}")))
+            .is_ok_and(|m| m.file_type().is_symlink())
+            || !log.is_file()
+        {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&sh(Command::new("zcat").arg(&log))).into_owned();
+        // The text above the installed version's entry: what the upgrade brings.
+        let cut = text
+            .lines()
+            .position(|l| !l.starts_with(' ') && l.contains(&format!(" ({installed}) ")))
+            .unwrap_or_else(|| panic!("{name}: no entry for {installed} in its changelog"));
+        let newer = text.lines().take(cut).collect::<Vec<_>>().join("\n");
+        let want: BTreeSet<&str> = id.find_iter(&newer).map(|m| m.as_str()).collect();
+        let got: BTreeSet<&str> = p["fixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{name} {installed} -> {available}");
+        checked += 1;
+        if checked == 2 {
+            break;
+        }
+    }
+    assert!(
+        checked > 0,
+        "no pending package with its own changelog to compare: {out}"
+    );
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::support::{self, bin, run};
 
 /// The validators' venv, or `None` (the caller skips, saying why).
-fn validators() -> Option<PathBuf> {
+pub fn validators() -> Option<PathBuf> {
     let venv = std::env::var_os("BUILD_DISTRO_SBOM_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/opt/build-distro-venv"));
@@ -30,6 +30,11 @@ fn validators() -> Option<PathBuf> {
 /// Both documents pass the reference validators, and every purl is in the canonical
 /// form of the reference purl implementation (packageurl-python, which cyclonedx uses).
 fn validate(venv: &Path, spdx: &Path, cdx: &Path) {
+    validate_spdx(venv, spdx);
+    validate_cyclonedx(venv, cdx);
+}
+
+fn validate_spdx(venv: &Path, spdx: &Path) {
     let out = Command::new(venv.join("bin/pyspdxtools"))
         .arg("-i")
         .arg(spdx)
@@ -42,6 +47,11 @@ fn validate(venv: &Path, spdx: &Path, cdx: &Path) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A CycloneDX 1.6 document (an SBOM, or `outdated`'s VEX) passes the reference
+/// validator, its component purls in canonical form.
+pub fn validate_cyclonedx(venv: &Path, cdx: &Path) {
     const CHECK: &str = r#"
 import json, sys
 from cyclonedx.schema import SchemaVersion
