@@ -730,6 +730,8 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
     let mut skip = Vec::new();
     // Every binary package of each security suite, for the changelogs of its updates.
     let mut published: Vec<Vec<Published>> = Vec::new();
+    // The release's own debian-security-support packages (version, file, suite).
+    let mut lists_debs: Vec<(String, DebFile, usize)> = Vec::new();
     let plan = match inv.ecosystem {
         Ecosystem::Deb => {
             let srcs = apt_sources(t)?;
@@ -764,6 +766,11 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
                         client.packages(&s.base, &s.name, &rel, c, a, &mut |e| {
                             if keep {
                                 published[i].push(Published::of(&e));
+                            }
+                            if e.package == lifecycle::LISTS_PACKAGE {
+                                if let Some(f) = &e.file {
+                                    lists_debs.push((e.version.clone(), f.clone(), i));
+                                }
                             }
                             let key = (e.package, e.architecture);
                             if installed.contains_key(&key) {
@@ -813,8 +820,41 @@ pub fn run(t: &Target, opts: &Options, runner: Arc<dyn Runner>, rep: &Reporter) 
     if opts.fixes && inv.ecosystem == Ecosystem::Deb {
         add_fixes(&client, &inv, &plan, &published, &mut report.packages, rep)?;
     }
-    report.support = Some(support);
+    report.support = Some(match newest_lists(&lists_debs, &plan) {
+        // The release's own lists, as its mirror publishes them now, unless named.
+        Some((base, file)) if opts.lifecycle.security_support.is_none() => {
+            let lists = lifecycle_lists(&client, base, file)?;
+            let src = lifecycle::Sources {
+                packaged: Some(lists),
+                ..opts.lifecycle.clone()
+            };
+            lifecycle::assess(&inv, &src, &opts.today)?
+        }
+        _ => support,
+    });
     Ok(report)
+}
+
+/// The newest of the debian-security-support packages the suites publish (as apt would
+/// install it), and its archive.
+fn newest_lists<'a>(
+    debs: &'a [(String, DebFile, usize)],
+    plan: &'a Plan,
+) -> Option<(&'a str, &'a DebFile)> {
+    debs.iter()
+        .max_by(|a, b| version::compare(Ecosystem::Deb, &a.0, &b.0))
+        .map(|(_, f, i)| (plan.suites[*i].base.as_str(), f))
+}
+
+/// debian-security-support's lists out of its package, fetched and verified.
+fn lifecycle_lists(client: &Client, base: &str, file: &DebFile) -> Result<lifecycle::Lists> {
+    let deb = client.package(base, file)?;
+    let origin = format!("{}/{}", base.trim_end_matches('/'), file.filename);
+    let files = crate::mirror::deb::files_in(&origin, &deb, lifecycle::LISTS_DIR)?
+        .into_iter()
+        .map(|(name, bytes)| (name, String::from_utf8_lossy(&bytes).into_owned()))
+        .collect();
+    Ok(lifecycle::Lists { origin, files })
 }
 
 /// A binary package of a security suite, as its index lists it.

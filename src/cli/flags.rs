@@ -69,6 +69,7 @@ impl SupportFlags {
         lifecycle::Sources {
             distro_info: self.distro_info.clone(),
             security_support: self.security_support.clone(),
+            packaged: None,
         }
     }
 }

@@ -3,6 +3,15 @@
 
 use build_distro::lifecycle::{PackageState, Support};
 
+/// The lists read, by file name (`--json` has where each came from).
+fn names(lists: &[String]) -> String {
+    let names: Vec<&str> = lists
+        .iter()
+        .map(|l| l.rsplit('/').next().unwrap_or(l))
+        .collect();
+    names.join(", ")
+}
+
 /// `support: …` lines (each ends with a newline).
 pub fn text(s: &Support) -> String {
     let mut out = format!("support: {}\n", s.release.message);
@@ -14,14 +23,14 @@ pub fn text(s: &Support) -> String {
     if p.packages.is_empty() {
         out.push_str(&format!(
             "support: no installed package has limited or ended security support ({})\n",
-            p.lists.join(", ")
+            names(&p.lists)
         ));
         return out;
     }
     out.push_str(&format!(
         "support: {} installed package(s) with limited or ended security support ({}):\n",
         p.packages.len(),
-        p.lists.join(", ")
+        names(&p.lists)
     ));
     for pkg in &p.packages {
         let state = match (pkg.status, &pkg.date) {

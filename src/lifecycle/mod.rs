@@ -31,6 +31,10 @@ pub const SHIPPED_FROM: &str = "distro-info-data 0.66+deb13u2 of 2026-04-25";
 /// Debian's packages install their data here.
 pub const HOST_DISTRO_INFO: &str = "/usr/share/distro-info";
 pub const HOST_SECURITY_SUPPORT: &str = "/usr/share/debian-security-support";
+/// The package holding the lists, and where in it (`outdated` reads the release's own
+/// from the mirror).
+pub const LISTS_PACKAGE: &str = "debian-security-support";
+pub const LISTS_DIR: &str = "usr/share/debian-security-support";
 
 pub(crate) const FIX_DISTRO_INFO: &str =
     "reinstall distro-info-data (apt-get install --reinstall distro-info-data) or name a good file";
@@ -72,6 +76,18 @@ pub struct Sources {
     /// A directory holding `debian-security-support`'s lists. Named, a missing list is an
     /// error; the host's lacking the release's list, packages are reported not checked.
     pub security_support: Option<PathBuf>,
+    /// The lists out of the release's own package (read by `outdated` from the mirror):
+    /// used instead of the host's, never instead of a named directory.
+    pub packaged: Option<Lists>,
+}
+
+/// debian-security-support's lists as one package holds them.
+#[derive(Debug, Clone, Default)]
+pub struct Lists {
+    /// Where the package came from, for messages (its URL).
+    pub origin: String,
+    /// File name (`security-support.deb13`) and text.
+    pub files: Vec<(String, String)>,
 }
 
 /// Where a release stands on the day asked.
@@ -314,13 +330,12 @@ fn window(name: &str, family: &str, r: &Release, today: &str, data: String) -> R
 /// The installed packages that Debian `major`'s lists name.
 fn packages(inv: &Inventory, src: &Sources, major: &str, today: &str) -> Result<PackageCheck> {
     let Some((lists, entries)) = lists(src, major)? else {
-        let dir = src
-            .security_support
-            .as_deref()
-            .unwrap_or(Path::new(HOST_SECURITY_SUPPORT));
+        let from = match &src.packaged {
+            Some(l) => l.origin.clone(),
+            None => HOST_SECURITY_SUPPORT.to_string(),
+        };
         return Ok(not_checked(format!(
-            "{} has no list for Debian {major} (install that release's debian-security-support)",
-            dir.display()
+            "{from} has no list for Debian {major} (install that release's debian-security-support)"
         )));
     };
     let matchers: Vec<(regex::Regex, &Entry)> = entries
@@ -377,6 +392,13 @@ fn lists(src: &Sources, major: &str) -> Result<Option<(Vec<String>, Vec<Entry>)>
         .as_deref()
         .unwrap_or(Path::new(HOST_SECURITY_SUPPORT));
     let read = |name: &str| -> Result<Option<(String, String)>> {
+        if let (false, Some(l)) = (named, &src.packaged) {
+            return Ok(l
+                .files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(n, text)| (format!("{}:{LISTS_DIR}/{n}", l.origin), text.clone())));
+        }
         let path = dir.join(name);
         match std::fs::read(&path) {
             Ok(b) => Ok(Some((

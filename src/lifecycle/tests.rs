@@ -49,6 +49,7 @@ fn sources(info: &Path, support: &Path) -> Sources {
     Sources {
         distro_info: Some(info.to_path_buf()),
         security_support: Some(support.to_path_buf()),
+        packaged: None,
     }
 }
 
@@ -242,4 +243,55 @@ fn named_data_that_is_missing_or_malformed_is_an_error_naming_the_file() {
 #[test]
 fn today_is_a_date() {
     assert!(distro_info::is_date(&today()));
+}
+
+#[test]
+fn lists_out_of_a_package_replace_the_host_s_but_not_a_named_directory() {
+    let info = data(&[("debian.csv", DEBIAN)]);
+    let lists = data(&[("security-support.deb13", "openssl limited named\n")]);
+    let packaged = Lists {
+        origin: "http://m/pool/d.deb".into(),
+        files: vec![(
+            "security-support.deb13".into(),
+            "openssl limited packaged\n".into(),
+        )],
+    };
+    let i = inv(
+        "debian",
+        Some("13"),
+        "trixie",
+        &[("libssl3", Some("openssl"))],
+    );
+    let src = Sources {
+        distro_info: Some(info.path().to_path_buf()),
+        security_support: None,
+        packaged: Some(packaged.clone()),
+    };
+    let s = assess(&i, &src, "2026-12-02").unwrap();
+    assert_eq!(s.packages.packages[0].details, "packaged");
+    assert_eq!(
+        s.packages.lists,
+        ["http://m/pool/d.deb:usr/share/debian-security-support/security-support.deb13"]
+    );
+    let named = Sources {
+        security_support: Some(lists.path().to_path_buf()),
+        ..src
+    };
+    let s = assess(&i, &named, "2026-12-02").unwrap();
+    assert_eq!(s.packages.packages[0].details, "named");
+    // A package without the release's list: not checked, naming the package.
+    let old = Sources {
+        packaged: Some(Lists {
+            origin: "http://m/old.deb".into(),
+            files: vec![],
+        }),
+        security_support: None,
+        ..named
+    };
+    let s = assess(&i, &old, "2026-12-02").unwrap();
+    assert!(s
+        .packages
+        .not_checked
+        .unwrap()
+        .starts_with("http://m/old.deb has no list for Debian 13"));
 }

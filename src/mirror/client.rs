@@ -446,14 +446,7 @@ impl Client {
         {
             tried.push(&b.package);
             let u = url(b);
-            let deb = self.read_upto(&u, b.file.size + 1)?;
-            check(b.file.size, &b.file.sha256, &deb).map_err(|(detail, expected)| {
-                Error::PackageMismatch {
-                    url: u.clone(),
-                    detail,
-                    expected,
-                }
-            })?;
+            let deb = self.verified_package(&u, &b.file)?;
             match deb::changelog(&u, &deb, &b.package, name)? {
                 deb::Doc::Changelog(gz) => {
                     let text = gunzip(&gz).map_err(|e| Error::Parse {
@@ -479,6 +472,37 @@ impl Client {
                 tried.join(", ")
             ),
         })
+    }
+
+    /// The `.deb` at `url`, accepted only when its size and SHA-256 are what the signed
+    /// index says of it (`file`).
+    fn verified_package(&self, url: &str, file: &packages::DebFile) -> Result<Vec<u8>, Error> {
+        let deb = self.read_upto(url, file.size + 1)?;
+        check(file.size, &file.sha256, &deb).map_err(|(detail, expected)| {
+            Error::PackageMismatch {
+                url: url.to_string(),
+                detail,
+                expected,
+            }
+        })?;
+        Ok(deb)
+    }
+
+    /// The binary package `file` of the archive at `base`, verified against its signed
+    /// index entry; cached by its SHA-256, as indexes are.
+    pub fn package(&self, base: &str, file: &packages::DebFile) -> Result<Vec<u8>, Error> {
+        let hash = FileHash {
+            path: file.filename.clone(),
+            sha256: file.sha256.clone(),
+            size: file.size,
+        };
+        if let Some(deb) = self.cached(&hash)? {
+            return Ok(deb);
+        }
+        let url = format!("{}/{}", base.trim_end_matches('/'), file.filename);
+        let deb = self.verified_package(&url, file)?;
+        self.store(&file.sha256, &deb)?;
+        Ok(deb)
     }
 
     /// A cached changelog that still decompresses (a damaged one is removed).

@@ -34,6 +34,39 @@ pub fn changelog_name(source_version: &str) -> &'static str {
 /// Find `package`'s changelog, named `name` (see [`changelog_name`]), in the `.deb`
 /// `deb`; `what` names it in errors (its URL).
 pub fn changelog(what: &str, deb: &[u8], package: &str, name: &str) -> Result<Doc, Error> {
+    data_tar(what, deb, |reader| find(reader, package, name))
+}
+
+/// The regular files directly in the directory `dir` (`usr/share/debian-security-support`)
+/// of the `.deb` `deb`, by file name; `what` names it in errors.
+pub fn files_in(what: &str, deb: &[u8], dir: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    data_tar(what, deb, |reader| {
+        let mut out = Vec::new();
+        let mut tar = tar::Archive::new(reader);
+        for entry in tar.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let path = path.trim_start_matches("./");
+            let Some(name) = path.strip_prefix(dir).and_then(|p| p.strip_prefix('/')) else {
+                continue;
+            };
+            if name.is_empty() || name.contains('/') || !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut bytes)?;
+            out.push((name.to_string(), bytes));
+        }
+        Ok(out)
+    })
+}
+
+/// `read` over the decompressed `data.tar.*` member of the `.deb` `deb`.
+fn data_tar<T>(
+    what: &str,
+    deb: &[u8],
+    read: impl FnOnce(Box<dyn Read + '_>) -> std::io::Result<T>,
+) -> Result<T, Error> {
     let bad = |msg: String| Error::Parse {
         what: what.to_string(),
         msg,
@@ -55,7 +88,7 @@ pub fn changelog(what: &str, deb: &[u8], package: &str, name: &str) -> Result<Do
             "" => Box::new(member),
             other => return Err(bad(format!("{member_name}: unknown compression {other:?}"))),
         };
-        return find(reader, package, name).map_err(|e| bad(format!("{member_name}: {e}")));
+        return read(reader).map_err(|e| bad(format!("{member_name}: {e}")));
     }
     Err(bad("no data.tar member: not a binary package".into()))
 }

@@ -153,6 +153,25 @@ fn default_recipe_has_no_pending_security_fix_and_names_all_suites() {
         assert_eq!(release["until"], eol.as_str(), "{release}");
     }
 
+    // Our own gate agrees: nothing pending, and the packages were checked against the
+    // release's own debian-security-support lists, read from the mirror.
+    let (code, stdout, err) = run(bin()
+        .args(["outdated", "--json"])
+        .arg(&archive)
+        .env("BUILD_DISTRO_CACHE_DIR", d.path().join("cache")));
+    assert_eq!(code, 0, "outdated:\n{stdout}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["packages"], serde_json::json!([]), "{stdout}");
+    let lists = &v["support"]["packages"];
+    assert_eq!(lists["not_checked"], serde_json::Value::Null, "{lists}");
+    assert!(
+        lists["lists"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("usr/share/debian-security-support/security-support.deb13"),
+        "{lists}"
+    );
+
     let tree = build_distro::check::view::Tree::open(&archive).unwrap();
     let sources = String::from_utf8(tree.read("/etc/apt/sources.list").unwrap().to_vec()).unwrap();
     let deb_lines: Vec<&str> = sources.lines().filter(|l| l.starts_with("deb ")).collect();
