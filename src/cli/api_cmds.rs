@@ -481,7 +481,7 @@ fn gc(
         )?),
         None => None,
     };
-    let files_ok = files.as_ref().is_none_or(|f| f.ok());
+    let ok = failed.is_empty() && files.as_ref().is_none_or(|f| f.ok());
     if common.json {
         print_json(&GcOut {
             dry_run: !yes,
@@ -529,7 +529,7 @@ fn gc(
             );
         }
     }
-    Ok(if failed.is_empty() && files_ok {
+    Ok(if ok {
         ExitStatus::Ok
     } else {
         ExitStatus::Failed
