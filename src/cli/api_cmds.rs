@@ -82,8 +82,9 @@ pub enum DistrosCmd {
     },
     /// Delete old versioned entries (<path>-<12 hex>) beyond the newest N per storage
     /// container and path, never one in use; then remove, in every storage container, the
-    /// version directories no remaining entry names (newest N per path kept) and uploads
-    /// abandoned over a day ago. A dry run unless --yes.
+    /// version directories no remaining entry names (newest N per path kept): those of the
+    /// entries just deleted at once, others only after a day (a push may be about to
+    /// register them), and uploads abandoned over a day ago. A dry run unless --yes.
     Gc {
         /// How many versions of each path to keep.
         #[arg(long, value_name = "N", default_value_t = 3)]
