@@ -86,8 +86,9 @@ pub enum DistrosCmd {
     },
     /// Delete old versioned entries (<path>-<12 hex>) beyond the newest N per storage
     /// container and path, never one in use; then remove, in every storage container, the
-    /// version directories no remaining entry names (newest N per path kept) and uploads
-    /// abandoned over a day ago. A dry run unless --yes.
+    /// version directories no remaining entry names (newest N per path kept): those of the
+    /// entries just deleted at once, others only after a day (a push may be about to
+    /// register them), and uploads abandoned over a day ago. A dry run unless --yes.
     Gc {
         /// How many versions of each path to keep.
         #[arg(long, value_name = "N", default_value_t = 3)]
@@ -486,7 +487,7 @@ fn gc(
         )?),
         None => None,
     };
-    let files_ok = files.as_ref().is_none_or(|f| f.ok());
+    let ok = failed.is_empty() && files.as_ref().is_none_or(|f| f.ok());
     if common.json {
         print_json(&GcOut {
             dry_run: !yes,
@@ -534,7 +535,7 @@ fn gc(
             );
         }
     }
-    Ok(if failed.is_empty() && files_ok {
+    Ok(if ok {
         ExitStatus::Ok
     } else {
         ExitStatus::Failed

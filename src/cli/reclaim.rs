@@ -2,7 +2,7 @@
 //! directories are still named; `build_distro::push::reclaim` does the rest. This file
 //! gathers those inputs from the API and prints the outcome.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use build_distro::api::{Client, GcAction, GcEntry};
@@ -14,7 +14,7 @@ use super::Ctx;
 
 /// Reclaim in every storage container. `deleted`: the entries gc removed (with `--yes`);
 /// in a dry run, the entries gc would delete count as gone, so the plan shows what a real
-/// run would do.
+/// run would do. An entry whose deletion failed still names its directory.
 pub fn run(
     ctx: &Ctx,
     client: &Client,
@@ -24,24 +24,24 @@ pub fn run(
     yes: bool,
     transport: &TransportSpec,
 ) -> build_distro::Result<ReclaimReport> {
-    let mut registered: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
+    let mut entries: BTreeMap<u32, reclaim::Entries> = BTreeMap::new();
     for e in plan {
         let gone = if yes {
             deleted.contains(&e.id)
         } else {
             e.action == GcAction::Delete
         };
-        if !gone {
-            registered
-                .entry(e.container)
-                .or_default()
-                .insert(e.path.clone());
+        let names = entries.entry(e.container).or_default();
+        if gone {
+            names.unregistered.insert(e.path.clone());
+        } else {
+            names.registered.insert(e.path.clone());
         }
     }
     let targets = client.storage_targets()?;
     Ok(reclaim::reclaim(
         &targets,
-        &registered,
+        &entries,
         keep,
         yes,
         transport,

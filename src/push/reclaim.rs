@@ -9,8 +9,10 @@
 //! (a `replace` path, a hand-made directory, an interrupted replace's `.bd+old-`) is not
 //! even listed. A name an API entry keeps is never removed (containers use distros through
 //! API entries), nor is anything younger than [`GRACE_SECS`]: a push in progress, or one
-//! between its rename and its registration. A file hard-linked into a kept version
-//! (rsync's link-dest) survives: only the removed directory's link goes.
+//! between its rename and its registration. The grace does not hold a version whose entry
+//! this gc run removed: no push is waiting to register it, and gc's own pass would
+//! otherwise never free anything on the day it runs. A file hard-linked into a kept
+//! version (rsync's link-dest) survives: only the removed directory's link goes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,7 +24,8 @@ use super::{Listed, Name, Stale, StorageTarget, Transport, TransportSpec};
 use crate::progress::Reporter;
 use crate::runner::Runner;
 
-/// How old an upload or an unregistered version must be before reclaim may remove it.
+/// How old an upload, or a version that no API entry names and this run did not
+/// unregister, must be before reclaim may remove it.
 pub const GRACE_SECS: f64 = 24.0 * 3600.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -46,6 +49,9 @@ pub enum Why {
     Uploading,
     /// No API entry names it and newer versions exist.
     Unused,
+    /// This run removed (a dry run: would remove) the API entry that named it, and newer
+    /// versions exist; however young, it is no push's to register.
+    Unregistered,
     /// An upload abandoned more than the grace period ago.
     AbandonedUpload,
 }
@@ -65,15 +71,19 @@ pub struct DirPlan {
     pub error: Option<String>,
 }
 
-/// What to do with each directory of one `distros/` listing. `registered`: the names
-/// that API entries which stay point at in this storage container; `now` and the
-/// listing's mtimes in seconds since the epoch.
-pub fn plan(
-    listed: &[Listed],
-    registered: &BTreeSet<String>,
-    keep: usize,
-    now: f64,
-) -> Vec<DirPlan> {
+/// The paths API entries name in one storage container, as gc leaves them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entries {
+    /// Named by entries that stay.
+    pub registered: BTreeSet<String>,
+    /// Named by the entries this run removed (a dry run: would remove); an entry whose
+    /// removal failed stays in `registered`.
+    pub unregistered: BTreeSet<String>,
+}
+
+/// What to do with each directory of one `distros/` listing. `now` and the listing's
+/// mtimes in seconds since the epoch.
+pub fn plan(listed: &[Listed], entries: &Entries, keep: usize, now: f64) -> Vec<DirPlan> {
     let young = |l: &Listed| now - l.mtime < GRACE_SECS;
     let dir = |l: &Listed, action, why| DirPlan {
         name: l.name.clone(),
@@ -98,10 +108,12 @@ pub fn plan(
         keep,
     );
     for ((l, _), newest) in versions.iter().zip(newest) {
-        out.push(if registered.contains(&l.name) {
+        out.push(if entries.registered.contains(&l.name) {
             dir(l, DirAction::Keep, Why::Registered)
         } else if newest {
             dir(l, DirAction::Keep, Why::Newest)
+        } else if entries.unregistered.contains(&l.name) {
+            dir(l, DirAction::Remove, Why::Unregistered)
         } else if young(l) {
             dir(l, DirAction::Keep, Why::Recent)
         } else {
@@ -144,7 +156,7 @@ impl StorageReport {
 pub fn reclaim_one(
     tr: &dyn Transport,
     uid: u32,
-    registered: &BTreeSet<String>,
+    entries: &Entries,
     keep: usize,
     remove: bool,
     now: f64,
@@ -180,7 +192,7 @@ pub fn reclaim_one(
             return r;
         }
     };
-    r.dirs = plan(&listed, registered, keep, now);
+    r.dirs = plan(&listed, entries, keep, now);
     // Kept first: a removed directory's size is then only what it does not share.
     let mut order: Vec<usize> = (0..r.dirs.len()).collect();
     order.sort_by_key(|&i| r.dirs[i].action == DirAction::Remove);
@@ -240,11 +252,11 @@ impl ReclaimReport {
     }
 }
 
-/// Reclaim in each storage container of `targets`. `registered`: per storage uid, the
-/// paths of the API entries that stay. Without `remove`, a dry run that measures only.
+/// Reclaim in each storage container of `targets`. `entries`: per storage uid, the paths
+/// API entries name. Without `remove`, a dry run that measures only.
 pub fn reclaim(
     targets: &[StorageTarget],
-    registered: &BTreeMap<u32, BTreeSet<String>>,
+    entries: &BTreeMap<u32, Entries>,
     keep: usize,
     remove: bool,
     transport: &TransportSpec,
@@ -255,15 +267,15 @@ pub fn reclaim(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let empty = BTreeSet::new();
+    let empty = Entries::default();
     let mut storages = Vec::new();
     for t in targets {
         let address = (!t.address.is_empty()).then_some(t.address.as_str());
         let report = match transport.connect(t.uid, address, runner.clone()) {
             Ok(tr) => {
                 reporter.info(&format!("reclaim: looking at {}", tr.describe()));
-                let reg = registered.get(&t.uid).unwrap_or(&empty);
-                reclaim_one(&tr, t.uid, reg, keep, remove, now)
+                let names = entries.get(&t.uid).unwrap_or(&empty);
+                reclaim_one(&tr, t.uid, names, keep, remove, now)
             }
             Err(e) => StorageReport {
                 uid: t.uid,
@@ -321,11 +333,14 @@ mod tests {
             l(".bd+old-9-web", 3.0),
             l("notes.txt", 99.0),
         ];
-        let registered: BTreeSet<String> = ["web-000000000001".to_string()].into();
+        let entries = Entries {
+            registered: ["web-000000000001".to_string()].into(),
+            ..Entries::default()
+        };
         use DirAction::*;
         use Why::*;
         assert_eq!(
-            actions(&plan(&listed, &registered, 2, NOW)),
+            actions(&plan(&listed, &entries, 2, NOW)),
             [
                 (".bd+tmp-0123456789ab-7", Keep, Uploading),
                 (".bd+tmp-0123456789ab-8", Remove, AbandonedUpload),
@@ -338,9 +353,44 @@ mod tests {
             ]
         );
         // keep 0: the newest is still safe while young.
-        let p = plan(&listed, &BTreeSet::new(), 0, NOW);
+        let p = plan(&listed, &Entries::default(), 0, NOW);
         let w5 = p.iter().find(|d| d.name == "web-000000000005").unwrap();
         assert_eq!((w5.action, w5.why), (Keep, Recent));
+    }
+
+    #[test]
+    fn versions_this_run_unregistered_go_however_young_and_the_grace_holds_the_rest() {
+        let listed = [
+            l("web-000000000001", 0.03),
+            l("web-000000000002", 0.02),
+            l("web-000000000003", 0.01),
+            l("web-000000000004", 0.015),
+            l("web-000000000005", 9.0),
+            l(".bd+tmp-0123456789ab-7", 0.0),
+        ];
+        // 1 is assigned (its entry stays), 2 and 5 were unregistered by this run, 3 is the
+        // newest, 4 was staged by a push that has not registered it yet.
+        let entries = Entries {
+            registered: ["web-000000000001".to_string(), "web-000000000003".into()].into(),
+            unregistered: ["web-000000000002".to_string(), "web-000000000005".into()].into(),
+        };
+        use DirAction::*;
+        use Why::*;
+        assert_eq!(
+            actions(&plan(&listed, &entries, 1, NOW)),
+            [
+                (".bd+tmp-0123456789ab-7", Keep, Uploading),
+                ("web-000000000001", Keep, Registered),
+                ("web-000000000002", Remove, Unregistered),
+                ("web-000000000003", Keep, Registered),
+                ("web-000000000004", Keep, Recent),
+                ("web-000000000005", Remove, Unregistered),
+            ]
+        );
+        // Among the newest N by time, an unregistered version still stays.
+        let p = plan(&listed, &entries, 5, NOW);
+        let w2 = p.iter().find(|d| d.name == "web-000000000002").unwrap();
+        assert_eq!((w2.action, w2.why), (Keep, Newest));
     }
 
     #[test]
@@ -357,7 +407,7 @@ mod tests {
         set_mtime(&old, NOW - 10.0 * DAY);
         set_mtime(&new, NOW - 9.0 * DAY);
         let tr = Local::new(td.path().join("30001"));
-        let r = reclaim_one(&tr, 30001, &BTreeSet::new(), 1, true, NOW);
+        let r = reclaim_one(&tr, 30001, &Entries::default(), 1, true, NOW);
         assert!(r.ok(), "{r:?}");
         assert!(!old.exists());
         assert_eq!(
