@@ -33,7 +33,7 @@ TRANSPORT ?= ssh
 KEEP ?= 3
 OUTDATED_ON := $(if $(PUBLISHED),--to $(STORAGE) --path $(PUBLISHED) $(SSH),$(DISTRO))
 
-.PHONY: help build test bench distro check boot publish security clean
+.PHONY: help build test bench distro check boot publish audit security clean
 
 help: ## list the targets and their variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -63,10 +63,17 @@ boot: build ## boot a distro as the platform would: make boot [DISTRO=…] (root
 publish: build ## build and publish: make publish RECIPE=… TO=all|UID[,UID] (API: UWSGI_IT_*)
 	$(BIN) build $(RECIPE) --out $(OUT) --publish --set 'publish.to=$(PUBLISH_TO)'
 
-# outdated exits 0 (nothing pending: stop), 1 (a security fix is out: rebuild and roll out)
-# or 2 (it could not tell: stop and fail, nothing is rebuilt). Assigning needs jq.
+audit: build ## every custom distro: support window, pending fixes with CVE IDs, users (API: UWSGI_IT_*)
+	$(BIN) distros audit $(SSH)
+
+# With PUBLISHED, the fleet's audit comes first (a report: 1 goes on, 2 stops); then
+# outdated exits 0 (nothing pending: stop), 1 (a security fix is out, or the release is
+# past its end of life: rebuild and roll out) or 2 (it could not tell: stop and fail,
+# nothing is rebuilt). Assigning needs jq.
 security: build ## rebuild, push, switch and gc when outdated finds a security fix (see variables)
-	@rc=0; $(BIN) outdated $(OUTDATED_ON) || rc=$$?; \
+	@$(if $(PUBLISHED),rc=0; $(BIN) distros audit $(SSH) || rc=$$?; \
+	if [ $$rc -ge 2 ]; then echo "security: audit failed (exit $$rc): nothing rebuilt" >&2; exit $$rc; fi;) \
+	rc=0; $(BIN) outdated $(OUTDATED_ON) || rc=$$?; \
 	if [ $$rc = 0 ]; then echo 'security: nothing pending from a security suite'; exit 0; fi; \
 	if [ $$rc != 1 ]; then echo "security: outdated failed (exit $$rc), nothing rebuilt" >&2; exit $$rc; fi; \
 	set -e; \

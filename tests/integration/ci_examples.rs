@@ -363,6 +363,7 @@ fn make_security_acts_on_the_gate_s_exit_code() {
         &fake,
         "#!/bin/sh\n\
          echo \"$*\" >> \"$LOG\"\n\
+         [ \"$1 $2\" = \"distros audit\" ] && exit \"$AUDIT_RC\"\n\
          case \"$1\" in\n\
          outdated) exit \"$OUTDATED_RC\" ;;\n\
          push) echo '{\"path\": \"d-aaaaaaaaaaaa\", \"targets\": \
@@ -373,7 +374,7 @@ fn make_security_acts_on_the_gate_s_exit_code() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let log = d.path().join("log");
-    let make = |rc: u8, storage: &str| {
+    let make_with = |audit: u8, rc: u8, storage: &str| {
         let _ = std::fs::remove_file(&log);
         let out = Command::new("make")
             // -o build: the binary is the stand-in, nothing to compile.
@@ -384,6 +385,7 @@ fn make_security_acts_on_the_gate_s_exit_code() {
             .arg(format!("STORAGE={storage}"))
             .env("LOG", &log)
             .env("OUTDATED_RC", rc.to_string())
+            .env("AUDIT_RC", audit.to_string())
             .current_dir(root())
             .output()
             .expect("make");
@@ -394,7 +396,16 @@ fn make_security_acts_on_the_gate_s_exit_code() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
         )
     };
-    let o = "outdated --to 30003 --path d-0123456789ab\n";
+    let make = |rc: u8, storage: &str| make_with(0, rc, storage);
+    // The fleet's audit comes first; the gate is outdated on the published version.
+    let o = "distros audit\noutdated --to 30003 --path d-0123456789ab\n";
+    // An audit that needs a rebuild somewhere goes on to the gate; one that fails stops.
+    let (ok, logged, _) = make_with(1, 0, "30003");
+    assert!(ok);
+    assert_eq!(logged, o);
+    let (ok, logged, _) = make_with(2, 1, "30003");
+    assert!(!ok, "an audit that could not tell fails the run");
+    assert_eq!(logged, "distros audit\n", "nothing after a failed audit");
 
     let (ok, logged, _) = make(0, "30003");
     assert!(ok);
