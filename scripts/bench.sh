@@ -69,19 +69,7 @@ cache_rows() {
 }
 
 cache_summary() {
-  # outdated with the CVE IDs of a stale bookworm tarball's security updates (changelogs
-# not cached) against the plain check of the same tarball (--no-fixes).
-if line=$(bash scripts/bench-outdated.sh "$bin" "$work/outdated" cves 2>"$work/outdated-cves.err"); then
-  read -r _ p_secs c_secs c_rss _ <<<"$line"
-  printf 'build-distro outdated --no-fixes (stale bookworm, cached)\t%s\t0\t0\t0\n' "$p_secs" >>"$results"
-  printf 'build-distro outdated with CVE IDs (stale bookworm, cached)\t%s\t0\t0\t%s\n' "$c_secs" "$c_rss" >>"$results"
-  printf '  %-44s %7.2fs (plain check %.2fs)        %8s KB RSS\n' "build-distro outdated with CVE IDs (stale)" "$c_secs" "$p_secs" "$c_rss"
-else
-  echo "bench: outdated with CVE IDs failed:"; tail -n 5 "$work/outdated-cves.err"
-  echo -e "build-distro outdated with CVE IDs (stale bookworm, cached)\tfailed\t\t\t" >>"$results"
-fi
-
-python3 - "$results" "$OUT" "${cache_bytes:-0}" <<'PY'
+  python3 - "$results" "$OUT" "${cache_bytes:-0}" <<'PY'
 import json, sys
 res, out, cache_bytes = sys.argv[1:4]
 by = {}
@@ -208,15 +196,23 @@ if "$bin" push --help 2>/dev/null | grep -q -- '--transport'; then
   echo "  push bytes sent: full ${push_full:-?}, rsync one-file change ${push_rsync:-?}"
 fi
 
+# timed_row CASE LABEL SCRIPT ARGS...: a row from a script that prints
+# `KEY SECONDS PEAK_RSS_KB ...` (and runs alone too); its stderr in $work/SCRIPT.err.
+timed_row() {
+  local case=$1 label=$2 err="$work/$(basename "$3" .sh).err" line secs rss; shift 2
+  if line=$(bash "$@" 2>"$err"); then
+    read -r _ secs rss _ <<<"$line"
+    printf '%s\t%s\t0\t0\t%s\n' "$case" "$secs" "$rss" >>"$results"
+    printf '  %-44s %7.2fs %8s %12s       %8s KB RSS\n' "$label" "$secs" "" "" "$rss"
+  else
+    echo "bench: $label failed:"; tail -n 5 "$err"
+    echo -e "$case\tfailed\t\t\t" >>"$results"
+  fi
+}
+
 # outdated on the default tarball, indexes cached (scripts/bench-outdated.sh runs it alone).
-if line=$(bash scripts/bench-outdated.sh "$bin" "$work/outdated" 2>"$work/outdated.err"); then
-  read -r _ o_secs o_rss _ <<<"$line"
-  printf 'build-distro outdated (default tarball, cached)\t%s\t0\t0\t%s\n' "$o_secs" "$o_rss" >>"$results"
-  printf '  %-44s %7.2fs %8s %12s       %8s KB RSS\n' "build-distro outdated (default tarball)" "$o_secs" "" "" "$o_rss"
-else
-  echo "bench: outdated failed:"; tail -n 5 "$work/outdated.err"
-  echo -e "build-distro outdated (default tarball, cached)\tfailed\t\t\t" >>"$results"
-fi
+timed_row "build-distro outdated (default tarball, cached)" "build-distro outdated (default tarball)" \
+  scripts/bench-outdated.sh "$bin" "$work/outdated"
 
 # outdated with the CVE IDs of a stale bookworm tarball's security updates (changelogs
 # not cached) against the plain check of the same tarball (--no-fixes).
@@ -229,6 +225,11 @@ else
   echo "bench: outdated with CVE IDs failed:"; tail -n 5 "$work/outdated-cves.err"
   echo -e "build-distro outdated with CVE IDs (stale bookworm, cached)\tfailed\t\t\t" >>"$results"
 fi
+
+# distros audit of the default distro published on a storage container of our own
+# (loopback sshd, a minimal API), indexes cached: the outdated rows' tarball and cache.
+timed_row "build-distro distros audit (default distro, cached)" "build-distro distros audit (default distro)" \
+  scripts/bench-audit.sh "$bin" "$work/outdated"
 
 python3 - "$results" "$OUT" "$(nproc)" "$input_bytes" "$identical" "${push_full:-}" "${push_rsync:-}" "$driver" <<'PY'
 import json, sys
@@ -263,6 +264,9 @@ if o:
 r = ratio("build-distro outdated with CVE IDs (stale bookworm, cached)", "build-distro outdated --no-fixes (stale bookworm, cached)")
 if r is not None:
     summary["outdated with CVE IDs: x the plain check (goal < 2)"] = r
+a = by.get("build-distro distros audit (default distro, cached)")
+if a:
+    summary["audit: seconds, peak RSS MB (goal < 5, < 100)"] = [a["seconds"], round(a["peak_rss_kb"] / 1024)]
 if "build-distro build (docker)" in by and "docker export | gzip -6" in by:
     summary["docker: size vs gzip"] = round(by["build-distro build (docker)"]["output_bytes"] / by["docker export | gzip -6"]["output_bytes"], 3)
 doc = {"cores": int(cores), "docker_storage_driver": driver, "input_bytes": int(inp), "results": rows, "summary": summary,
