@@ -16,6 +16,7 @@ bin=${1:-$PWD/target/release/build-distro}
 work=${2:-/var/tmp/bd-bench-audit}
 REPS=${REPS:-3}
 uid=39991 app=39992 name=debian-trixie path=debian-trixie-0123456789ab
+. scripts/bench-lib.sh
 [ -x "$bin" ] || { cargo build --release --locked >&2; bin=$PWD/target/release/build-distro; }
 mkdir -p "$work/default"
 tgz=$(ls "$work/default"/*.tar.gz 2>/dev/null | head -n 1 || true)
@@ -28,46 +29,20 @@ export BUILD_DISTRO_CACHE_DIR="$work/cache"
 # Not under WORK: the storage user must be able to reach its home (mktemp dirs are 0700).
 lab=$(mktemp -d /var/tmp/bd-bench-audit.XXXXXX)
 chmod 755 "$lab"
-sshd_pid="" api_pid=""
+api_pid=""
 cleanup() {
-  for p in $sshd_pid $api_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  userdel -f "$uid" >/dev/null 2>&1 || true
+  stop_storage
+  if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
   rm -rf "$lab"
 }
 trap cleanup EXIT
 
-# The published version, as a push leaves it: the tree under distros/PATH, owned by S.
+# The published version, as a push leaves it: the tree under distros/PATH, owned by S
+# (start_storage chowns the home).
 home="$lab/containers/$uid"
 mkdir -p "$home/distros/$path"
 tar -xzf "$tgz" -C "$home/distros/$path"
-# `*`, not the default `!`: sshd without PAM refuses locked accounts.
-if id "$uid" >/dev/null 2>&1; then usermod -d "$home" "$uid" >/dev/null 2>&1 || true
-else useradd -M -s /bin/sh -p '*' -U -u "$uid" -d "$home" "$uid"; fi
-chown -R "$uid:$uid" "$home"
-ssh-keygen -q -t ed25519 -N '' -f "$lab/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$lab/client_key"
-cp "$lab/client_key.pub" "$lab/authorized_keys"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$lab/sshd_config" <<C
-Port $port
-ListenAddress 127.0.0.1
-HostKey $lab/host_key
-PidFile none
-AuthorizedKeysFile $lab/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-AllowUsers $uid
-LogLevel ERROR
-C
-mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$lab/sshd_config" 2>"$lab/sshd.log" &
-sshd_pid=$!
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.05
-done
+start_storage "$uid" "$lab"
 
 # The API: storage container S (server address 127.0.0.1), one container using the
 # distro, the distro itself; HTTP Basic or 401. It writes its port once listening.
@@ -132,16 +107,8 @@ for _ in $(seq 1 100); do [ -s "$lab/api.port" ] && break; sleep 0.05; done
 export UWSGI_IT_API="http://127.0.0.1:$(cat "$lab/api.port")/api"
 
 # Exit 1 only says a rebuild is due: a result, not a failure; 2 (not audited) fails.
-cmd="'$bin' -q distros audit --json --ssh-host 127.0.0.1 --ssh-port $port --identity '$lab/client_key'"
+cmd="'$bin' -q distros audit --json --ssh-host 127.0.0.1 --ssh-port $storage_port --identity '$lab/client_key'"
 cmd+=" --ssh-option StrictHostKeyChecking=no --ssh-option 'UserKnownHostsFile=$lab/known_hosts'"
-cmd+=" --ssh-option BatchMode=yes >/dev/null || [ \$? -eq 1 ]"
-bash -c "$cmd"
-best="" rss=""
-for _ in $(seq 1 "$REPS"); do
-  sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-  /usr/bin/time -v -o "$work/time.txt" bash -c "$cmd"
-  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
-  kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
-  if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$kb; fi
-done
+cmd+=" --ssh-option BatchMode=yes >/dev/null"
+best "$cmd"
 echo "audit $best $rss"

@@ -16,6 +16,7 @@ bin=${1:-$PWD/target/release/build-distro}
 work=${2:-/var/tmp/bd-bench-outdated}
 mode=${3:-default}
 REPS=${REPS:-3}
+. scripts/bench-lib.sh
 [ -x "$bin" ] || { cargo build --release --locked >&2; bin=$PWD/target/release/build-distro; }
 mkdir -p "$work/$mode"
 tgz=$(ls "$work/$mode"/*.tar.gz 2>/dev/null | head -n 1 || true)
@@ -39,22 +40,6 @@ EOF
   tgz=$(ls "$work/$mode"/*.tar.gz | head -n 1)
 fi
 export BUILD_DISTRO_CACHE_DIR="$work/cache"
-
-# best CMD [PREP]: the fastest of REPS runs of CMD (PREP before each) in $best, its peak
-# RSS in $rss. Exit 1 only says security updates are pending: a result, not a failure.
-best() {
-  local cmd="$1 || [ \$? -eq 1 ]" prep=${2:-true} wall kb
-  bash -c "$cmd"
-  best="" rss=""
-  for _ in $(seq 1 "$REPS"); do
-    bash -c "$prep"
-    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-    /usr/bin/time -v -o "$work/time.txt" bash -c "$cmd"
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
-    kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
-    if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$kb; fi
-  done
-}
 
 if [ "$mode" = cves ]; then
   best "'$bin' -q outdated '$tgz' --json --no-fixes >/dev/null"
