@@ -37,10 +37,14 @@ pub fn run(a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         allow: a.allow,
         path: a.api_path,
     };
-    let report = check::check(&a.path, &opts)?;
+    check::validate_allow(&opts.allow)?;
+    // One index of the input serves the rules and the inventory.
+    let tree = check::Tree::open(&a.path)?;
+    let input = a.path.display().to_string();
+    let report = check::check_tree(&tree, &input, &opts)?;
     // The release's support is stated, never judged by check's rules: a tree without a
     // package database (a static binary, a busybox tree) has no release to judge.
-    let support = match build_distro::inventory::read(&a.path) {
+    let support = match build_distro::inventory::read_tree(&tree, &input) {
         Ok(inv) => Some(lifecycle::assess(
             &inv,
             &a.support.sources(),
