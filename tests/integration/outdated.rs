@@ -1306,19 +1306,7 @@ fn buster_by_the_real_table_is_end_of_life() {
     }
     let (_, _, lts) = csv_dates(table, "buster");
     let d = support::tempdir();
-    let t = d.path().join("tree");
-    std::fs::create_dir_all(t.join("etc")).unwrap();
-    std::fs::create_dir_all(t.join("var/lib/dpkg")).unwrap();
-    std::fs::write(
-        t.join("etc/os-release"),
-        "ID=debian\nVERSION_ID=\"10\"\nVERSION_CODENAME=buster\n",
-    )
-    .unwrap();
-    std::fs::write(
-        t.join("var/lib/dpkg/status"),
-        status_stanza("libssl1.1", "1.1.1n-0+deb10u6", "amd64"),
-    )
-    .unwrap();
+    let t = buster_tree(d.path());
     // An unreachable mirror: asking it would be exit 2.
     let (code, out, err) = run(bin()
         .arg("outdated")
