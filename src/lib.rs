@@ -8,6 +8,7 @@
 pub mod api;
 pub mod apt_sources;
 pub mod boot;
+pub mod build_inputs;
 pub mod cache;
 pub mod check;
 pub mod customize;
@@ -30,5 +31,4 @@ pub mod tree;
 
 pub use error::{Error, Result};
 
-/// The tool's version, recorded in every distro's provenance.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use build_inputs::VERSION;

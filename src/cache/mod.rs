@@ -154,7 +154,7 @@ impl Key {
     ) -> Key {
         Key {
             format: FORMAT,
-            tool_version: crate::VERSION.to_string(),
+            tool_version: crate::build_inputs::VERSION.to_string(),
             source: serde_json::to_value(source).expect("serializable"),
             arch: arch.to_string(),
             // The date is read from the bytes the hash covers; leaving it out keeps the

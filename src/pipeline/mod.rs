@@ -198,7 +198,7 @@ pub fn build(
     let provenance = |content_id: &str| -> Vec<u8> {
         let p = Provenance {
             tool: "build-distro".into(),
-            version: crate::VERSION.into(),
+            version: crate::build_inputs::VERSION.into(),
             recipe: loaded.origin.clone(),
             sets: loaded.sets.clone(),
             name: loaded.name().to_string(),

@@ -65,7 +65,7 @@ pub fn document(s: &Sbom) -> Value {
                 "components": [{
                     "type": "application",
                     "name": "build-distro",
-                    "version": crate::VERSION,
+                    "version": crate::build_inputs::VERSION,
                 }],
             },
             "component": distro,

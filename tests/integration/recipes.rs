@@ -205,7 +205,11 @@ packages = ["net-tools", "uwsgi-core"]
         prov.contains("bookworm,bookworm-updates,bookworm-security minbase"),
         "{prov}"
     );
-    let pending = security_upgrades("bookworm", &tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
+    let pending = security_upgrades(
+        "bookworm",
+        &tree.join("var/lib/dpkg/status"),
+        &d.path().join("apt"),
+    );
     assert!(
         pending.is_empty(),
         "security fixes pending:\n{}",
@@ -249,7 +253,11 @@ fn packages_upgrade_adds_the_security_suite_and_leaves_nothing_pending() {
             .collect::<Vec<_>>(),
         ["deb http://deb.debian.org/debian-security bookworm-security main"]
     );
-    let after = security_upgrades("bookworm", &tree.join("var/lib/dpkg/status"), &d.path().join("apt"));
+    let after = security_upgrades(
+        "bookworm",
+        &tree.join("var/lib/dpkg/status"),
+        &d.path().join("apt"),
+    );
     assert!(after.is_empty(), "still pending:\n{}", after.join("\n"));
     // The source directory is read, never changed.
     assert!(!stale
