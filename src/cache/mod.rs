@@ -79,8 +79,8 @@ mod blocks;
 pub use blocks::Blocks;
 use blocks::BLOCKS;
 
-/// Bumped when the entry format or what goes into a key changes.
-const FORMAT: u32 = 2;
+/// Bumped when the entry format or what goes into a key changes (3: the epoch).
+const FORMAT: u32 = 3;
 const ENTRY: &str = "entry.json";
 const KEY: &str = "key.json";
 const TARBALL: &str = "source.tar.zst";
@@ -137,6 +137,10 @@ pub struct Key {
     pub source: serde_json::Value,
     /// The Debian architecture built for; for an image, the platform (`OS/ARCH[/VARIANT]`).
     pub arch: String,
+    /// The `SOURCE_DATE_EPOCH` a bootstrap ran under (the user's, else the newest release
+    /// date): maintainer scripts write it into the tree (`/etc/shadow`'s last change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
     /// Every `InRelease` read, with its SHA-256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<ReleaseRef>,
@@ -157,6 +161,7 @@ impl Key {
             tool_version: crate::build_inputs::VERSION.to_string(),
             source: serde_json::to_value(source).expect("serializable"),
             arch: arch.to_string(),
+            epoch: None,
             // The date is read from the bytes the hash covers; leaving it out keeps the
             // key to what identifies the input.
             releases: releases
@@ -174,18 +179,6 @@ impl Key {
     pub fn id(&self) -> String {
         let json = serde_json::to_vec(self).expect("serializable");
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&json))
-    }
-}
-
-/// The Debian name of the host's architecture (what a bootstrap without `arch` builds).
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "i386",
-        "arm" => "armhf",
-        "powerpc64" => "ppc64el",
-        other => other,
     }
 }
 

@@ -38,6 +38,14 @@ fn key_names_every_input() {
         Key::new(&spec("packages = [\"curl\"]"), "amd64", &[rel("a")], None),
         Key::new(&spec(""), "amd64", &[rel("a"), rel("c")], None),
         Key::new(&spec(""), "amd64", &[rel("a")], Some("sha256:1".into())),
+        Key {
+            epoch: Some(1_600_000_000),
+            ..base.clone()
+        },
+        Key {
+            tool_version: "0.0.0-other".into(),
+            ..base.clone()
+        },
     ];
     for k in &others {
         assert_ne!(k.id(), base.id(), "{k:?}");

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use build_distro::pack::{Format, PackOptions};
+use build_distro::pack::Format;
 use build_distro::pipeline::{build, BuildOptions};
 use build_distro::runner::System;
 
@@ -135,10 +135,8 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         work_dir: a.work_dir,
         keep_build: a.keep_build,
         max_unpack_bytes: a.max_unpack,
-        pack: PackOptions {
-            level: a.level,
-            ..PackOptions::default()
-        },
+        level: a.level,
+        source_date_epoch: super::source_date_epoch(),
         allow: a.allow,
         registry_login,
         cache: if a.no_cache {

@@ -185,3 +185,12 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         line(r.iter().map(String::as_str).collect());
     }
 }
+
+/// `SOURCE_DATE_EPOCH` from the environment: the one place it is read (the library gets it
+/// as an argument, so the build cache's key can name it). A value that is not a number of
+/// seconds is ignored, as before.
+pub fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+}

@@ -78,7 +78,8 @@ impl Format {
 /// Knobs of the canonical form.
 #[derive(Debug, Clone, Copy)]
 pub struct PackOptions {
-    /// Clamp every mtime to this (from `SOURCE_DATE_EPOCH`).
+    /// Clamp every mtime to this (the build's `SOURCE_DATE_EPOCH`, as the caller resolved
+    /// it: see [`crate::build_inputs::Epoch`]).
     pub clamp_mtime: Option<u64>,
     /// gzip level (1-9).
     pub level: u32,
@@ -87,9 +88,7 @@ pub struct PackOptions {
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
-            clamp_mtime: std::env::var("SOURCE_DATE_EPOCH")
-                .ok()
-                .and_then(|s| s.parse().ok()),
+            clamp_mtime: None,
             level: 6,
         }
     }

@@ -2,7 +2,10 @@
 //! its own module; this one only sequences them, owns the build directory (removed on
 //! every exit path) and writes the outputs atomically into `--out`.
 
+mod inputs;
 mod source;
+
+pub use inputs::{host_arch, Inputs};
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +31,11 @@ pub struct BuildOptions {
     pub keep_build: bool,
     /// Limit on what a source archive may expand to (0: `tree::DEFAULT_MAX_BYTES`).
     pub max_unpack_bytes: u64,
-    pub pack: PackOptions,
+    /// gzip level (1-9).
+    pub level: u32,
+    /// The user's `SOURCE_DATE_EPOCH` (the binary reads the environment; the library
+    /// never does). See [`Inputs`].
+    pub source_date_epoch: Option<u64>,
     /// Check rules accepted knowingly, on top of the recipe's `[check] allow`.
     pub allow: Vec<String>,
     /// Credentials for a registry source, from the command line (CI).
@@ -87,6 +94,7 @@ pub fn build(
     runner: &dyn Runner,
     reporter: &Reporter,
 ) -> Result<BuildReport> {
+    let inputs = Inputs::new(opts.source_date_epoch);
     let allow = allowed_rules(loaded, opts);
     crate::check::validate_allow(&allow)?;
     let out = &opts.out;
@@ -113,6 +121,7 @@ pub fn build(
         max_unpack_bytes: opts.max_unpack_bytes,
         in_place: read_only.then(|| build_dir.path()),
         registry_login: opts.registry_login.as_ref(),
+        epoch: inputs.epoch,
     };
     // A cache that cannot be opened (a read-only home) is a warning: the build goes on.
     // It stays open (its shared lock held) until pack has reused and stored its pieces.
@@ -130,6 +139,7 @@ pub fn build(
         loaded.source(),
         &tree,
         &ctx,
+        &inputs,
         cache.as_ref(),
         build_dir.path(),
         opts.format != Format::Dir,
@@ -168,8 +178,12 @@ pub fn build(
     // An image's creation time bounds an archive's mtimes, so two builds of one image give
     // one archive (a directory output keeps the times it has on disk).
     let clamp = match opts.format {
-        Format::TarGz | Format::Tar => opts.pack.clamp_mtime.or(source.created),
-        Format::Dir => opts.pack.clamp_mtime,
+        Format::TarGz | Format::Tar => inputs.epoch.resolve(source.created),
+        Format::Dir => inputs.epoch.user(),
+    };
+    let pack = PackOptions {
+        clamp_mtime: clamp,
+        level: opts.level,
     };
 
     // The SBOMs describe the tree as it is packed, with the archive's time bound.
@@ -198,7 +212,7 @@ pub fn build(
     let provenance = |content_id: &str| -> Vec<u8> {
         let p = Provenance {
             tool: "build-distro".into(),
-            version: crate::build_inputs::VERSION.into(),
+            version: inputs.tool_version.into(),
             recipe: loaded.origin.clone(),
             sets: loaded.sets.clone(),
             name: loaded.name().to_string(),
@@ -214,10 +228,6 @@ pub fn build(
     };
     let packed: Packed = match opts.format {
         Format::TarGz | Format::Tar => {
-            let pack = PackOptions {
-                clamp_mtime: clamp,
-                ..opts.pack
-            };
             // Compressed pieces of earlier builds are reused (see `pack::gzip`).
             let blocks = cache.as_ref().map(|c| c.blocks());
             let store = blocks.as_ref().map(|b| b as &dyn crate::pack::BlockStore);
@@ -242,7 +252,7 @@ pub fn build(
         }
         Format::Dir => {
             let mut prov = Vec::new();
-            let (packed, _) = crate::pack::write_tar(&tree, std::io::sink(), &opts.pack, |id| {
+            let (packed, _) = crate::pack::write_tar(&tree, std::io::sink(), &pack, |id| {
                 prov = provenance(id);
                 prov.clone()
             })?;

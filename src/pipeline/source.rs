@@ -8,7 +8,8 @@
 
 use std::path::Path;
 
-use crate::cache::{host_arch, Cache, Error, Key, Mounted};
+use super::inputs::Inputs;
+use crate::cache::{Cache, Error, Key, Mounted};
 use crate::recipe::SourceSpec;
 use crate::source::{bootstrap, registry, InPlace, SourceCtx, SourceInfo};
 use crate::tree::Root;
@@ -22,6 +23,7 @@ pub fn fetch_source<'a>(
     spec: &SourceSpec,
     target: &Path,
     ctx: &SourceCtx<'a>,
+    inputs: &Inputs,
     cache: Option<&Cache>,
     scratch: &Path,
     mount: bool,
@@ -36,10 +38,10 @@ pub fn fetch_source<'a>(
         mount,
     };
     if let SourceSpec::Registry(r) = spec {
-        return fetch_registry(spec, r, &hit, ctx);
+        return fetch_registry(spec, r, &hit, ctx, inputs);
     }
     match crate::source::bootstrap_of(spec) {
-        Some((tool, b)) => fetch_bootstrap(spec, tool, b, &hit, ctx),
+        Some((tool, b)) => fetch_bootstrap(spec, tool, b, &hit, ctx, inputs),
         None => Ok(crate::source::fetch(spec, target, ctx)?),
     }
 }
@@ -53,11 +55,14 @@ fn fetch_bootstrap<'a>(
     b: &crate::recipe::Bootstrap,
     hit: &Hit,
     ctx: &SourceCtx<'a>,
+    inputs: &Inputs,
 ) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
     let (cache, target, scratch) = (hit.cache, hit.target, hit.scratch);
     let releases = bootstrap::fetch_releases(b, ctx)?;
-    let arch = b.arch.as_deref().unwrap_or(host_arch());
-    let key = Key::new(spec, arch, &releases, None);
+    let epoch = inputs
+        .epoch
+        .resolve(crate::source::newest_release(&releases));
+    let key = inputs.key(spec, &Inputs::bootstrap_arch(b), &releases, None, epoch);
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);
     }
@@ -83,7 +88,7 @@ fn fetch_bootstrap<'a>(
     };
     ctx.reporter
         .debug(&format!("source: no cache entry {short}; bootstrapping"));
-    let info = bootstrap::run(tool, b, &built, ctx, &releases, debs)?;
+    let info = bootstrap::run(tool, b, &built, ctx, &releases, debs, epoch)?;
     if let Some((_, out)) = debs {
         if let Err(e) = cache.harvest(out) {
             ctx.reporter
@@ -123,13 +128,16 @@ fn fetch_registry<'a>(
     s: &crate::recipe::RegistrySource,
     hit: &Hit,
     ctx: &SourceCtx<'a>,
+    inputs: &Inputs,
 ) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
     let resolved = registry::resolve_source(s, ctx)?;
-    let key = Key::new(
+    // The layers are flattened as they are: no epoch shapes the tree.
+    let key = inputs.key(
         spec,
         &resolved.platform(),
         &[],
         Some(resolved.digest().to_string()),
+        None,
     );
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);

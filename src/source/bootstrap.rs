@@ -218,7 +218,9 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
     cmd.args(args).passthrough(true)
 }
 
-/// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`].
+/// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`], under
+/// `epoch` (the build's `SOURCE_DATE_EPOCH` as resolved for these releases: it is in the
+/// cache key, so the caller decides it, never this function).
 pub fn run(
     tool: Tool,
     b: &Bootstrap,
@@ -226,6 +228,7 @@ pub fn run(
     ctx: &SourceCtx,
     releases: &[ReleaseRef],
     debs: Option<(&Path, &Path)>,
+    epoch: Option<u64>,
 ) -> Result<SourceInfo, Error> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::NeedsRoot {
@@ -248,9 +251,7 @@ pub fn run(
     let opts = RunOpts {
         debs: debs.map(|d| d.0),
         debs_out: debs.map(|d| d.1),
-        source_date_epoch: crate::pack::PackOptions::default()
-            .clamp_mtime
-            .or(info.created),
+        source_date_epoch: epoch,
     };
     let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));

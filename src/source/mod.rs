@@ -78,7 +78,7 @@ pub struct SourceInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// When the input was made (an image's `created`), in seconds since the epoch: pack
-    /// clamps mtimes to it unless `SOURCE_DATE_EPOCH` is set, so what the build adds
+    /// clamps mtimes to it unless the user set `SOURCE_DATE_EPOCH`, so what the build adds
     /// (finish's files, an engine's placeholders) does not make two builds of one image
     /// differ.
     #[serde(skip)]
@@ -102,12 +102,18 @@ pub struct ReleaseRef {
 impl SourceInfo {
     /// The newest `Date:` of the releases: what a bootstrap's mtimes clamp to.
     pub fn newest_release(&self) -> Option<u64> {
-        self.releases
-            .iter()
-            .filter_map(|r| r.date)
-            .max()
-            .map(|d| d.max(0) as u64)
+        newest_release(&self.releases)
     }
+}
+
+/// The newest `Date:` of `releases`: a bootstrap's source time (see
+/// [`crate::build_inputs::Epoch::resolve`]).
+pub fn newest_release(releases: &[ReleaseRef]) -> Option<u64> {
+    releases
+        .iter()
+        .filter_map(|r| r.date)
+        .max()
+        .map(|d| d.max(0) as u64)
 }
 
 /// Seconds since the epoch of an RFC 3339 time as images record it
@@ -131,6 +137,9 @@ pub struct SourceCtx<'a> {
     pub in_place: Option<&'a Path>,
     /// `--registry-user` / `--registry-password-stdin`: used before any credentials file.
     pub registry_login: Option<&'a registry::Credentials>,
+    /// The user's `SOURCE_DATE_EPOCH`, handed down by the pipeline (a bootstrap without
+    /// one runs under its newest release's date).
+    pub epoch: crate::build_inputs::Epoch,
 }
 
 /// What keeps a tree read in place valid until the build is done: the overlay mount, and
@@ -172,7 +181,10 @@ pub fn fetch<'a>(
     let copied = |info| Ok((info, None));
     if let Some((tool, b)) = bootstrap_of(spec) {
         let releases = bootstrap::fetch_releases(b, ctx)?;
-        return copied(bootstrap::run(tool, b, target, ctx, &releases, None)?);
+        let epoch = ctx.epoch.resolve(newest_release(&releases));
+        return copied(bootstrap::run(
+            tool, b, target, ctx, &releases, None, epoch,
+        )?);
     }
     match spec {
         SourceSpec::Debootstrap(_) | SourceSpec::Mmdebstrap(_) => unreachable!("above"),

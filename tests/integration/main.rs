@@ -7,6 +7,7 @@ mod api;
 mod architecture;
 mod boot;
 mod build;
+mod build_inputs;
 mod cache;
 mod check;
 mod ci_examples;
