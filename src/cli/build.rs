@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use build_distro::pack::Format;
 use build_distro::pipeline::{build, BuildOptions};
-use build_distro::runner::System;
 
 use super::{print_json, Ctx, ExitStatus};
 
@@ -146,7 +145,7 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         },
     };
     let work_dir = opts.work_dir.clone();
-    let report = build(&loaded, &opts, &System, &reporter)?;
+    let report = build(&loaded, &opts, &*ctx.runner(), &reporter)?;
     let published = match publish {
         None => None,
         Some((to, p)) => Some(super::push::publish(
@@ -165,34 +164,37 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             Some(p) => print_json(&serde_json::json!({ "build": report, "publish": p })),
         }
     } else {
-        let total: f64 = report.timings.iter().map(|t| t.1).sum();
-        let times: Vec<String> = report
-            .timings
-            .iter()
-            .map(|(s, t)| format!("{s} {t:.1}s"))
-            .collect();
         println!("built {} ({})", report.output.display(), report.content_id);
-        // What to pin for a repeatable build (an image digest), or what was read.
-        println!("  from {} {}", report.source.kind, report.source.reference);
-        println!(
-            "  {} entries, {} files, {:.1} MiB content, {:.1} MiB archive",
-            report.entries,
-            report.files,
-            report.bytes as f64 / 1048576.0,
-            report.archive_bytes as f64 / 1048576.0
-        );
-        println!(
-            "  manifest {}, report {}",
-            report.manifest.display(),
-            report.report.display()
-        );
-        let sboms: Vec<String> = report
-            .sboms
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        println!("  sbom {}", sboms.join(", "));
-        println!("  time {total:.1}s: {}", times.join(", "));
+        // -q: errors, warnings and this one line.
+        if ctx.verbosity != build_distro::progress::Verbosity::Quiet {
+            let total: f64 = report.timings.iter().map(|t| t.1).sum();
+            let times: Vec<String> = report
+                .timings
+                .iter()
+                .map(|(s, t)| format!("{s} {t:.1}s"))
+                .collect();
+            // What to pin for a repeatable build (an image digest), or what was read.
+            println!("  from {} {}", report.source.kind, report.source.reference);
+            println!(
+                "  {} entries, {} files, {:.1} MiB content, {:.1} MiB archive",
+                report.entries,
+                report.files,
+                report.bytes as f64 / 1048576.0,
+                report.archive_bytes as f64 / 1048576.0
+            );
+            println!(
+                "  manifest {}, report {}",
+                report.manifest.display(),
+                report.report.display()
+            );
+            let sboms: Vec<String> = report
+                .sboms
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            println!("  sbom {}", sboms.join(", "));
+            println!("  time {total:.1}s: {}", times.join(", "));
+        }
         if let Some(p) = &published {
             super::push::print_report(p);
         }

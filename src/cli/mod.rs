@@ -119,6 +119,16 @@ impl Ctx {
         }
     }
 
+    /// The programs' runner: with -q their live output is captured and shown only when
+    /// they fail.
+    pub fn runner(&self) -> Box<dyn build_distro::runner::Runner> {
+        use build_distro::runner::{Captured, System};
+        match self.verbosity {
+            Verbosity::Quiet => Box::new(Captured(System)),
+            _ => Box::new(System),
+        }
+    }
+
     /// Progress bars on a terminal, timestamped lines otherwise.
     pub fn reporter(&self) -> Reporter {
         Reporter::new(self.verbosity, self.stderr_is_tty)

@@ -4,14 +4,42 @@
 //! byte what `--no-cache` gives under that input. A loopback signed repository keeps the
 //! bootstraps to seconds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::cache::{build, build_env, FROM_CACHE};
 use crate::support::apt_repo::{self, AptRepo, Mirror};
 use crate::support::{self, write_recipe};
 
+/// A signed repository of `bd-base` (a tree that passes check) and `bd-hello`, both
+/// `Architecture: all`, published as `bdtest` and `bdtest-updates`.
+pub(crate) fn local_repo(dir: &Path) -> AptRepo {
+    let repo = AptRepo::new(dir, "bdtest");
+    let base = dir.join("pkg-base");
+    support::busybox_tree(&base);
+    repo.add_package_for("bd-base", "1.0", &base, "all");
+    let hello = dir.join("pkg-hello");
+    std::fs::create_dir_all(hello.join("usr/share/bd-hello")).unwrap();
+    std::fs::write(hello.join("usr/share/bd-hello/version"), "1.0\n").unwrap();
+    repo.add_package_for("bd-hello", "1.0", &hello, "all");
+    repo.publish();
+    repo.publish_suite("bdtest-updates");
+    repo
+}
+
+/// `dir/NAME.toml`: an mmdebstrap `extract` of `bdtest` from `mirror` (keyed by the
+/// repository's key), with `extra` lines in `[source]`.
+pub(crate) fn local_recipe(dir: &Path, name: &str, mirror: &str, extra: &str) -> PathBuf {
+    write_recipe(
+        dir,
+        &format!("{name}.toml"),
+        &format!(
+            "[distro]\nname = \"local\"\n[source]\ntype = \"mmdebstrap\"\nsuite = \"bdtest\"\nvariant = \"extract\"\nsecurity = false\nmirror = \"{mirror}\"\nkeyring = \"repo-key.gpg\"\n{extra}[nss]\nmode = \"none\"\n"
+        ),
+    )
+}
+
 /// One changed input: its name, the recipe, the environment.
-type Case<'a> = (&'a str, std::path::PathBuf, &'a [(&'a str, &'a str)]);
+type Case<'a> = (&'a str, PathBuf, &'a [(&'a str, &'a str)]);
 
 /// Every change of input, one at a time, against one warm cache.
 #[test]
@@ -22,27 +50,11 @@ fn a_warm_cache_serves_a_tree_only_to_a_build_of_the_same_inputs() {
         return;
     }
     let d = support::tempdir();
-    let repo = AptRepo::new(d.path(), "bdtest");
-    let base = d.path().join("pkg-base");
-    support::busybox_tree(&base);
-    repo.add_package_for("bd-base", "1.0", &base, "all");
-    let hello = d.path().join("pkg-hello");
-    std::fs::create_dir_all(hello.join("usr/share/bd-hello")).unwrap();
-    std::fs::write(hello.join("usr/share/bd-hello/version"), "1.0\n").unwrap();
-    repo.add_package_for("bd-hello", "1.0", &hello, "all");
-    repo.publish();
-    repo.publish_suite("bdtest-updates");
+    let repo = local_repo(d.path());
     // The same files under a second address: only the mirror's URL differs.
     let second = Mirror::serve(&repo.dir);
-    let recipe = |name: &str, mirror: &str, extra: &str| {
-        write_recipe(
-            d.path(),
-            &format!("{name}.toml"),
-            &format!(
-                "[distro]\nname = \"local\"\n[source]\ntype = \"mmdebstrap\"\nsuite = \"bdtest\"\nvariant = \"extract\"\nsecurity = false\nmirror = \"{mirror}\"\nkeyring = \"repo-key.gpg\"\n{extra}[nss]\nmode = \"none\"\n"
-            ),
-        )
-    };
+    let recipe =
+        |name: &str, mirror: &str, extra: &str| local_recipe(d.path(), name, mirror, extra);
     let url = repo.url();
     let plain = "updates = false\npackages = [\"bd-base\", \"bd-hello\"]\n";
     let cache = d.path().join("cache");

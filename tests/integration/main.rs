@@ -20,6 +20,7 @@ mod nss;
 mod outdated;
 mod push;
 mod push_faults;
+mod quiet;
 mod recipes;
 mod reclaim;
 mod registry;
