@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use build_distro::pack::Format;
 use build_distro::pipeline::{build, BuildOptions};
 
+use super::push::Assign;
 use super::{print_json, Ctx, ExitStatus};
 
 #[derive(Debug, clap::Args)]
@@ -84,7 +85,7 @@ fn registry_login(
     }))
 }
 
-pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let loaded = build_distro::recipe::load(a.recipe.as_deref(), &a.sets)?;
     let registry_login = registry_login(&a)?;
     // Refuse before building for an hour when the publish settings cannot work.
@@ -97,31 +98,15 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             ))
             .into())
         }
-        (true, Some(p)) => Some((
-            build_distro::push::publish::To::from_recipe(&p.to)?,
-            p.clone(),
-        )),
-    };
-    if let Some((_, p)) = &publish {
-        let mut assign: Vec<String> = p.assign.iter().map(u32::to_string).collect();
-        assign.extend(a.push.assign.iter().map(u32::to_string));
-        if !assign.is_empty() {
-            let q = format!(
-                "after the build, map container(s) {} onto the new distro? each one restarts",
-                assign.join(", ")
-            );
-            let yes = ctx
-                .confirm(&q, a.push.yes)
-                .map_err(|m| build_distro::Error::from(build_distro::push::Error::Usage(m)))?;
-            if !yes {
-                return Err(build_distro::push::Error::Usage(
-                    "not confirmed: nothing built".into(),
-                )
-                .into());
-            }
-            a.push.yes = true;
+        (true, Some(p)) => {
+            let to = build_distro::push::publish::To::from_recipe(&p.to)?;
+            let Some(assign) = Assign::confirm(&p.assign, &a.push, "after the build, ", ctx)?
+            else {
+                return Err(build_distro::pipeline::Error::NotConfirmed.into());
+            };
+            Some((to, p.strategy, assign))
         }
-    }
+    };
     let reporter = ctx.reporter();
     reporter.info(&format!(
         "building {} from {}",
@@ -148,11 +133,11 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let report = build(&loaded, &opts, &*ctx.runner(), &reporter)?;
     let published = match publish {
         None => None,
-        Some((to, p)) => Some(super::push::publish(
+        Some((to, strategy, assign)) => Some(super::push::publish(
             &report.output,
             to,
-            p.strategy,
-            p.assign,
+            strategy,
+            assign,
             &a.push,
             work_dir,
             ctx,

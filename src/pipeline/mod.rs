@@ -2,9 +2,11 @@
 //! its own module; this one only sequences them, owns the build directory (removed on
 //! every exit path) and writes the outputs atomically into `--out`.
 
+mod error;
 mod inputs;
 mod source;
 
+pub use error::{Error, Result};
 pub use inputs::{host_arch, Inputs};
 
 use std::path::{Path, PathBuf};
@@ -18,7 +20,6 @@ use crate::recipe::Loaded;
 use crate::runner::Runner;
 use crate::source::{SourceCtx, SourceInfo};
 use crate::tree::{BuildDir, Root};
-use crate::Result;
 
 /// Where and how `build` writes.
 #[derive(Debug, Clone)]
@@ -98,7 +99,7 @@ pub fn build(
     let allow = allowed_rules(loaded, opts);
     crate::check::validate_allow(&allow)?;
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| crate::pack::Error::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::out_dir(out, e))?;
     let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut build_dir = BuildDir::new(&work)?;
     if opts.keep_build {
@@ -109,7 +110,7 @@ pub fn build(
         ));
     }
     let tree = build_dir.path().join("rootfs");
-    std::fs::create_dir(&tree).map_err(|e| crate::pack::Error::io(&tree, e))?;
+    std::fs::create_dir(&tree).map_err(|e| Error::work_dir(&tree, e))?;
 
     let stage = reporter.stage("source");
     // A source that only finish changes may be read in place below an overlay (its guard
@@ -354,9 +355,8 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let staged = Staged::new(dest);
     let mut f = staged.create()?;
-    f.write_all(data)
-        .map_err(|e| crate::pack::Error::io(dest, e))?;
-    f.flush().map_err(|e| crate::pack::Error::io(dest, e))?;
+    f.write_all(data).map_err(|e| Error::write(dest, e))?;
+    f.flush().map_err(|e| Error::write(dest, e))?;
     drop(f);
     staged.commit()?;
     Ok(())
@@ -388,9 +388,9 @@ fn replace_dir(tree: &Path, dest: &Path, runner: &dyn Runner) -> Result<()> {
     ));
     let had_old = dest.exists();
     if had_old {
-        std::fs::rename(dest, &old).map_err(|e| crate::pack::Error::io(dest, e))?;
+        std::fs::rename(dest, &old).map_err(|e| Error::write(dest, e))?;
     }
-    std::fs::rename(&incoming, dest).map_err(|e| crate::pack::Error::io(dest, e))?;
+    std::fs::rename(&incoming, dest).map_err(|e| Error::write(dest, e))?;
     if had_old {
         crate::tree::remove_tree(&old)?;
     }

@@ -18,6 +18,7 @@ mod hostile;
 mod inventory;
 mod nss;
 mod outdated;
+mod pipeline;
 mod push;
 mod push_faults;
 mod quiet;
