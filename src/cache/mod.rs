@@ -653,13 +653,13 @@ impl Cache {
         let len = f.metadata().map_err(|e| Error::io(&tar_path, e))?.len();
         // Hashed while it is unpacked (one read): on a mismatch the caller throws the
         // unpacked tree away, so nothing from a damaged entry survives.
-        let mut hr = crate::pack::HashingReader::new(f);
+        let mut hr = crate::tree::HashingReader::new(f);
         let opts = crate::tree::UnpackOptions {
             whiteouts: false,
             max_bytes,
             label: format!("cache entry {}", &id[..12]),
         };
-        let unpacked = crate::source::decompressed(&mut hr)
+        let unpacked = crate::tree::decompressed(&mut hr)
             .map_err(|e| Error::io(&tar_path, e))
             .and_then(|r| {
                 Ok(crate::tree::unpack_overlapped(
@@ -713,7 +713,7 @@ impl Cache {
             max_bytes: 0,
             label: format!("cache entry {}", &id[..12]),
         };
-        let r = crate::source::decompressed(f).map_err(|e| Error::io(tar, e))?;
+        let r = crate::tree::decompressed(f).map_err(|e| Error::io(tar, e))?;
         crate::tree::unpack(crate::source::Interruptible(r), &root, &opts)?;
         if crate::interrupt::interrupted() {
             return Err(Error::Interrupted);

@@ -9,7 +9,6 @@ pub mod oci;
 pub mod registry;
 pub mod rootfs;
 
-/// Tar readers that accept gzip too (also used by `boot` for tarball input).
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -201,22 +200,6 @@ pub fn bootstrap_of(spec: &SourceSpec) -> Option<(bootstrap::Tool, &crate::recip
         SourceSpec::Debootstrap(b) => Some((bootstrap::Tool::Debootstrap, b)),
         SourceSpec::Mmdebstrap(b) => Some((bootstrap::Tool::Mmdebstrap, b)),
         _ => None,
-    }
-}
-
-/// A reader over a tar that may be gzip- or zstd-compressed (detected by magic bytes).
-pub fn decompressed<'a, R: std::io::Read + 'a>(
-    r: R,
-) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
-    use std::io::BufRead;
-    let mut br = std::io::BufReader::with_capacity(1 << 20, r);
-    let magic = br.fill_buf()?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(br)?))
-    } else {
-        Ok(Box::new(br))
     }
 }
 

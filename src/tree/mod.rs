@@ -7,6 +7,7 @@
 #[doc(hidden)]
 pub mod fuzz;
 pub mod overlay;
+mod stream;
 mod unpack;
 
 use std::collections::HashSet;
@@ -20,9 +21,8 @@ use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, StatxAttributes, StatxFlags,
 };
 
-pub use unpack::{
-    maybe_gunzip, unpack, unpack_overlapped, UnpackOptions, UnpackStats, DEFAULT_MAX_BYTES,
-};
+pub use stream::{decompressed, HashingReader};
+pub use unpack::{unpack, unpack_overlapped, UnpackOptions, UnpackStats, DEFAULT_MAX_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
