@@ -11,6 +11,7 @@ pub mod boot;
 pub mod build_inputs;
 pub mod cache;
 pub mod check;
+pub mod chroot;
 pub mod customize;
 pub mod error;
 pub mod finish;

@@ -263,9 +263,9 @@ pub fn run(
             apt_sources::sources_list(&lines).as_bytes(),
             0o644,
         )?;
-        crate::customize::upgrade(
+        crate::chroot::upgrade(
             &root,
-            crate::customize::PackageManager::Apt,
+            crate::chroot::PackageManager::Apt,
             ctx.runner,
             ctx.reporter,
         )

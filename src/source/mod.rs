@@ -39,7 +39,7 @@ pub enum Error {
         suites: String,
         // Boxed: the chroot's errors are large and every stage's Result carries this enum.
         #[source]
-        source: Box<crate::customize::Error>,
+        source: Box<crate::chroot::Error>,
     },
     #[error(transparent)]
     Runner(#[from] crate::runner::Error),
