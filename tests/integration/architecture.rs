@@ -1,5 +1,7 @@
 //! The module layering of `src/` (ARCHITECTURE.md, "Invariants"): no module imports another
-//! that imports it back, directly or around a ring.
+//! that imports it back, directly or around a ring; and the top-level modules sit in
+//! layers ([`LAYERS`]: the floors, then the stages in pipeline order), none using a later
+//! one.
 //!
 //! Granularity: the modules of one folder are checked among themselves, at every level.
 //! At the top, `api`, `boot`, `push`, … (each with everything below it); inside a folder
@@ -623,4 +625,129 @@ fn parents_children_and_test_modules_are_not_rings() {
         })
         .collect();
     assert_eq!(pairs, [(vec![], "push", "interrupt")], "{e:?}");
+}
+
+/// The library's top-level modules in layers, lowest first (ARCHITECTURE.md, "Invariants"):
+/// the floors, then the pipeline's stages in their order
+/// (recipe → source → customize → finish → check → sbom → pack → push), each with the
+/// modules shared at its height. A module may use its own layer and those before it;
+/// a use of a later layer is a stage looking ahead.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "floor",
+        &[
+            "interrupt",
+            "build_inputs",
+            "progress",
+            "runner",
+            "os_release",
+            "tree",
+            "api",
+        ],
+    ),
+    ("recipe", &["recipe"]),
+    // Below the source stage and above the recipe: apt sources of a recipe's release,
+    // the mirror client that verifies them, the chroot and its package managers.
+    ("recipe's floor", &["apt_sources", "mirror", "chroot"]),
+    ("source", &["source"]),
+    ("customize", &["customize"]),
+    ("finish", &["finish"]),
+    ("check", &["check"]),
+    // The installed-package reader: a tree or a tarball through check's read-only view.
+    ("check's readers", &["inventory"]),
+    ("sbom", &["sbom"]),
+    ("pack", &["pack"]),
+    ("push", &["push"]),
+];
+
+/// Above every stage, combining them; no layer may use them.
+const ABOVE: &[&str] = &["boot", "cache", "outdated", "pipeline", "error"];
+
+/// Every use of a later layer (or of a module above the stages) from a layered module, as
+/// `from (layer) uses to (layer): evidence`; every top-level module not placed.
+fn layering(files: &Files, layers: &[(&str, &[&str])], above: &[&str]) -> Vec<String> {
+    let rank = |m: &str| {
+        layers
+            .iter()
+            .position(|(_, ms)| ms.contains(&m))
+            .map(|i| (i, layers[i].0))
+    };
+    let mut found = Vec::new();
+    for m in files.keys().filter(|k| k.len() == 1) {
+        if rank(&m[0]).is_none() && !above.contains(&m[0].as_str()) {
+            found.push(format!(
+                "src/{}: not placed in LAYERS or ABOVE (tests/integration/architecture.rs)",
+                files[m].0
+            ));
+        }
+    }
+    let edges = edges(files);
+    for e in edges.get(&Vec::new()).into_iter().flatten() {
+        let Some((from, from_layer)) = rank(&e.from) else {
+            continue;
+        };
+        let later = match rank(&e.to) {
+            Some((to, to_layer)) if to > from => Some(to_layer),
+            None if above.contains(&e.to.as_str()) => Some("above the stages"),
+            _ => None,
+        };
+        if let Some(to_layer) = later {
+            found.push(format!(
+                "{} ({from_layer}) uses {} ({to_layer}): {}",
+                e.from, e.to, e.at
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn stages_use_only_earlier_stages_and_the_floors() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (lib, _) = read_src(&src);
+    let wrong = layering(&lib, LAYERS, ABOVE);
+    assert!(
+        wrong.is_empty(),
+        "a module uses a later stage (ARCHITECTURE.md, \"Invariants\"): move what both need \
+         into a floor below them, or place a new module in LAYERS:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_layering_check_finds_a_look_ahead_and_an_unplaced_module() {
+    let ahead = files(&[
+        (
+            "lib.rs",
+            "pub mod source; pub mod pack; pub mod error; pub mod extra; pub use error::Error;",
+        ),
+        (
+            "source.rs",
+            "use crate::pack::HashingReader; fn f() -> crate::Error {}",
+        ),
+        (
+            "pack.rs",
+            "pub struct HashingReader; use crate::source::Info;",
+        ),
+        ("error.rs", "pub enum Error {}"),
+        ("extra.rs", ""),
+    ]);
+    let layers: &[(&str, &[&str])] = &[("source", &["source"]), ("pack", &["pack"])];
+    let found = layering(&ahead, layers, &["error"]);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with("src/extra.rs: not placed"),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|f| f
+            == "source (source) uses pack (pack): src/source.rs:1 uses crate::pack::HashingReader"),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("source (source) uses error (above the stages)")),
+        "{found:?}"
+    );
 }
