@@ -1,8 +1,10 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::*;
 use crate::recipe::{parse_str, SourceSpec};
+use crate::source::ReleaseRef;
 use crate::tree::Root;
 
 fn spec(extra: &str) -> SourceSpec {
