@@ -335,7 +335,7 @@ fn write_tar_as<W: Write>(
                 // symlink now, fail rather than read whatever it points at.
                 let f = std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(e.path())
                     .map_err(io)?;
                 let mut hr = HashingReader::new(f);

@@ -156,7 +156,11 @@ pub fn says_storage_full(e: &Error) -> bool {
 /// Single-quote `s` for a POSIX shell. Values are validated before they get here; the
 /// quoting is the second line of defence, not the only one.
 pub fn sq(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+    // Only a NUL cannot be quoted, and no value that reaches here holds one (names are
+    // validated, paths come from the recipe's checked values); refuse loudly if one does.
+    shlex::try_quote(s)
+        .expect("a shell argument without NUL")
+        .into_owned()
 }
 
 /// What an upload is made of.
@@ -511,9 +515,26 @@ mod tests {
 
     #[test]
     fn quoting_survives_quotes() {
-        assert_eq!(sq("a b"), "'a b'");
-        assert_eq!(sq("it's"), "'it'\\''s'");
-        assert_eq!(sq("$(rm -rf /)"), "'$(rm -rf /)'");
+        // What a POSIX shell reads back is the one word given, whatever it holds.
+        for w in [
+            "a b",
+            "it's",
+            "$(rm -rf /)",
+            "`id`",
+            "a\"b\\c",
+            "x;y|z&",
+            "",
+            "-n",
+            "\n",
+        ] {
+            let q = sq(w);
+            assert_eq!(shlex::split(&q), Some(vec![w.to_string()]), "{w:?} as {q}");
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {q}")])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), w, "{w:?} as {q}");
+        }
     }
 
     #[test]

@@ -154,7 +154,9 @@ impl Root {
         let (dir, name) = match self.parent(rel) {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+                return Ok(None)
+            }
             Err(e) => return Err(self.err(rel, e)),
         };
         match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
