@@ -751,3 +751,150 @@ fn the_layering_check_finds_a_look_ahead_and_an_unplaced_module() {
         "{found:?}"
     );
 }
+
+/// `toks` without `#[cfg(test)]` items (a test module may spawn a `gzip` or print).
+fn outside_tests(toks: &[(Tok, usize)]) -> Vec<&Tok> {
+    let cfg_test = [
+        Tok::Punct('#'),
+        Tok::Punct('['),
+        Tok::Ident("cfg".into()),
+        Tok::Punct('('),
+        Tok::Ident("test".into()),
+        Tok::Punct(')'),
+        Tok::Punct(']'),
+    ];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let at_cfg = toks[i..].len() >= cfg_test.len()
+            && toks[i..i + cfg_test.len()]
+                .iter()
+                .map(|t| &t.0)
+                .eq(cfg_test.iter());
+        if !at_cfg {
+            out.push(&toks[i].0);
+            i += 1;
+            continue;
+        }
+        // Skip the item: to its `;`, or through its braces.
+        i += cfg_test.len();
+        let mut depth = 0;
+        while i < toks.len() {
+            match toks[i].0 {
+                Tok::Punct(';') if depth == 0 => break,
+                Tok::Punct('{') => depth += 1,
+                Tok::Punct('}') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Where each seam may be crossed (ARCHITECTURE.md, "Invariants"): (what, the files that
+/// may, whether a token matches). Test code is left out.
+type Seam = (
+    &'static str,
+    &'static [&'static str],
+    fn(&[&Tok], usize) -> bool,
+);
+
+const SEAMS: &[Seam] = &[
+    (
+        "printing or exiting (the library says things through progress::Reporter)",
+        &["progress.rs"],
+        |t, i| {
+            matches!(t[i], Tok::Ident(m) if ["print", "println", "eprint", "eprintln", "dbg"].contains(&m.as_str()))
+                && t.get(i + 1) == Some(&&Tok::Punct('!'))
+                || (t[i] == &Tok::Ident("process".into())
+                    && t.get(i + 1) == Some(&&Tok::Sep)
+                    && t.get(i + 2) == Some(&&Tok::Ident("exit".into())))
+        },
+    ),
+    (
+        "running a program (std::process::Command: through runner.rs)",
+        &["runner.rs", "boot/inside.rs"],
+        |t, i| t[i] == &Tok::Ident("Command".into()) && names_std_process(t, i),
+    ),
+    (
+        "HTTP (ureq: the API, mirror and registry clients)",
+        &[
+            "api/client.rs",
+            "mirror/client.rs",
+            "source/registry/client.rs",
+        ],
+        |t, i| t[i] == &Tok::Ident("ureq".into()),
+    ),
+    (
+        "the Docker engine (bollard)",
+        &["source/docker.rs"],
+        |t, i| t[i] == &Tok::Ident("bollard".into()),
+    ),
+    (
+        "libc (rustix covers the rest: clone, signal masks, the fork-time calls only)",
+        &["runner.rs", "boot/mod.rs", "boot/inside.rs"],
+        |t, i| t[i] == &Tok::Ident("libc".into()) && t.get(i + 1) == Some(&&Tok::Sep),
+    ),
+];
+
+/// Whether the name at `i` is `process::NAME` or in a `process::{…}` group.
+fn names_std_process(t: &[&Tok], i: usize) -> bool {
+    let process =
+        |j: usize| j >= 2 && t[j - 1] == &Tok::Sep && t[j - 2] == &Tok::Ident("process".into());
+    if process(i) {
+        return true;
+    }
+    let mut j = i;
+    while j > 0 {
+        j -= 1;
+        match t[j] {
+            Tok::Punct('{') => return process(j),
+            Tok::Punct('}' | ';' | '(' | ')') => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[test]
+fn the_library_crosses_each_seam_in_its_one_place() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (lib, _) = read_src(&src);
+    let mut wrong = Vec::new();
+    for (file, text) in lib.values() {
+        if file.ends_with("tests.rs") {
+            continue;
+        }
+        let toks = lex(text);
+        let toks = outside_tests(&toks);
+        for (what, allowed, hit) in SEAMS {
+            if !allowed.contains(&file.as_str()) && (0..toks.len()).any(|i| hit(&toks, i)) {
+                wrong.push(format!("src/{file}: {what}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The check leaves out test modules, and nothing else.
+    let hits = |src: &str| -> Vec<usize> {
+        let toks = lex(src);
+        let toks = outside_tests(&toks);
+        (0..SEAMS.len())
+            .filter(|&k| (0..toks.len()).any(|i| (SEAMS[k].2)(&toks, i)))
+            .collect()
+    };
+    assert_eq!(
+        hits("use std::process::{Stdio, Command};\nfn f() { println!(\"x\"); libc::_exit(0); }"),
+        [0, 1, 4]
+    );
+    assert_eq!(
+        hits("fn f() -> Error { Error::Command {} }\n#[cfg(test)]\nmod tests { fn g() { std::process::Command::new(\"gzip\"); println!(); } }"),
+        Vec::<usize>::new()
+    );
+}
