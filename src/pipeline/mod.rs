@@ -1,6 +1,7 @@
 //! The build pipeline: recipe → source → customize → finish → check → sbom → pack. Each stage is
-//! its own module; this one only sequences them, owns the build directory (removed on
-//! every exit path) and writes the outputs atomically into `--out`.
+//! its own module; this one only sequences them, resolves the build's inputs once and
+//! hands them down ([`Inputs`]), owns the build directory (removed on every exit path),
+//! writes the outputs atomically into `--out` and has its own [`Error`].
 
 mod error;
 mod inputs;

@@ -10,6 +10,18 @@ use super::cache::{build, build_env, FROM_CACHE};
 use crate::support::apt_repo::{self, AptRepo, Mirror};
 use crate::support::{self, write_recipe};
 
+/// A fresh directory with [`local_repo`] in it; `None` (the test skips, saying why) when
+/// the tools it needs are missing.
+pub(crate) fn local_repo_here() -> Option<(tempfile::TempDir, AptRepo)> {
+    if let Err(why) = apt_repo::available() {
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    let d = support::tempdir();
+    let repo = local_repo(d.path());
+    Some((d, repo))
+}
+
 /// A signed repository of `bd-base` (a tree that passes check) and `bd-hello`, both
 /// `Architecture: all`, published as `bdtest` and `bdtest-updates`.
 pub(crate) fn local_repo(dir: &Path) -> AptRepo {
@@ -45,12 +57,9 @@ type Case<'a> = (&'a str, PathBuf, &'a [(&'a str, &'a str)]);
 #[test]
 fn a_warm_cache_serves_a_tree_only_to_a_build_of_the_same_inputs() {
     crate::require_root!();
-    if let Err(why) = apt_repo::available() {
-        eprintln!("SKIPPED: {why}");
+    let Some((d, repo)) = local_repo_here() else {
         return;
-    }
-    let d = support::tempdir();
-    let repo = local_repo(d.path());
+    };
     // The same files under a second address: only the mirror's URL differs.
     let second = Mirror::serve(&repo.dir);
     let recipe =

@@ -1,18 +1,15 @@
 //! `-q` prints only errors and warnings (issue 26), the programs' output included:
 //! mmdebstrap's `I:` lines reach the user only when it fails (or without `-q`).
 
-use super::build_inputs::{local_recipe, local_repo};
-use crate::support::{self, apt_repo, bin, run};
+use super::build_inputs::{local_recipe, local_repo_here};
+use crate::support::{bin, run};
 
 #[test]
 fn quiet_build_prints_the_result_line_and_errors_only() {
     crate::require_root!();
-    if let Err(why) = apt_repo::available() {
-        eprintln!("SKIPPED: {why}");
+    let Some((d, repo)) = local_repo_here() else {
         return;
-    }
-    let d = support::tempdir();
-    let repo = local_repo(d.path());
+    };
     let packages = "updates = false\npackages = [\"bd-base\", \"bd-hello\"]\n";
     let recipe = local_recipe(d.path(), "r", &repo.url(), packages);
     let build = |quiet: bool, recipe: &std::path::Path, out: &str| {
