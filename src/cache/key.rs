@@ -20,6 +20,9 @@ pub struct Key {
     /// date): maintainer scripts write it into the tree (`/etc/shadow`'s last change).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,
+    /// The bootstrap program and its version (`mmdebstrap 1.3.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrapper: Option<String>,
     /// Every `InRelease` read, with its SHA-256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub releases: Vec<ReleaseRef>,
@@ -41,6 +44,7 @@ impl Key {
             source: serde_json::to_value(source).expect("serializable"),
             arch: arch.to_string(),
             epoch: None,
+            bootstrapper: None,
             // The date is read from the bytes the hash covers; leaving it out keeps the
             // key to what identifies the input.
             releases: releases

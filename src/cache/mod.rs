@@ -86,7 +86,8 @@ pub use key::Key;
 use prune::*;
 pub use prune::{Listed, Pruned};
 
-/// Bumped when the entry format or what goes into a key changes (3: the epoch).
+/// Bumped when the entry format or what goes into a key changes (3: the epoch and the
+/// bootstrap program's version).
 pub(super) const FORMAT: u32 = 3;
 const ENTRY: &str = "entry.json";
 const KEY: &str = "key.json";

@@ -48,6 +48,10 @@ fn key_names_every_input() {
             tool_version: "0.0.0-other".into(),
             ..base.clone()
         },
+        Key {
+            bootstrapper: Some("mmdebstrap 1.3.5".into()),
+            ..base.clone()
+        },
     ];
     for k in &others {
         assert_ne!(k.id(), base.id(), "{k:?}");

@@ -2,7 +2,8 @@
 //! down: the epoch (the user's `SOURCE_DATE_EPOCH`, which the binary reads from the
 //! environment; else the newest `InRelease` date of a bootstrap; else an image's creation
 //! time), the architecture a bootstrap builds for and the tool's version. Every one of
-//! them that shapes a source tree is in that tree's cache key, so a cached tree is served
+//! them that shapes a source tree is in that tree's cache key (with the bootstrap
+//! program's own version, asked of it in `pipeline::source`), so a cached tree is served
 //! only when they are all equal.
 
 use crate::build_inputs::Epoch;

@@ -63,7 +63,10 @@ fn fetch_bootstrap<'a>(
     let epoch = inputs
         .epoch
         .resolve(crate::source::newest_release(&releases));
-    let key = inputs.key(spec, &Inputs::bootstrap_arch(b), &releases, None, epoch);
+    let key = Key {
+        bootstrapper: Some(bootstrap::tool_version(tool, ctx)?),
+        ..inputs.key(spec, &Inputs::bootstrap_arch(b), &releases, None, epoch)
+    };
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);
     }

@@ -218,6 +218,13 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
     cmd.args(args).passthrough(true)
 }
 
+/// What `tool --version` says (`mmdebstrap 1.3.5`): another version may make another tree
+/// from the same recipe and mirror, so the build cache's key names it.
+pub fn tool_version(tool: Tool, ctx: &SourceCtx) -> Result<String, Error> {
+    let out = ctx.runner.run(&Cmd::new(tool.program()).arg("--version"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`], under
 /// `epoch` (the build's `SOURCE_DATE_EPOCH` as resolved for these releases: it is in the
 /// cache key, so the caller decides it, never this function).
