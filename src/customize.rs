@@ -1,28 +1,21 @@
 //! Customize stage: the recipe's `[packages]` (upgrade, install, remove), `[[files]]`,
-//! `[[run]]` and `[remove]`, applied to the tree. Commands run in a chroot that has `/proc`, a minimal `/dev` and
-//! the host's resolver while they run; [`ChrootSession`] undoes all of that when dropped,
-//! on success, on error and on Ctrl-C alike.
+//! `[[run]]` and `[remove]`, applied to the tree. Commands run in a [`ChrootSession`]
+//! ([`crate::chroot`], shared with the bootstrap source's upgrade; re-exported here).
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, OFlags};
-use rustix::mount::{MountFlags, UnmountFlags};
+use rustix::fs::FileType;
 
 use crate::progress::Reporter;
 use crate::recipe::Recipe;
-use crate::runner::{Cmd, Runner};
+use crate::runner::Runner;
 use crate::tree::Root;
+
+use crate::chroot::{interrupted, run_package_commands, upgrade_in};
+pub use crate::chroot::{upgrade, ChrootSession, PackageManager, POLICY_RC_D, SECURITY_LIST};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("mount {what} on {target}: {source}; run as root")]
-    Mount {
-        what: String,
-        target: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{root}: no package manager found (looked for apt-get, apk, dnf); remove [packages] or install one in [[run]]")]
     NoPackageManager { root: String },
     #[error("[[files]] {path}: {msg}")]
@@ -34,10 +27,8 @@ pub enum Error {
         #[source]
         source: crate::runner::Error,
     },
-    #[error("[packages]: {0}")]
-    Packages(#[source] crate::runner::Error),
-    #[error("[packages] upgrade: {root} uses {manager}, which build-distro cannot upgrade; upgrade in [[run]] instead")]
-    UpgradeUnsupported { root: String, manager: &'static str },
+    #[error(transparent)]
+    Chroot(#[from] crate::chroot::Error),
     #[error(transparent)]
     Tree(#[from] crate::tree::Error),
 }
@@ -45,9 +36,8 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::NoPackageManager { .. }
-            | Error::File { .. }
-            | Error::UpgradeUnsupported { .. } => 2,
+            Error::NoPackageManager { .. } | Error::File { .. } => 2,
+            Error::Chroot(e) => e.exit_code(),
             Error::Tree(e) => e.exit_code(),
             _ => 1,
         }
@@ -55,369 +45,6 @@ impl Error {
 }
 
 type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What package installs inside a chroot must never do: start services.
-pub const POLICY_RC_D: &[u8] =
-    b"#!/bin/sh\n# build-distro: never start services from package scripts\nexit 101\n";
-
-/// A mount that is detached when dropped.
-struct MountGuard {
-    target: PathBuf,
-}
-
-impl Drop for MountGuard {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.target, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
-    }
-}
-
-/// Mount onto a directory of the tree, pinned by an fd opened inside the root, so a
-/// planted symlink (`/proc -> /`) can never redirect the mount onto the host. Without a
-/// file system type, `source` is bound there (`flags` then is [`MountFlags::BIND`]).
-fn mount_in(
-    root: &Root,
-    rel: &str,
-    source: &str,
-    fstype: Option<&str>,
-    flags: MountFlags,
-    data: Option<&std::ffi::CStr>,
-) -> Result<MountGuard> {
-    let rel_path = Path::new(rel);
-    let fail = |e: std::io::Error| Error::Mount {
-        what: source.to_string(),
-        target: root.host_path(rel_path).display().to_string(),
-        source: e,
-    };
-    let is_file = flags.contains(MountFlags::BIND)
-        && Path::new(source)
-            .metadata()
-            .map(|m| !m.is_dir())
-            .unwrap_or(false);
-    if is_file {
-        root.write_file(rel_path, b"", 0o644)?;
-    } else {
-        root.create_dir_all(rel_path, 0o755)?;
-    }
-    let fd = root
-        .open_at(rel_path, OFlags::PATH | OFlags::NOFOLLOW, 0)
-        .map_err(fail)?;
-    let pinned = format!("/proc/self/fd/{}", fd.as_raw_fd());
-    match fstype {
-        Some(fstype) => rustix::mount::mount(source, pinned.as_str(), fstype, flags, data),
-        None => rustix::mount::mount_bind(source, pinned.as_str()),
-    }
-    .map_err(|e| fail(e.into()))?;
-    Ok(MountGuard {
-        target: root.host_path(rel_path),
-    })
-}
-
-/// A chroot with `/proc`, `/dev` and DNS for as long as it lives.
-pub struct ChrootSession<'a> {
-    root: &'a Root,
-    // Dropped in reverse order of mounting (Vec drops front to back, so we pop).
-    mounts: Vec<MountGuard>,
-    resolv_backup: Option<PathBuf>,
-}
-
-const RESOLV: &str = "etc/resolv.conf";
-const RESOLV_BACKUP: &str = "etc/.resolv.conf.build-distro";
-
-impl<'a> ChrootSession<'a> {
-    pub fn enter(root: &'a Root) -> Result<Self> {
-        let mut s = ChrootSession {
-            root,
-            mounts: Vec::new(),
-            resolv_backup: None,
-        };
-        let nodev = MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV;
-        s.mounts
-            .push(mount_in(root, "proc", "proc", Some("proc"), nodev, None)?);
-        s.mounts.push(mount_in(
-            root,
-            "dev",
-            "tmpfs",
-            Some("tmpfs"),
-            MountFlags::NOSUID | MountFlags::NOEXEC,
-            Some(c"mode=755"),
-        )?);
-        for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-            let host = format!("/dev/{node}");
-            s.mounts.push(mount_in(
-                root,
-                &format!("dev/{node}"),
-                &host,
-                None,
-                MountFlags::BIND,
-                None,
-            )?);
-        }
-        s.mounts.push(mount_in(
-            root,
-            "dev/pts",
-            "devpts",
-            Some("devpts"),
-            MountFlags::NOSUID | MountFlags::NOEXEC,
-            Some(c"newinstance,ptmxmode=0666,mode=620"),
-        )?);
-        root.create_dir_all(Path::new("dev/shm"), 0o1777)?;
-        // The host's resolver while commands run; the tree's own file (or symlink) is
-        // moved aside and put back afterwards.
-        if root.lstat(Path::new(RESOLV))?.is_some() {
-            let (dir, name) = root
-                .parent(Path::new(RESOLV))
-                .map_err(|e| crate::tree::Error::io(root.host_path(RESOLV), e))?;
-            rustix::fs::renameat(&dir, &name, &dir, ".resolv.conf.build-distro")
-                .map_err(|e| crate::tree::Error::io(root.host_path(RESOLV), e))?;
-            s.resolv_backup = Some(PathBuf::from(RESOLV_BACKUP));
-        }
-        let host_resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
-        root.write_file(Path::new(RESOLV), &host_resolv, 0o644)?;
-        Ok(s)
-    }
-
-    /// `chroot ROOT argv…` with a clean, predictable environment.
-    pub fn command(&self, argv: &[&str]) -> Cmd {
-        Cmd {
-            program: "chroot".into(),
-            args: std::iter::once(self.root.path().as_os_str().to_os_string())
-                .chain(argv.iter().map(Into::into))
-                .collect(),
-            env: vec![
-                (
-                    "PATH".into(),
-                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-                ),
-                ("HOME".into(), "/root".into()),
-                ("LANG".into(), "C.UTF-8".into()),
-                ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
-            ],
-            clear_env: true,
-            cwd: None,
-            passthrough: true,
-        }
-    }
-}
-
-impl Drop for ChrootSession<'_> {
-    fn drop(&mut self) {
-        while let Some(m) = self.mounts.pop() {
-            drop(m);
-        }
-        let _ = self.root.remove(Path::new(RESOLV));
-        if self.resolv_backup.take().is_some() {
-            if let Ok((dir, _)) = self.root.parent(Path::new(RESOLV)) {
-                let _ =
-                    rustix::fs::renameat(&dir, ".resolv.conf.build-distro", &dir, "resolv.conf");
-            }
-        }
-    }
-}
-
-/// The tree's own package manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PackageManager {
-    Apt,
-    Apk,
-    Dnf,
-}
-
-impl PackageManager {
-    pub fn detect(root: &Root) -> Option<Self> {
-        let has = |p: &str| root.lstat(Path::new(p)).ok().flatten().is_some();
-        if has("usr/bin/apt-get") {
-            Some(PackageManager::Apt)
-        } else if has("sbin/apk") {
-            Some(PackageManager::Apk)
-        } else if has("usr/bin/dnf") {
-            Some(PackageManager::Dnf)
-        } else {
-            None
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            PackageManager::Apt => "apt",
-            PackageManager::Apk => "apk",
-            PackageManager::Dnf => "dnf",
-        }
-    }
-
-    /// Argument vectors that upgrade every installed package from the tree's sources;
-    /// `None` for a manager build-distro does not upgrade.
-    pub fn upgrade_commands(self) -> Option<Vec<Vec<String>>> {
-        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        match self {
-            // dist-upgrade: a security fix may need a new dependency. A changed conffile
-            // keeps the tree's version (nobody is there to answer dpkg's question).
-            PackageManager::Apt => Some(vec![
-                v(&["apt-get", "update"]),
-                v(&[
-                    "apt-get",
-                    "-y",
-                    "-o",
-                    "Dpkg::Options::=--force-confdef",
-                    "-o",
-                    "Dpkg::Options::=--force-confold",
-                    "dist-upgrade",
-                ]),
-            ]),
-            PackageManager::Apk => Some(vec![v(&["apk", "upgrade", "--no-cache"])]),
-            PackageManager::Dnf => None,
-        }
-    }
-
-    /// Argument vectors that install then remove the given packages.
-    pub fn commands(self, install: &[&str], remove: &[&str]) -> Vec<Vec<String>> {
-        let mut out = Vec::new();
-        let with = |base: &[&str], pkgs: &[&str]| -> Vec<String> {
-            base.iter().chain(pkgs).map(|s| s.to_string()).collect()
-        };
-        match self {
-            PackageManager::Apt => {
-                if !install.is_empty() {
-                    out.push(with(&["apt-get", "update"], &[]));
-                    out.push(with(
-                        &["apt-get", "install", "-y", "--no-install-recommends", "--"],
-                        install,
-                    ));
-                }
-                if !remove.is_empty() {
-                    out.push(with(
-                        &["apt-get", "purge", "-y", "--auto-remove", "--"],
-                        remove,
-                    ));
-                }
-            }
-            PackageManager::Apk => {
-                if !install.is_empty() {
-                    out.push(with(&["apk", "add", "--no-cache", "--"], install));
-                }
-                if !remove.is_empty() {
-                    out.push(with(&["apk", "del", "--"], remove));
-                }
-            }
-            PackageManager::Dnf => {
-                if !install.is_empty() {
-                    out.push(with(
-                        &[
-                            "dnf",
-                            "install",
-                            "-y",
-                            "--setopt=install_weak_deps=False",
-                            "--",
-                        ],
-                        install,
-                    ));
-                }
-                if !remove.is_empty() {
-                    out.push(with(&["dnf", "remove", "-y", "--"], remove));
-                }
-            }
-        }
-        out
-    }
-}
-
-/// Where `[packages] upgrade` adds the security suite to a tree whose sources lack it.
-pub const SECURITY_LIST: &str = "etc/apt/sources.list.d/build-distro-security.list";
-
-/// Whether any of the tree's apt sources (`sources.list`, `sources.list.d/*.list` and
-/// `*.sources`) names a security suite.
-fn tree_names_security_suite(root: &Root) -> Result<bool> {
-    let mut files = vec![PathBuf::from("etc/apt/sources.list")];
-    let dir = Path::new("etc/apt/sources.list.d");
-    if root.file_type(dir)? == Some(FileType::Directory) {
-        for n in root.read_dir(dir)? {
-            let n = Path::new(&n);
-            if n.extension().is_some_and(|e| e == "list" || e == "sources") {
-                files.push(dir.join(n));
-            }
-        }
-    }
-    for f in files {
-        if root.file_type(&f)?.is_none() {
-            continue;
-        }
-        if crate::apt_sources::names_security_suite(&String::from_utf8_lossy(&root.read(&f)?)) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-/// Before an apt upgrade: a Debian or Ubuntu tree whose sources name no security suite
-/// (an image built without one) gets [`SECURITY_LIST`] for its release, so the upgrade
-/// finds the fixes and so does a later `apt-get upgrade` in the container.
-fn add_missing_security_suite(root: &Root, reporter: &Reporter) -> Result<()> {
-    if tree_names_security_suite(root)? {
-        return Ok(());
-    }
-    let os_release = ["etc/os-release", "usr/lib/os-release"]
-        .iter()
-        .find_map(|p| root.read(Path::new(p)).ok())
-        .unwrap_or_default();
-    if let Some(line) =
-        crate::apt_sources::missing_security_line(&String::from_utf8_lossy(&os_release))
-    {
-        reporter.info(&format!("adding /{SECURITY_LIST}: {line}"));
-        root.create_dir_all(Path::new("etc/apt/sources.list.d"), 0o755)?;
-        root.write_file(
-            Path::new(SECURITY_LIST),
-            crate::apt_sources::sources_list(std::slice::from_ref(&line)).as_bytes(),
-            0o644,
-        )?;
-    }
-    Ok(())
-}
-
-/// Upgrade every installed package in a chroot of the tree (apt also gets the security
-/// suite when the sources lack it). The bootstrap source calls this after debootstrap.
-pub fn upgrade(
-    root: &Root,
-    pm: PackageManager,
-    runner: &dyn Runner,
-    reporter: &Reporter,
-) -> Result<()> {
-    let session = ChrootSession::enter(root)?;
-    root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
-    upgrade_in(&session, pm, runner, reporter)
-}
-
-fn upgrade_in(
-    session: &ChrootSession,
-    pm: PackageManager,
-    runner: &dyn Runner,
-    reporter: &Reporter,
-) -> Result<()> {
-    let commands = pm
-        .upgrade_commands()
-        .ok_or_else(|| Error::UpgradeUnsupported {
-            root: session.root.path().display().to_string(),
-            manager: pm.name(),
-        })?;
-    if pm == PackageManager::Apt {
-        add_missing_security_suite(session.root, reporter)?;
-    }
-    run_package_commands(session, &commands, runner, reporter)
-}
-
-fn run_package_commands(
-    session: &ChrootSession,
-    commands: &[Vec<String>],
-    runner: &dyn Runner,
-    reporter: &Reporter,
-) -> Result<()> {
-    for argv in commands {
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let cmd = session.command(&argv);
-        reporter.debug(&format!("running {}", cmd.display()));
-        runner.run(&cmd).map_err(Error::Packages)?;
-        crate::interrupt::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;
-    }
-    Ok(())
-}
 
 /// Whether the recipe has anything that needs a chroot (so pure-copy builds skip it).
 pub fn needs_chroot(recipe: &Recipe) -> bool {
@@ -477,14 +104,6 @@ pub fn customize(
     Ok(())
 }
 
-fn interrupted() -> crate::runner::Error {
-    crate::runner::Error::Failed {
-        command: "(interrupted)".into(),
-        status: "Ctrl-C".into(),
-        tail: String::new(),
-    }
-}
-
 fn write_files(root: &Root, recipe: &Recipe) -> Result<()> {
     for f in &recipe.files {
         let data = match (&f.content, &f.source) {
@@ -537,79 +156,6 @@ pub fn remove_globs(root: &Root, globs: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn apt_commands_end_options_before_packages() {
-        let c = PackageManager::Apt.commands(&["curl"], &["nano"]);
-        assert_eq!(
-            c[1],
-            [
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "--",
-                "curl"
-            ]
-        );
-        assert_eq!(
-            c[2],
-            ["apt-get", "purge", "-y", "--auto-remove", "--", "nano"]
-        );
-    }
-
-    #[test]
-    fn upgrade_commands_per_manager() {
-        let apt = PackageManager::Apt.upgrade_commands().unwrap();
-        assert_eq!(apt[0], ["apt-get", "update"]);
-        assert_eq!(
-            apt[1].join(" "),
-            "apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold dist-upgrade"
-        );
-        assert_eq!(
-            PackageManager::Apk.upgrade_commands().unwrap(),
-            [["apk", "upgrade", "--no-cache"]]
-        );
-        assert_eq!(PackageManager::Dnf.upgrade_commands(), None);
-    }
-
-    fn debian_tree(sources: &[(&str, &str)]) -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("etc/apt/sources.list.d")).unwrap();
-        std::fs::write(
-            t.path().join("etc/os-release"),
-            "ID=debian\nVERSION_CODENAME=bookworm\n",
-        )
-        .unwrap();
-        for (rel, text) in sources {
-            std::fs::write(t.path().join(rel), text).unwrap();
-        }
-        t
-    }
-
-    #[test]
-    fn upgrade_adds_the_security_suite_only_when_missing() {
-        let t = debian_tree(&[(
-            "etc/apt/sources.list",
-            "deb http://deb.debian.org/debian bookworm main\n",
-        )]);
-        let root = Root::open(t.path()).unwrap();
-        add_missing_security_suite(&root, &Reporter::silent()).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(t.path().join(SECURITY_LIST)).unwrap(),
-            "# written by build-distro: the release, its updates and its security fixes\n\
-             deb http://deb.debian.org/debian-security bookworm-security main\n"
-        );
-        // A deb822 file (the Docker images' layout) that names it already: nothing added.
-        let t = debian_tree(&[(
-            "etc/apt/sources.list.d/debian.sources",
-            "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n\n\
-             Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n",
-        )]);
-        let root = Root::open(t.path()).unwrap();
-        add_missing_security_suite(&root, &Reporter::silent()).unwrap();
-        assert!(!t.path().join(SECURITY_LIST).exists());
-    }
 
     #[test]
     fn remove_globs_matches_without_following_links() {

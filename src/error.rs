@@ -1,9 +1,9 @@
 //! The crate error: one variant per stage module, each carrying that module's own error.
 //! Every error knows its exit code: 2 for bad usage or bad input, 1 when the work failed.
 //!
-//! Only the top uses it (`pipeline` and the binary's `cli`): it names every stage, so a
-//! stage that used it would sit in an import cycle with it (ARCHITECTURE.md). Stages
-//! return their own error, with their own `Interrupted` variant for Ctrl-C.
+//! Only the binary's `cli` uses it: it names every stage and `pipeline`, so a module it
+//! names that used it would sit in an import cycle with it (ARCHITECTURE.md). Stages and
+//! the pipeline return their own error, with their own `Interrupted` variant for Ctrl-C.
 
 /// Anything the library can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,8 @@ pub enum Error {
     Lifecycle(#[from] crate::lifecycle::Error),
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::Error),
     /// The user pressed Ctrl-C (or the process got SIGTERM); guards have undone their work.
     #[error("interrupted")]
     Interrupted,
@@ -71,6 +73,7 @@ impl Error {
             Error::Sbom(e) => e.exit_code(),
             Error::Lifecycle(e) => e.exit_code(),
             Error::Audit(e) => e.exit_code(),
+            Error::Pipeline(e) => e.exit_code(),
             Error::Interrupted => 1,
         }
     }

@@ -9,8 +9,10 @@ pub mod api;
 pub mod apt_sources;
 pub mod audit;
 pub mod boot;
+pub mod build_inputs;
 pub mod cache;
 pub mod check;
+pub mod chroot;
 pub mod customize;
 pub mod error;
 pub mod finish;
@@ -33,5 +35,4 @@ pub mod vex;
 
 pub use error::{Error, Result};
 
-/// The tool's version, recorded in every distro's provenance.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub use build_inputs::VERSION;

@@ -324,9 +324,47 @@ impl Runner for Recording {
     }
 }
 
+/// A runner that captures what `R` would show live ([`Cmd::passthrough`]: a bootstrap's
+/// `I:` lines, apt in a chroot), so it reaches the user only in the error of a failed
+/// run (the tail of its stderr). What `-q`, "print only errors", runs with.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Captured<R>(pub R);
+
+impl<R: Runner> Runner for Captured<R> {
+    fn run(&self, cmd: &Cmd) -> Result<Output, Error> {
+        if !cmd.passthrough {
+            return self.0.run(cmd);
+        }
+        self.0.run(&cmd.clone().passthrough(false))
+    }
+
+    fn run_fed(&self, cmd: &Cmd, feed: Feed<'_>) -> Result<Output, Error> {
+        self.0.run_fed(cmd, feed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn captured_runs_keep_the_output_for_the_error() {
+        let r = Captured(Recording::default());
+        r.run(&Cmd::new("mmdebstrap").passthrough(true)).unwrap();
+        r.run(&Cmd::new("ssh")).unwrap();
+        let calls = r.0.calls();
+        assert!(calls.iter().all(|c| !c.passthrough), "{calls:?}");
+        assert_eq!(calls[0].program, "mmdebstrap");
+        // For real: a failing program's stderr is in the error, nothing went to ours.
+        let e = Captured(System)
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", "echo I: progress >&2; echo E: broken >&2; exit 3"])
+                    .passthrough(true),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("E: broken"), "{e}");
+    }
 
     #[test]
     fn display_quotes_what_a_shell_would_split() {

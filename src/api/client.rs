@@ -236,7 +236,7 @@ impl Client {
             .max_redirects(0)
             .timeout_connect(Some(s.connect_timeout))
             .timeout_global(Some(s.timeout))
-            .user_agent(format!("build-distro/{}", crate::VERSION))
+            .user_agent(format!("build-distro/{}", crate::build_inputs::VERSION))
             .tls_config(tls.build())
             .build();
 

@@ -403,7 +403,7 @@ impl Input {
         reporter.info(&format!("extracting {}", path.display()));
         let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open: {e}")))?;
         let reader =
-            crate::source::decompressed(file).map_err(|e| bad(format!("cannot read: {e}")))?;
+            crate::tree::decompressed(file).map_err(|e| bad(format!("cannot read: {e}")))?;
         let opts = UnpackOptions {
             label: path.display().to_string(),
             ..Default::default()

@@ -1,8 +1,10 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::time::SystemTime;
 
 use super::*;
 use crate::recipe::{parse_str, SourceSpec};
+use crate::source::ReleaseRef;
 use crate::tree::Root;
 
 fn spec(extra: &str) -> SourceSpec {
@@ -38,6 +40,18 @@ fn key_names_every_input() {
         Key::new(&spec("packages = [\"curl\"]"), "amd64", &[rel("a")], None),
         Key::new(&spec(""), "amd64", &[rel("a"), rel("c")], None),
         Key::new(&spec(""), "amd64", &[rel("a")], Some("sha256:1".into())),
+        Key {
+            epoch: Some(1_600_000_000),
+            ..base.clone()
+        },
+        Key {
+            tool_version: "0.0.0-other".into(),
+            ..base.clone()
+        },
+        Key {
+            bootstrapper: Some("mmdebstrap 1.3.5".into()),
+            ..base.clone()
+        },
     ];
     for k in &others {
         assert_ne!(k.id(), base.id(), "{k:?}");

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use build_distro::pack::{Format, PackOptions};
+use build_distro::pack::Format;
 use build_distro::pipeline::{build, BuildOptions};
-use build_distro::runner::System;
 
+use super::push::Assign;
 use super::{print_json, Ctx, ExitStatus};
 
 #[derive(Debug, clap::Args)]
@@ -87,7 +87,7 @@ fn registry_login(
     }))
 }
 
-pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
+pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let loaded = build_distro::recipe::load(a.recipe.as_deref(), &a.sets)?;
     let registry_login = registry_login(&a)?;
     // Refuse before building for an hour when the publish settings cannot work.
@@ -100,31 +100,15 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             ))
             .into())
         }
-        (true, Some(p)) => Some((
-            build_distro::push::publish::To::from_recipe(&p.to)?,
-            p.clone(),
-        )),
-    };
-    if let Some((_, p)) = &publish {
-        let mut assign: Vec<String> = p.assign.iter().map(u32::to_string).collect();
-        assign.extend(a.push.assign.iter().map(u32::to_string));
-        if !assign.is_empty() {
-            let q = format!(
-                "after the build, map container(s) {} onto the new distro? each one restarts",
-                assign.join(", ")
-            );
-            let yes = ctx
-                .confirm(&q, a.push.yes)
-                .map_err(|m| build_distro::Error::from(build_distro::push::Error::Usage(m)))?;
-            if !yes {
-                return Err(build_distro::push::Error::Usage(
-                    "not confirmed: nothing built".into(),
-                )
-                .into());
-            }
-            a.push.yes = true;
+        (true, Some(p)) => {
+            let to = build_distro::push::publish::To::from_recipe(&p.to)?;
+            let Some(assign) = Assign::confirm(&p.assign, &a.push, "after the build, ", ctx)?
+            else {
+                return Err(build_distro::pipeline::Error::NotConfirmed.into());
+            };
+            Some((to, p.strategy, assign))
         }
-    }
+    };
     let reporter = ctx.reporter();
     reporter.info(&format!(
         "building {} from {}",
@@ -137,10 +121,8 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         work_dir: a.work_dir,
         keep_build: a.keep_build,
         max_unpack_bytes: a.max_unpack,
-        pack: PackOptions {
-            level: a.level,
-            ..PackOptions::default()
-        },
+        level: a.level,
+        source_date_epoch: super::source_date_epoch(),
         allow: a.allow,
         registry_login,
         cache: if a.no_cache {
@@ -152,14 +134,14 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
         today: build_distro::lifecycle::today(),
     };
     let work_dir = opts.work_dir.clone();
-    let report = build(&loaded, &opts, &System, &reporter)?;
+    let report = build(&loaded, &opts, &*ctx.runner(), &reporter)?;
     let published = match publish {
         None => None,
-        Some((to, p)) => Some(super::push::publish(
+        Some((to, strategy, assign)) => Some(super::push::publish(
             &report.output,
             to,
-            p.strategy,
-            p.assign,
+            strategy,
+            assign,
             &a.push,
             work_dir,
             ctx,
@@ -171,37 +153,40 @@ pub fn run(mut a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
             Some(p) => print_json(&serde_json::json!({ "build": report, "publish": p })),
         }
     } else {
-        let total: f64 = report.timings.iter().map(|t| t.1).sum();
-        let times: Vec<String> = report
-            .timings
-            .iter()
-            .map(|(s, t)| format!("{s} {t:.1}s"))
-            .collect();
         println!("built {} ({})", report.output.display(), report.content_id);
-        // What to pin for a repeatable build (an image digest), or what was read.
-        println!("  from {} {}", report.source.kind, report.source.reference);
-        println!(
-            "  {} entries, {} files, {:.1} MiB content, {:.1} MiB archive",
-            report.entries,
-            report.files,
-            report.bytes as f64 / 1048576.0,
-            report.archive_bytes as f64 / 1048576.0
-        );
-        println!(
-            "  manifest {}, report {}",
-            report.manifest.display(),
-            report.report.display()
-        );
-        let sboms: Vec<String> = report
-            .sboms
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect();
-        println!("  sbom {}", sboms.join(", "));
-        if let Some(s) = &report.support {
-            println!("  support {}", s.release.message);
+        // -q: errors, warnings and this one line.
+        if ctx.verbosity != build_distro::progress::Verbosity::Quiet {
+            let total: f64 = report.timings.iter().map(|t| t.1).sum();
+            let times: Vec<String> = report
+                .timings
+                .iter()
+                .map(|(s, t)| format!("{s} {t:.1}s"))
+                .collect();
+            // What to pin for a repeatable build (an image digest), or what was read.
+            println!("  from {} {}", report.source.kind, report.source.reference);
+            println!(
+                "  {} entries, {} files, {:.1} MiB content, {:.1} MiB archive",
+                report.entries,
+                report.files,
+                report.bytes as f64 / 1048576.0,
+                report.archive_bytes as f64 / 1048576.0
+            );
+            println!(
+                "  manifest {}, report {}",
+                report.manifest.display(),
+                report.report.display()
+            );
+            let sboms: Vec<String> = report
+                .sboms
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            println!("  sbom {}", sboms.join(", "));
+            if let Some(s) = &report.support {
+                println!("  support {}", s.release.message);
+            }
+            println!("  time {total:.1}s: {}", times.join(", "));
         }
-        println!("  time {total:.1}s: {}", times.join(", "));
         if let Some(p) = &published {
             super::push::print_report(p);
         }

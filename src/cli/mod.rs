@@ -121,6 +121,16 @@ impl Ctx {
         }
     }
 
+    /// The programs' runner: with -q their live output is captured and shown only when
+    /// they fail.
+    pub fn runner(&self) -> Box<dyn build_distro::runner::Runner> {
+        use build_distro::runner::{Captured, System};
+        match self.verbosity {
+            Verbosity::Quiet => Box::new(Captured(System)),
+            _ => Box::new(System),
+        }
+    }
+
     /// Progress bars on a terminal, timestamped lines otherwise.
     pub fn reporter(&self) -> Reporter {
         Reporter::new(self.verbosity, self.stderr_is_tty)
@@ -186,4 +196,13 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         line(r.iter().map(String::as_str).collect());
     }
+}
+
+/// `SOURCE_DATE_EPOCH` from the environment: the one place it is read (the library gets it
+/// as an argument, so the build cache's key can name it). A value that is not a number of
+/// seconds is ignored, as before.
+pub fn source_date_epoch() -> Option<u64> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
 }

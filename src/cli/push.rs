@@ -111,30 +111,48 @@ fn registry(
     Ok(Some(Box::new(f.api.client(ctx)?)))
 }
 
+/// The containers a push maps onto the new distro (the recipe's `assign` and
+/// `--assign`, once each), confirmed: each one restarts, so the user is asked, once and
+/// here, before anything happens (`build --publish` asks before it builds).
+pub struct Assign(Vec<u32>);
+
+impl Assign {
+    /// `None` when the user said no. `when` opens the question ("after the build, ").
+    pub fn confirm(
+        recipe: &[u32],
+        flags: &PushFlags,
+        when: &str,
+        ctx: &Ctx,
+    ) -> build_distro::Result<Option<Assign>> {
+        let mut assign: Vec<u32> = recipe.iter().chain(&flags.assign).copied().collect();
+        assign.sort_unstable();
+        assign.dedup();
+        if !assign.is_empty() {
+            let list: Vec<String> = assign.iter().map(u32::to_string).collect();
+            let q = format!(
+                "{when}map container(s) {} onto the new distro? each one restarts",
+                list.join(", ")
+            );
+            if !ctx.confirm(&q, flags.yes).map_err(usage)? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Assign(assign)))
+    }
+}
+
 /// Push `path` as `flags` say; shared by `push` and `build --publish`.
 pub fn publish(
     path: &Path,
     to: To,
     strategy: Strategy,
-    mut assign: Vec<u32>,
+    assign: Assign,
     flags: &PushFlags,
     work_dir: Option<PathBuf>,
     ctx: &Ctx,
 ) -> build_distro::Result<PublishReport> {
-    assign.extend(flags.assign.iter().copied());
-    assign.sort_unstable();
-    assign.dedup();
+    let Assign(assign) = assign;
     let transport = flags.transport.spec(flags.bwlimit)?;
-    if !assign.is_empty() {
-        let list: Vec<String> = assign.iter().map(u32::to_string).collect();
-        let q = format!(
-            "map container(s) {} onto the new distro? each one restarts",
-            list.join(", ")
-        );
-        if !ctx.confirm(&q, flags.yes).map_err(usage)? {
-            return Err(usage("not confirmed: nothing pushed"));
-        }
-    }
     // The API also knows each storage container's address, unless --ssh-host or local:DIR
     // make it unneeded.
     let need_api =
@@ -210,7 +228,10 @@ pub(super) fn human_bytes(b: u64) -> String {
 
 pub fn run(a: Args, ctx: &Ctx) -> build_distro::Result<ExitStatus> {
     let to = parse_to(&a.to)?;
-    let report = publish(&a.path, to, a.strategy, Vec::new(), &a.flags, None, ctx)?;
+    let Some(assign) = Assign::confirm(&[], &a.flags, "", ctx)? else {
+        return Err(usage("not confirmed: nothing pushed"));
+    };
+    let report = publish(&a.path, to, a.strategy, assign, &a.flags, None, ctx)?;
     if a.json {
         print_json(&report);
     } else {

@@ -20,7 +20,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args, _ctx: &Ctx) -> build_distro::Result<ExitStatus> {
-    let doc = sbom::read(&a.target, &Options::from_env())?.render(a.format);
+    let opts = Options {
+        clamp: super::source_date_epoch(),
+        ..Options::default()
+    };
+    let doc = sbom::read(&a.target, &opts)?.render(a.format);
     match &a.output {
         Some(file) => build_distro::pipeline::write_atomic(file, &doc)?,
         None => {

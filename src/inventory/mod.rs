@@ -12,17 +12,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::check::view::{Kind, Tree};
+pub use crate::mirror::version::Ecosystem;
 pub use crate::os_release::OsRelease;
-
-/// Which package manager's database the inventory came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Ecosystem {
-    /// dpkg (`/var/lib/dpkg/status`): Debian, Ubuntu and their derivatives.
-    Deb,
-    /// apk (`/lib/apk/db/installed`): Alpine.
-    Apk,
-}
 
 /// One installed binary package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

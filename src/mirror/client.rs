@@ -99,7 +99,7 @@ impl Client {
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_global(Some(Duration::from_secs(300)))
-            .user_agent(format!("build-distro/{}", crate::VERSION))
+            .user_agent(format!("build-distro/{}", crate::build_inputs::VERSION))
             .build();
         Client {
             agent: config.into(),

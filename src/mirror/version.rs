@@ -5,7 +5,18 @@
 
 use std::cmp::Ordering;
 
-use crate::inventory::Ecosystem;
+use serde::Serialize;
+
+/// Which package manager's database the inventory came from (defined here, with the
+/// orders, so the mirror readers need nothing of `inventory`, which re-exports it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ecosystem {
+    /// dpkg (`/var/lib/dpkg/status`): Debian, Ubuntu and their derivatives.
+    Deb,
+    /// apk (`/lib/apk/db/installed`): Alpine.
+    Apk,
+}
 
 /// Order two versions by the rules of `eco`'s package manager. A version the rules cannot
 /// parse sorts by its bytes, so a malformed string never hides or invents an update silently

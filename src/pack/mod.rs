@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +22,7 @@ use tar::{EntryType, Header};
 use crate::finish::PROVENANCE;
 
 mod gzip;
+pub use crate::tree::HashingReader;
 pub use gzip::{BlockStore, GzipPieces};
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +79,8 @@ impl Format {
 /// Knobs of the canonical form.
 #[derive(Debug, Clone, Copy)]
 pub struct PackOptions {
-    /// Clamp every mtime to this (from `SOURCE_DATE_EPOCH`).
+    /// Clamp every mtime to this (the build's `SOURCE_DATE_EPOCH`, as the caller resolved
+    /// it: see [`crate::build_inputs::Epoch`]).
     pub clamp_mtime: Option<u64>,
     /// gzip level (1-9).
     pub level: u32,
@@ -87,9 +89,7 @@ pub struct PackOptions {
 impl Default for PackOptions {
     fn default() -> Self {
         PackOptions {
-            clamp_mtime: std::env::var("SOURCE_DATE_EPOCH")
-                .ok()
-                .and_then(|s| s.parse().ok()),
+            clamp_mtime: None,
             level: 6,
         }
     }
@@ -143,35 +143,6 @@ impl<W: Write> Write for Tee<W> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// A reader that hashes what passes through it: one read serves both the consumer and
-/// the sha256 (file content in the manifest, a rootfs tarball, a layer's diff id).
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-}
-
-impl<R> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-
-    /// The sha256 of everything read so far, as lowercase hex.
-    pub fn hex(self) -> String {
-        hex::encode(self.hasher.finalize())
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }
 
@@ -364,7 +335,7 @@ fn write_tar_as<W: Write>(
                 // symlink now, fail rather than read whatever it points at.
                 let f = std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(libc::O_NOFOLLOW)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
                     .open(e.path())
                     .map_err(io)?;
                 let mut hr = HashingReader::new(f);

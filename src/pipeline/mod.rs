@@ -1,8 +1,14 @@
 //! The build pipeline: recipe → source → customize → finish → check → sbom → pack. Each stage is
-//! its own module; this one only sequences them, owns the build directory (removed on
-//! every exit path) and writes the outputs atomically into `--out`.
+//! its own module; this one only sequences them, resolves the build's inputs once and
+//! hands them down ([`Inputs`]), owns the build directory (removed on every exit path),
+//! writes the outputs atomically into `--out` and has its own [`Error`].
 
+mod error;
+mod inputs;
 mod source;
+
+pub use error::{Error, Result};
+pub use inputs::{host_arch, Inputs};
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +21,6 @@ use crate::recipe::Loaded;
 use crate::runner::Runner;
 use crate::source::{SourceCtx, SourceInfo};
 use crate::tree::{BuildDir, Root};
-use crate::Result;
 
 /// Where and how `build` writes.
 #[derive(Debug, Clone)]
@@ -28,7 +33,11 @@ pub struct BuildOptions {
     pub keep_build: bool,
     /// Limit on what a source archive may expand to (0: `tree::DEFAULT_MAX_BYTES`).
     pub max_unpack_bytes: u64,
-    pub pack: PackOptions,
+    /// gzip level (1-9).
+    pub level: u32,
+    /// The user's `SOURCE_DATE_EPOCH` (the binary reads the environment; the library
+    /// never does). See [`Inputs`].
+    pub source_date_epoch: Option<u64>,
     /// Check rules accepted knowingly, on top of the recipe's `[check] allow`.
     pub allow: Vec<String>,
     /// Credentials for a registry source, from the command line (CI).
@@ -117,10 +126,11 @@ pub fn build(
     runner: &dyn Runner,
     reporter: &Reporter,
 ) -> Result<BuildReport> {
+    let inputs = Inputs::new(opts.source_date_epoch);
     let allow = allowed_rules(loaded, opts);
     crate::check::validate_allow(&allow)?;
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| crate::pack::Error::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| Error::out_dir(out, e))?;
     let work = opts.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut build_dir = BuildDir::new(&work)?;
     if opts.keep_build {
@@ -131,7 +141,7 @@ pub fn build(
         ));
     }
     let tree = build_dir.path().join("rootfs");
-    std::fs::create_dir(&tree).map_err(|e| crate::pack::Error::io(&tree, e))?;
+    std::fs::create_dir(&tree).map_err(|e| Error::work_dir(&tree, e))?;
 
     let stage = reporter.stage("source");
     // A source that only finish changes may be read in place below an overlay (its guard
@@ -143,6 +153,7 @@ pub fn build(
         max_unpack_bytes: opts.max_unpack_bytes,
         in_place: read_only.then(|| build_dir.path()),
         registry_login: opts.registry_login.as_ref(),
+        epoch: inputs.epoch,
     };
     // A cache that cannot be opened (a read-only home) is a warning: the build goes on.
     // It stays open (its shared lock held) until pack has reused and stored its pieces.
@@ -160,6 +171,7 @@ pub fn build(
         loaded.source(),
         &tree,
         &ctx,
+        &inputs,
         cache.as_ref(),
         build_dir.path(),
         opts.format != Format::Dir,
@@ -198,8 +210,12 @@ pub fn build(
     // An image's creation time bounds an archive's mtimes, so two builds of one image give
     // one archive (a directory output keeps the times it has on disk).
     let clamp = match opts.format {
-        Format::TarGz | Format::Tar => opts.pack.clamp_mtime.or(source.created),
-        Format::Dir => opts.pack.clamp_mtime,
+        Format::TarGz | Format::Tar => inputs.epoch.resolve(source.created),
+        Format::Dir => inputs.epoch.user(),
+    };
+    let pack = PackOptions {
+        clamp_mtime: clamp,
+        level: opts.level,
     };
 
     // The SBOMs describe the tree as it is packed, with the archive's time bound.
@@ -237,7 +253,7 @@ pub fn build(
     let provenance = |content_id: &str| -> Vec<u8> {
         let p = Provenance {
             tool: "build-distro".into(),
-            version: crate::VERSION.into(),
+            version: inputs.tool_version.into(),
             recipe: loaded.origin.clone(),
             sets: loaded.sets.clone(),
             name: loaded.name().to_string(),
@@ -253,10 +269,6 @@ pub fn build(
     };
     let packed: Packed = match opts.format {
         Format::TarGz | Format::Tar => {
-            let pack = PackOptions {
-                clamp_mtime: clamp,
-                ..opts.pack
-            };
             // Compressed pieces of earlier builds are reused (see `pack::gzip`).
             let blocks = cache.as_ref().map(|c| c.blocks());
             let store = blocks.as_ref().map(|b| b as &dyn crate::pack::BlockStore);
@@ -281,7 +293,7 @@ pub fn build(
         }
         Format::Dir => {
             let mut prov = Vec::new();
-            let (packed, _) = crate::pack::write_tar(&tree, std::io::sink(), &opts.pack, |id| {
+            let (packed, _) = crate::pack::write_tar(&tree, std::io::sink(), &pack, |id| {
                 prov = provenance(id);
                 prov.clone()
             })?;
@@ -384,9 +396,8 @@ pub fn write_atomic(dest: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     let staged = Staged::new(dest);
     let mut f = staged.create()?;
-    f.write_all(data)
-        .map_err(|e| crate::pack::Error::io(dest, e))?;
-    f.flush().map_err(|e| crate::pack::Error::io(dest, e))?;
+    f.write_all(data).map_err(|e| Error::write(dest, e))?;
+    f.flush().map_err(|e| Error::write(dest, e))?;
     drop(f);
     staged.commit()?;
     Ok(())
@@ -418,9 +429,9 @@ fn replace_dir(tree: &Path, dest: &Path, runner: &dyn Runner) -> Result<()> {
     ));
     let had_old = dest.exists();
     if had_old {
-        std::fs::rename(dest, &old).map_err(|e| crate::pack::Error::io(dest, e))?;
+        std::fs::rename(dest, &old).map_err(|e| Error::write(dest, e))?;
     }
-    std::fs::rename(&incoming, dest).map_err(|e| crate::pack::Error::io(dest, e))?;
+    std::fs::rename(&incoming, dest).map_err(|e| Error::write(dest, e))?;
     if had_old {
         crate::tree::remove_tree(&old)?;
     }

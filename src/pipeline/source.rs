@@ -8,7 +8,9 @@
 
 use std::path::Path;
 
-use crate::cache::{host_arch, Cache, Error, Key, Mounted};
+use super::inputs::Inputs;
+use super::Error;
+use crate::cache::{Cache, Key, Mounted};
 use crate::recipe::SourceSpec;
 use crate::source::{bootstrap, registry, InPlace, SourceCtx, SourceInfo};
 use crate::tree::Root;
@@ -22,10 +24,11 @@ pub fn fetch_source<'a>(
     spec: &SourceSpec,
     target: &Path,
     ctx: &SourceCtx<'a>,
+    inputs: &Inputs,
     cache: Option<&Cache>,
     scratch: &Path,
     mount: bool,
-) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
     let Some(cache) = cache else {
         return Ok(crate::source::fetch(spec, target, ctx)?);
     };
@@ -36,10 +39,10 @@ pub fn fetch_source<'a>(
         mount,
     };
     if let SourceSpec::Registry(r) = spec {
-        return fetch_registry(spec, r, &hit, ctx);
+        return fetch_registry(spec, r, &hit, ctx, inputs);
     }
     match crate::source::bootstrap_of(spec) {
-        Some((tool, b)) => fetch_bootstrap(spec, tool, b, &hit, ctx),
+        Some((tool, b)) => fetch_bootstrap(spec, tool, b, &hit, ctx, inputs),
         None => Ok(crate::source::fetch(spec, target, ctx)?),
     }
 }
@@ -53,17 +56,23 @@ fn fetch_bootstrap<'a>(
     b: &crate::recipe::Bootstrap,
     hit: &Hit,
     ctx: &SourceCtx<'a>,
-) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    inputs: &Inputs,
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
     let (cache, target, scratch) = (hit.cache, hit.target, hit.scratch);
     let releases = bootstrap::fetch_releases(b, ctx)?;
-    let arch = b.arch.as_deref().unwrap_or(host_arch());
-    let key = Key::new(spec, arch, &releases, None);
+    let epoch = inputs
+        .epoch
+        .resolve(crate::source::newest_release(&releases));
+    let key = Key {
+        bootstrapper: Some(bootstrap::tool_version(tool, ctx)?),
+        ..inputs.key(spec, &Inputs::bootstrap_arch(b), &releases, None, epoch)
+    };
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);
     }
     let short = &key.id()[..12];
     let built = scratch.join("bootstrap");
-    std::fs::create_dir(&built).map_err(|e| crate::tree::Error::io(&built, e))?;
+    std::fs::create_dir(&built).map_err(|e| Error::work_dir(&built, e))?;
     let debs_in = match cache.debs_for_build(scratch, tool == bootstrap::Tool::Mmdebstrap) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -76,14 +85,14 @@ fn fetch_bootstrap<'a>(
     let debs = match (&debs_in, tool) {
         (Some(d), bootstrap::Tool::Debootstrap) => Some((d.as_path(), d.as_path())),
         (Some(d), bootstrap::Tool::Mmdebstrap) => {
-            std::fs::create_dir_all(&debs_out).map_err(|e| crate::tree::Error::io(&debs_out, e))?;
+            std::fs::create_dir_all(&debs_out).map_err(|e| Error::work_dir(&debs_out, e))?;
             Some((d.as_path(), debs_out.as_path()))
         }
         (None, _) => None,
     };
     ctx.reporter
         .debug(&format!("source: no cache entry {short}; bootstrapping"));
-    let info = bootstrap::run(tool, b, &built, ctx, &releases, debs)?;
+    let info = bootstrap::run(tool, b, &built, ctx, &releases, debs, epoch)?;
     if let Some((_, out)) = debs {
         if let Err(e) = cache.harvest(out) {
             ctx.reporter
@@ -123,13 +132,16 @@ fn fetch_registry<'a>(
     s: &crate::recipe::RegistrySource,
     hit: &Hit,
     ctx: &SourceCtx<'a>,
-) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    inputs: &Inputs,
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
     let resolved = registry::resolve_source(s, ctx)?;
-    let key = Key::new(
+    // The layers are flattened as they are: no epoch shapes the tree.
+    let key = inputs.key(
         spec,
         &resolved.platform(),
         &[],
         Some(resolved.digest().to_string()),
+        None,
     );
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);
@@ -139,7 +151,7 @@ fn fetch_registry<'a>(
         &key.id()[..12]
     ));
     let built = hit.scratch.join("registry");
-    std::fs::create_dir(&built).map_err(|e| crate::tree::Error::io(&built, e))?;
+    std::fs::create_dir(&built).map_err(|e| Error::work_dir(&built, e))?;
     let info = registry::download(resolved, &built, ctx)?;
     keep(hit, &key, &built, info, ctx)
 }
@@ -154,7 +166,7 @@ fn keep<'a>(
     built: &Path,
     info: SourceInfo,
     ctx: &SourceCtx<'a>,
-) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
     let stored = if hit.mount {
         hit.cache.store_moving(key, built, &info)
     } else {
@@ -164,7 +176,7 @@ fn keep<'a>(
         Ok(true) => hit
             .serve_as(key, ctx, "stored in the build cache")?
             .ok_or_else(|| {
-                crate::Error::from(Error::Corrupt {
+                Error::from(crate::cache::Error::Corrupt {
                     id: key.id()[..12].to_string(),
                     msg: "the entry just stored cannot be read; build again".into(),
                 })
@@ -184,9 +196,9 @@ fn go_on<'a>(
     built: &Path,
     target: &Path,
     info: SourceInfo,
-) -> crate::Result<(SourceInfo, Option<InPlace<'a>>)> {
-    std::fs::remove_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
-    std::fs::rename(built, target).map_err(|e| crate::tree::Error::io(target, e))?;
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    std::fs::remove_dir(target).map_err(|e| Error::work_dir(target, e))?;
+    std::fs::rename(built, target).map_err(|e| Error::work_dir(target, e))?;
     Ok((info, None))
 }
 
@@ -206,7 +218,7 @@ impl Hit<'_> {
         &self,
         key: &Key,
         ctx: &SourceCtx<'a>,
-    ) -> crate::Result<Option<(SourceInfo, Option<InPlace<'a>>)>> {
+    ) -> super::Result<Option<(SourceInfo, Option<InPlace<'a>>)>> {
         self.serve_as(key, ctx, "from the build cache")
     }
 
@@ -216,7 +228,7 @@ impl Hit<'_> {
         key: &Key,
         ctx: &SourceCtx<'a>,
         what: &str,
-    ) -> crate::Result<Option<(SourceInfo, Option<InPlace<'a>>)>> {
+    ) -> super::Result<Option<(SourceInfo, Option<InPlace<'a>>)>> {
         let (cache, target) = (self.cache, self.target);
         if !cache.has(key) {
             return Ok(None);
@@ -242,13 +254,13 @@ impl Hit<'_> {
                     .info(&format!("source: {what} (entry {}{how})", &key.id()[..12]));
                 Ok(Some((info, in_place)))
             }
-            Err(Error::Interrupted) => Err(crate::Error::Interrupted),
+            Err(crate::cache::Error::Interrupted) => Err(Error::Interrupted),
             Err(e) => {
                 ctx.reporter.warn(&format!(
                     "{e}; rebuilding it (the damaged entry was set aside)"
                 ));
                 crate::tree::remove_tree(target)?;
-                std::fs::create_dir(target).map_err(|e| crate::tree::Error::io(target, e))?;
+                std::fs::create_dir(target).map_err(|e| Error::work_dir(target, e))?;
                 Ok(None)
             }
         }
@@ -263,7 +275,7 @@ fn in_place<'a>(
     target: &Path,
     scratch: &Path,
     ctx: &SourceCtx<'a>,
-) -> Result<Option<(SourceInfo, Option<InPlace<'a>>)>, Error> {
+) -> Result<Option<(SourceInfo, Option<InPlace<'a>>)>, crate::cache::Error> {
     match cache.mount(key, target, scratch)? {
         Mounted::Yes(info, overlay) => {
             let lock = cache.pin()?;
@@ -280,7 +292,12 @@ fn in_place<'a>(
     }
 }
 
-fn restore(cache: &Cache, key: &Key, target: &Path, ctx: &SourceCtx) -> Result<SourceInfo, Error> {
+fn restore(
+    cache: &Cache,
+    key: &Key,
+    target: &Path,
+    ctx: &SourceCtx,
+) -> Result<SourceInfo, crate::cache::Error> {
     let root = Root::open(target)?;
     cache.restore(key, &root, ctx.max_unpack_bytes)
 }

@@ -16,17 +16,25 @@ pub mod reclaim;
 pub mod rsync;
 pub mod ssh;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::finish::PROVENANCE;
 use crate::pack::{ManifestEntry, PackOptions};
 use crate::progress::Bar;
 
+mod name;
+mod transport;
+mod verify;
+
+pub(crate) use name::is_id12;
+pub use name::{Name, Stale};
 pub use publish::{publish, PublishOptions, PublishReport, Registry, StorageTarget};
+pub use transport::{AnyTransport, TransportSpec};
+pub use verify::{compare_hashes, parse_sha256sum, Counting, Measure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -148,112 +156,11 @@ pub fn says_storage_full(e: &Error) -> bool {
 /// Single-quote `s` for a POSIX shell. Values are validated before they get here; the
 /// quoting is the second line of defence, not the only one.
 pub fn sq(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// A directory name directly under `distros/`: an API path (`A-Za-z0-9._-`) or one of the
-/// names push uses for its own temporaries, which contain `+` so that no API path can
-/// ever be one of them.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Name(String);
-
-const TMP_PREFIX: &str = ".bd+tmp-";
-const OLD_PREFIX: &str = ".bd+old-";
-
-/// What an interrupted push left under `distros/`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stale {
-    /// An upload that never got renamed into place.
-    Tmp(Name),
-    /// A distro that `replace` moved aside; `dest` is where it lived.
-    Old { name: Name, dest: Name },
-}
-
-pub(crate) fn is_id12(s: &str) -> bool {
-    s.len() == 12
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn is_digits(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-}
-
-impl Name {
-    /// An API path as a directory name.
-    pub fn distro(path: &str) -> Result<Name> {
-        crate::recipe::check_api_path(path).map_err(Error::Usage)?;
-        Ok(Name(path.to_string()))
-    }
-
-    /// Where an upload of content `id12` by process `pid` goes first.
-    pub fn tmp(id12: &str, pid: u32) -> Result<Name> {
-        Name::tmp_attempt(id12, pid, 0)
-    }
-
-    /// A fresh staging directory for retry `attempt` (0: the first upload), so a retry
-    /// never lands in what a dropped upload left behind.
-    pub fn tmp_attempt(id12: &str, pid: u32, attempt: u32) -> Result<Name> {
-        if !is_id12(id12) {
-            return Err(Error::Usage(format!(
-                "content id prefix {id12:?} is not 12 hex digits"
-            )));
-        }
-        Ok(Name(match attempt {
-            0 => format!("{TMP_PREFIX}{id12}-{pid}"),
-            n => format!("{TMP_PREFIX}{id12}-{pid}.{n}"),
-        }))
-    }
-
-    /// Where `replace` moves the distro at `dest` while swapping in the new one.
-    pub fn old(pid: u32, dest: &Name) -> Result<Name> {
-        let n = format!("{OLD_PREFIX}{pid}-{}", dest.0);
-        if n.len() > 255 {
-            return Err(Error::Usage(format!(
-                "path {:?} is too long for replace (at most 230 characters); use versioned",
-                dest.0
-            )));
-        }
-        Ok(Name(n))
-    }
-
-    /// Recognise a temporary left by an earlier push; anything else is not ours.
-    pub fn stale(s: &str) -> Option<Stale> {
-        if let Some(rest) = s.strip_prefix(TMP_PREFIX) {
-            let (id, pid) = rest.split_once('-')?;
-            let pid_ok = match pid.split_once('.') {
-                Some((p, n)) => is_digits(p) && is_digits(n),
-                None => is_digits(pid),
-            };
-            return (is_id12(id) && pid_ok).then(|| Stale::Tmp(Name(s.to_string())));
-        }
-        let rest = s.strip_prefix(OLD_PREFIX)?;
-        let (pid, dest) = rest.split_once('-')?;
-        if !is_digits(pid) {
-            return None;
-        }
-        let dest = Name::distro(dest).ok()?;
-        Some(Stale::Old {
-            name: Name(s.to_string()),
-            dest,
-        })
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name as a remote shell argument relative to `distros/`: `./` first, so that
-    /// a path starting with `-` is never read as an option, then single-quoted.
-    pub fn arg(&self) -> String {
-        sq(&format!("./{}", self.0))
-    }
-}
-
-impl std::fmt::Display for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+    // Only a NUL cannot be quoted, and no value that reaches here holds one (names are
+    // validated, paths come from the recipe's checked values); refuse loudly if one does.
+    shlex::try_quote(s)
+        .expect("a shell argument without NUL")
+        .into_owned()
 }
 
 /// What an upload is made of.
@@ -505,151 +412,6 @@ impl Distro {
     }
 }
 
-/// A `Write` that reports how many bytes went through it.
-pub struct Counting<'a> {
-    pub inner: &'a mut dyn Write,
-    pub count: u64,
-    pub bar: Option<&'a Bar<'a>>,
-}
-
-impl Write for Counting<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        crate::interrupt::check_interrupted().map_err(|_| {
-            // Not ErrorKind::Interrupted: write_all would retry that.
-            std::io::Error::other("interrupted")
-        })?;
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        if let Some(b) = self.bar {
-            b.inc(n as u64);
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Entry count and content size of an uploaded tree, measured the way [`Distro`] counts
-/// them (provenance file out of the byte count; hard links counted once).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Measure {
-    pub entries: u64,
-    pub bytes: u64,
-}
-
-impl Measure {
-    /// From `find -printf '%y %i %s\n'` lines, the provenance file excluded from the
-    /// listing (so one entry is added back for it).
-    pub fn from_find(text: &str) -> Measure {
-        let mut m = Measure {
-            entries: 1,
-            bytes: 0,
-        };
-        let mut inodes = HashSet::new();
-        for line in text.lines() {
-            let mut it = line.split(' ');
-            let (Some(kind), Some(ino), Some(size)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            m.entries += 1;
-            if kind == "f" && inodes.insert(ino.to_string()) {
-                m.bytes += size.parse::<u64>().unwrap_or(0);
-            }
-        }
-        m
-    }
-
-    /// Why `self` (remote) is not what the distro holds, if it is not.
-    pub fn mismatch(&self, d: &Distro) -> Option<String> {
-        (self.entries != d.entries || self.bytes != d.bytes).then(|| {
-            format!(
-                "the upload has {} entries and {} bytes, the distro {} entries and {} bytes",
-                self.entries, self.bytes, d.entries, d.bytes
-            )
-        })
-    }
-}
-
-/// Parse `sha256sum` output (`HASH  ./path`, names with `\` or newlines escaped and the
-/// line prefixed with `\`) into path → hash, paths as in the manifest (`/etc/passwd`).
-pub fn parse_sha256sum(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let (escaped, line) = match line.strip_prefix('\\') {
-            Some(l) => (true, l),
-            None => (false, line),
-        };
-        let Some((hash, path)) = line.split_once("  ") else {
-            continue;
-        };
-        let path = if escaped {
-            let mut s = String::new();
-            let mut chars = path.chars();
-            while let Some(c) = chars.next() {
-                match (c, c == '\\') {
-                    (_, true) => match chars.next() {
-                        Some('n') => s.push('\n'),
-                        Some('r') => s.push('\r'),
-                        Some(o) => s.push(o),
-                        None => {}
-                    },
-                    (c, false) => s.push(c),
-                }
-            }
-            s
-        } else {
-            path.to_string()
-        };
-        out.insert(path.trim_start_matches('.').to_string(), hash.to_string());
-    }
-    out
-}
-
-/// Compare remote hashes with the manifest; a one-line summary of every difference.
-pub fn compare_hashes(
-    manifest: &[ManifestEntry],
-    remote: &BTreeMap<String, String>,
-) -> Option<String> {
-    let mut differ = Vec::new();
-    let mut missing = Vec::new();
-    let mut seen = HashSet::new();
-    for m in manifest {
-        seen.insert(m.path.as_str());
-        match remote.get(&m.path) {
-            Some(h) if *h == m.sha256 => {}
-            Some(_) => differ.push(m.path.as_str()),
-            None => missing.push(m.path.as_str()),
-        }
-    }
-    let extra: Vec<&str> = remote
-        .keys()
-        .map(String::as_str)
-        .filter(|p| !seen.contains(p))
-        .collect();
-    if differ.is_empty() && missing.is_empty() && extra.is_empty() {
-        return None;
-    }
-    let show = |v: &[&str]| -> String {
-        let mut s = v.iter().take(3).copied().collect::<Vec<_>>().join(", ");
-        if v.len() > 3 {
-            s.push_str(&format!(", … ({} in all)", v.len()));
-        }
-        s
-    };
-    let mut parts = Vec::new();
-    if !differ.is_empty() {
-        parts.push(format!("content differs: {}", show(&differ)));
-    }
-    if !missing.is_empty() {
-        parts.push(format!("missing: {}", show(&missing)));
-    }
-    if !extra.is_empty() {
-        parts.push(format!("not in the manifest: {}", show(&extra)));
-    }
-    Some(parts.join("; "))
-}
-
 /// One entry directly under `distros/`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listed {
@@ -709,151 +471,6 @@ pub trait Transport: Send + Sync {
     fn lock_remove(&self, only_if: Option<&str>) -> Result<()>;
 }
 
-/// The transports, as one type.
-pub enum AnyTransport {
-    Ssh(ssh::Ssh),
-    Rsync(rsync::Rsync),
-    Local(local::Local),
-}
-
-impl AnyTransport {
-    fn inner(&self) -> &dyn Transport {
-        match self {
-            AnyTransport::Ssh(t) => t,
-            AnyTransport::Rsync(t) => t,
-            AnyTransport::Local(t) => t,
-        }
-    }
-}
-
-impl Transport for AnyTransport {
-    fn describe(&self) -> String {
-        self.inner().describe()
-    }
-    fn list(&self) -> Result<Vec<Listed>> {
-        self.inner().list()
-    }
-    fn content_id(&self, name: &Name) -> Result<Option<String>> {
-        self.inner().content_id(name)
-    }
-    fn resumes(&self) -> bool {
-        self.inner().resumes()
-    }
-    fn storage(&self) -> String {
-        self.inner().storage()
-    }
-    fn free_space(&self) -> Result<Option<u64>> {
-        self.inner().free_space()
-    }
-    fn shares_with_previous(&self) -> bool {
-        self.inner().shares_with_previous()
-    }
-    fn upload(&self, d: &Distro, tmp: &Name, prev: Option<&Name>, bar: &Bar) -> Result<u64> {
-        self.inner().upload(d, tmp, prev, bar)
-    }
-    fn measure(&self, name: &Name) -> Result<Measure> {
-        self.inner().measure(name)
-    }
-    fn hashes(&self, name: &Name) -> Result<BTreeMap<String, String>> {
-        self.inner().hashes(name)
-    }
-    fn install(&self, tmp: &Name, dest: &Name, aside: Option<&Name>) -> Result<()> {
-        self.inner().install(tmp, dest, aside)
-    }
-    fn restore(&self, from: &Name, to: &Name) -> Result<()> {
-        self.inner().restore(from, to)
-    }
-    fn remove(&self, name: &Name) -> Result<()> {
-        self.inner().remove(name)
-    }
-    fn disk_usage(&self, names: &[Name]) -> Result<Vec<u64>> {
-        self.inner().disk_usage(names)
-    }
-
-    fn lock_try(&self, owner: &str) -> Result<lock::LockTry> {
-        self.inner().lock_try(owner)
-    }
-    fn lock_remove(&self, only_if: Option<&str>) -> Result<()> {
-        self.inner().lock_remove(only_if)
-    }
-}
-
-/// How to reach storage containers, as the user chose (`--transport`, ssh flags).
-#[derive(Debug, Clone)]
-pub enum TransportSpec {
-    Ssh(ssh::SshConfig),
-    Rsync {
-        ssh: ssh::SshConfig,
-        bwlimit: Option<u32>,
-    },
-    /// `local:DIR`: DIR holds the containers' homes (`/containers` on a server).
-    Local(PathBuf),
-}
-
-impl TransportSpec {
-    /// `ssh`, `rsync` or `local:DIR`, with the ssh settings for the first two.
-    pub fn parse(s: &str, ssh: ssh::SshConfig, bwlimit: Option<u32>) -> Result<TransportSpec> {
-        let spec = match s {
-            "ssh" => TransportSpec::Ssh(ssh),
-            "rsync" => TransportSpec::Rsync { ssh, bwlimit },
-            _ => match s.strip_prefix("local:") {
-                Some(d) if !d.is_empty() => TransportSpec::Local(PathBuf::from(d)),
-                _ => {
-                    return Err(Error::Usage(format!(
-                        "transport {s:?}: expected ssh, rsync or local:DIR"
-                    )))
-                }
-            },
-        };
-        if bwlimit.is_some() && !matches!(spec, TransportSpec::Rsync { .. }) {
-            return Err(Error::Usage(
-                "--bwlimit works with --transport rsync only".into(),
-            ));
-        }
-        Ok(spec)
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            TransportSpec::Ssh(_) => "ssh",
-            TransportSpec::Rsync { .. } => "rsync",
-            TransportSpec::Local(_) => "local",
-        }
-    }
-
-    /// Whether uploads need a local tree (see [`Distro::prepare_tree`]).
-    pub fn needs_tree(&self) -> bool {
-        matches!(self, TransportSpec::Rsync { .. })
-    }
-
-    /// Whether it needs the storage container's server address.
-    pub fn needs_address(&self) -> bool {
-        match self {
-            TransportSpec::Ssh(c) | TransportSpec::Rsync { ssh: c, .. } => c.host.is_none(),
-            TransportSpec::Local(_) => false,
-        }
-    }
-
-    /// The transport for storage container `uid` at `address`.
-    pub fn connect(
-        &self,
-        uid: u32,
-        address: Option<&str>,
-        runner: std::sync::Arc<dyn crate::runner::Runner>,
-    ) -> Result<AnyTransport> {
-        Ok(match self {
-            TransportSpec::Ssh(c) => AnyTransport::Ssh(ssh::Ssh::new(c, uid, address, runner)?),
-            TransportSpec::Rsync { ssh, bwlimit } => AnyTransport::Rsync(rsync::Rsync {
-                ssh: ssh::Ssh::new(ssh, uid, address, runner)?,
-                bwlimit: *bwlimit,
-            }),
-            TransportSpec::Local(dir) => {
-                AnyTransport::Local(local::Local::new(dir.join(uid.to_string())))
-            }
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,9 +515,26 @@ mod tests {
 
     #[test]
     fn quoting_survives_quotes() {
-        assert_eq!(sq("a b"), "'a b'");
-        assert_eq!(sq("it's"), "'it'\\''s'");
-        assert_eq!(sq("$(rm -rf /)"), "'$(rm -rf /)'");
+        // What a POSIX shell reads back is the one word given, whatever it holds.
+        for w in [
+            "a b",
+            "it's",
+            "$(rm -rf /)",
+            "`id`",
+            "a\"b\\c",
+            "x;y|z&",
+            "",
+            "-n",
+            "\n",
+        ] {
+            let q = sq(w);
+            assert_eq!(shlex::split(&q), Some(vec![w.to_string()]), "{w:?} as {q}");
+            let out = std::process::Command::new("sh")
+                .args(["-c", &format!("printf %s {q}")])
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), w, "{w:?} as {q}");
+        }
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub fn tools() -> Value {
         "components": [{
             "type": "application",
             "name": "build-distro",
-            "version": crate::VERSION,
+            "version": crate::build_inputs::VERSION,
         }],
     })
 }

@@ -73,16 +73,6 @@ pub struct Options {
     pub allow_no_packages: bool,
 }
 
-impl Options {
-    /// `SOURCE_DATE_EPOCH` as the clamp, as `pack` does.
-    pub fn from_env() -> Options {
-        Options {
-            clamp: crate::pack::PackOptions::default().clamp_mtime,
-            ..Options::default()
-        }
-    }
-}
-
 /// A file build-distro put into the distro, hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddedFile {

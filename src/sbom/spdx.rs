@@ -107,7 +107,7 @@ pub fn document(s: &Sbom) -> Value {
         "documentNamespace": format!("{NAMESPACE_BASE}/{}-{}", url_safe(&s.name), s.uuid("spdx")),
         "creationInfo": {
             "created": super::rfc3339(s.created),
-            "creators": [format!("Tool: build-distro-{}", crate::VERSION)],
+            "creators": [format!("Tool: build-distro-{}", crate::build_inputs::VERSION)],
         },
         "documentDescribes": described,
         "packages": packages,

@@ -218,7 +218,16 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
     cmd.args(args).passthrough(true)
 }
 
-/// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`].
+/// What `tool --version` says (`mmdebstrap 1.3.5`): another version may make another tree
+/// from the same recipe and mirror, so the build cache's key names it.
+pub fn tool_version(tool: Tool, ctx: &SourceCtx) -> Result<String, Error> {
+    let out = ctx.runner.run(&Cmd::new(tool.program()).arg("--version"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`], under
+/// `epoch` (the build's `SOURCE_DATE_EPOCH` as resolved for these releases: it is in the
+/// cache key, so the caller decides it, never this function).
 pub fn run(
     tool: Tool,
     b: &Bootstrap,
@@ -226,6 +235,7 @@ pub fn run(
     ctx: &SourceCtx,
     releases: &[ReleaseRef],
     debs: Option<(&Path, &Path)>,
+    epoch: Option<u64>,
 ) -> Result<SourceInfo, Error> {
     if !rustix::process::geteuid().is_root() {
         return Err(Error::NeedsRoot {
@@ -248,9 +258,7 @@ pub fn run(
     let opts = RunOpts {
         debs: debs.map(|d| d.0),
         debs_out: debs.map(|d| d.1),
-        source_date_epoch: crate::pack::PackOptions::default()
-            .clamp_mtime
-            .or(info.created),
+        source_date_epoch: epoch,
     };
     let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
@@ -262,9 +270,9 @@ pub fn run(
             apt_sources::sources_list(&lines).as_bytes(),
             0o644,
         )?;
-        crate::customize::upgrade(
+        crate::chroot::upgrade(
             &root,
-            crate::customize::PackageManager::Apt,
+            crate::chroot::PackageManager::Apt,
             ctx.runner,
             ctx.reporter,
         )

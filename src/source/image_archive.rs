@@ -20,8 +20,9 @@ use sha2::{Digest, Sha256};
 
 use super::layers::{flatten, Layer};
 use super::oci::{self, Config, Index, Manifest, Platform};
-use super::{decompressed, Error, Interruptible, SourceCtx, SourceInfo};
+use super::{Error, Interruptible, SourceCtx, SourceInfo};
 use crate::recipe::ImageArchiveSource;
+use crate::tree::decompressed;
 use crate::tree::Root;
 
 /// JSON documents (manifests, configs, indexes) bigger than this are refused.

@@ -9,8 +9,8 @@
 
 use std::io::Read;
 
-use super::{decompressed, Error, Interruptible, SourceCtx};
-use crate::pack::HashingReader;
+use super::{Error, Interruptible, SourceCtx};
+use crate::tree::{decompressed, HashingReader};
 use crate::tree::{unpack_overlapped, Root, UnpackOptions};
 
 /// One layer to apply: its name for messages (a digest, an archive path) and its bytes

@@ -9,7 +9,6 @@ pub mod oci;
 pub mod registry;
 pub mod rootfs;
 
-/// Tar readers that accept gzip too (also used by `boot` for tarball input).
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -40,7 +39,7 @@ pub enum Error {
         suites: String,
         // Boxed: the chroot's errors are large and every stage's Result carries this enum.
         #[source]
-        source: Box<crate::customize::Error>,
+        source: Box<crate::chroot::Error>,
     },
     #[error(transparent)]
     Runner(#[from] crate::runner::Error),
@@ -78,7 +77,7 @@ pub struct SourceInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// When the input was made (an image's `created`), in seconds since the epoch: pack
-    /// clamps mtimes to it unless `SOURCE_DATE_EPOCH` is set, so what the build adds
+    /// clamps mtimes to it unless the user set `SOURCE_DATE_EPOCH`, so what the build adds
     /// (finish's files, an engine's placeholders) does not make two builds of one image
     /// differ.
     #[serde(skip)]
@@ -102,12 +101,18 @@ pub struct ReleaseRef {
 impl SourceInfo {
     /// The newest `Date:` of the releases: what a bootstrap's mtimes clamp to.
     pub fn newest_release(&self) -> Option<u64> {
-        self.releases
-            .iter()
-            .filter_map(|r| r.date)
-            .max()
-            .map(|d| d.max(0) as u64)
+        newest_release(&self.releases)
     }
+}
+
+/// The newest `Date:` of `releases`: a bootstrap's source time (see
+/// [`crate::build_inputs::Epoch::resolve`]).
+pub fn newest_release(releases: &[ReleaseRef]) -> Option<u64> {
+    releases
+        .iter()
+        .filter_map(|r| r.date)
+        .max()
+        .map(|d| d.max(0) as u64)
 }
 
 /// Seconds since the epoch of an RFC 3339 time as images record it
@@ -131,6 +136,9 @@ pub struct SourceCtx<'a> {
     pub in_place: Option<&'a Path>,
     /// `--registry-user` / `--registry-password-stdin`: used before any credentials file.
     pub registry_login: Option<&'a registry::Credentials>,
+    /// The user's `SOURCE_DATE_EPOCH`, handed down by the pipeline (a bootstrap without
+    /// one runs under its newest release's date).
+    pub epoch: crate::build_inputs::Epoch,
 }
 
 /// What keeps a tree read in place valid until the build is done: the overlay mount, and
@@ -172,7 +180,10 @@ pub fn fetch<'a>(
     let copied = |info| Ok((info, None));
     if let Some((tool, b)) = bootstrap_of(spec) {
         let releases = bootstrap::fetch_releases(b, ctx)?;
-        return copied(bootstrap::run(tool, b, target, ctx, &releases, None)?);
+        let epoch = ctx.epoch.resolve(newest_release(&releases));
+        return copied(bootstrap::run(
+            tool, b, target, ctx, &releases, None, epoch,
+        )?);
     }
     match spec {
         SourceSpec::Debootstrap(_) | SourceSpec::Mmdebstrap(_) => unreachable!("above"),
@@ -189,22 +200,6 @@ pub fn bootstrap_of(spec: &SourceSpec) -> Option<(bootstrap::Tool, &crate::recip
         SourceSpec::Debootstrap(b) => Some((bootstrap::Tool::Debootstrap, b)),
         SourceSpec::Mmdebstrap(b) => Some((bootstrap::Tool::Mmdebstrap, b)),
         _ => None,
-    }
-}
-
-/// A reader over a tar that may be gzip- or zstd-compressed (detected by magic bytes).
-pub fn decompressed<'a, R: std::io::Read + 'a>(
-    r: R,
-) -> std::io::Result<Box<dyn std::io::Read + 'a>> {
-    use std::io::BufRead;
-    let mut br = std::io::BufReader::with_capacity(1 << 20, r);
-    let magic = br.fill_buf()?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(br)?))
-    } else {
-        Ok(Box::new(br))
     }
 }
 

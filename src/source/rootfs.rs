@@ -5,10 +5,10 @@
 
 use std::path::Path;
 
-use super::{decompressed, Error, InPlace, SourceCtx, SourceInfo};
-use crate::pack::HashingReader;
+use super::{Error, InPlace, SourceCtx, SourceInfo};
 use crate::recipe::RootfsSource;
 use crate::runner::Cmd;
+use crate::tree::{decompressed, HashingReader};
 use crate::tree::{unpack, Root, UnpackOptions};
 
 pub fn run<'a>(

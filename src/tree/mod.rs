@@ -7,6 +7,7 @@
 #[doc(hidden)]
 pub mod fuzz;
 pub mod overlay;
+mod stream;
 mod unpack;
 
 use std::collections::HashSet;
@@ -20,9 +21,8 @@ use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, StatxAttributes, StatxFlags,
 };
 
-pub use unpack::{
-    maybe_gunzip, unpack, unpack_overlapped, UnpackOptions, UnpackStats, DEFAULT_MAX_BYTES,
-};
+pub use stream::{decompressed, HashingReader};
+pub use unpack::{unpack, unpack_overlapped, UnpackOptions, UnpackStats, DEFAULT_MAX_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -154,7 +154,9 @@ impl Root {
         let (dir, name) = match self.parent(rel) {
             Ok(p) => p,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) => {
+                return Ok(None)
+            }
             Err(e) => return Err(self.err(rel, e)),
         };
         match rustix::fs::statat(&dir, &name, AtFlags::SYMLINK_NOFOLLOW) {

@@ -34,7 +34,7 @@
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -43,7 +43,7 @@ use std::rc::Rc;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use tar::EntryType;
 
-use super::{Error, Root};
+use super::{decompressed, Error, Root};
 
 /// The expanded-size limit when [`UnpackOptions::max_bytes`] is 0: far above any real
 /// distro, far below a disk-filling bomb.
@@ -236,17 +236,6 @@ impl<R: Read> Read for Metered<R> {
     }
 }
 
-/// A reader over a tar that may be gzip-compressed (detected by its magic bytes).
-pub fn maybe_gunzip<'a, R: Read + 'a>(r: R) -> std::io::Result<Box<dyn Read + 'a>> {
-    let mut br = BufReader::with_capacity(1 << 20, r);
-    let magic = br.fill_buf()?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
-    } else {
-        Ok(Box::new(br))
-    }
-}
-
 /// Copy an entry's content, leaving holes where it is all zeros: a sparse entry (or a
 /// file of zeros) costs no disk for its holes, whatever size it declares.
 fn copy_sparse(from: &mut impl Read, to: &mut std::fs::File) -> std::io::Result<u64> {
@@ -270,7 +259,7 @@ fn copy_sparse(from: &mut impl Read, to: &mut std::fs::File) -> std::io::Result<
     Ok(len)
 }
 
-/// Extract a (possibly gzip-compressed) tar stream into `root`.
+/// Extract a (possibly gzip- or zstd-compressed) tar stream into `root`.
 pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<UnpackStats, Error> {
     let label = if opts.label.is_empty() {
         "tar"
@@ -288,7 +277,7 @@ pub fn unpack<R: Read>(reader: R, root: &Root, opts: &UnpackOptions) -> Result<U
     };
     let meter = Rc::new(Meter::default());
     meter.total.set(limit);
-    let input = maybe_gunzip(reader).map_err(|e| stream(format!("cannot read: {e}")))?;
+    let input = decompressed(reader).map_err(|e| stream(format!("cannot read: {e}")))?;
     let mut archive = tar::Archive::new(Metered {
         inner: input,
         meter: meter.clone(),

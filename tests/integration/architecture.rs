@@ -1,5 +1,7 @@
 //! The module layering of `src/` (ARCHITECTURE.md, "Invariants"): no module imports another
-//! that imports it back, directly or around a ring.
+//! that imports it back, directly or around a ring; and the top-level modules sit in
+//! layers ([`LAYERS`]: the floors, then the stages in pipeline order), none using a later
+//! one.
 //!
 //! Granularity: the modules of one folder are checked among themselves, at every level.
 //! At the top, `api`, `boot`, `push`, … (each with everything below it); inside a folder
@@ -623,4 +625,279 @@ fn parents_children_and_test_modules_are_not_rings() {
         })
         .collect();
     assert_eq!(pairs, [(vec![], "push", "interrupt")], "{e:?}");
+}
+
+/// The library's top-level modules in layers, lowest first (ARCHITECTURE.md, "Invariants"):
+/// the floors, then the pipeline's stages in their order
+/// (recipe → source → customize → finish → check → sbom → pack → push), each with the
+/// modules shared at its height. A module may use its own layer and those before it;
+/// a use of a later layer is a stage looking ahead.
+const LAYERS: &[(&str, &[&str])] = &[
+    (
+        "floor",
+        &[
+            "interrupt",
+            "build_inputs",
+            "progress",
+            "runner",
+            "os_release",
+            "tree",
+            "api",
+        ],
+    ),
+    ("recipe", &["recipe"]),
+    // Below the source stage and above the recipe: apt sources of a recipe's release,
+    // the mirror client that verifies them, the chroot and its package managers.
+    ("recipe's floor", &["apt_sources", "mirror", "chroot"]),
+    ("source", &["source"]),
+    ("customize", &["customize"]),
+    ("finish", &["finish"]),
+    ("check", &["check"]),
+    // The installed-package reader: a tree or a tarball through check's read-only view;
+    // the support windows, judging what it read.
+    ("check's readers", &["inventory", "lifecycle"]),
+    ("sbom", &["sbom"]),
+    ("pack", &["pack"]),
+    ("push", &["push"]),
+];
+
+/// Above every stage, combining them; no layer may use them.
+const ABOVE: &[&str] = &[
+    "boot", "cache", "outdated", "vex", "audit", "pipeline", "error",
+];
+
+/// Every use of a later layer (or of a module above the stages) from a layered module, as
+/// `from (layer) uses to (layer): evidence`; every top-level module not placed.
+fn layering(files: &Files, layers: &[(&str, &[&str])], above: &[&str]) -> Vec<String> {
+    let rank = |m: &str| {
+        layers
+            .iter()
+            .position(|(_, ms)| ms.contains(&m))
+            .map(|i| (i, layers[i].0))
+    };
+    let mut found = Vec::new();
+    for m in files.keys().filter(|k| k.len() == 1) {
+        if rank(&m[0]).is_none() && !above.contains(&m[0].as_str()) {
+            found.push(format!(
+                "src/{}: not placed in LAYERS or ABOVE (tests/integration/architecture.rs)",
+                files[m].0
+            ));
+        }
+    }
+    let edges = edges(files);
+    for e in edges.get(&Vec::new()).into_iter().flatten() {
+        let Some((from, from_layer)) = rank(&e.from) else {
+            continue;
+        };
+        let later = match rank(&e.to) {
+            Some((to, to_layer)) if to > from => Some(to_layer),
+            None if above.contains(&e.to.as_str()) => Some("above the stages"),
+            _ => None,
+        };
+        if let Some(to_layer) = later {
+            found.push(format!(
+                "{} ({from_layer}) uses {} ({to_layer}): {}",
+                e.from, e.to, e.at
+            ));
+        }
+    }
+    found
+}
+
+#[test]
+fn stages_use_only_earlier_stages_and_the_floors() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (lib, _) = read_src(&src);
+    let wrong = layering(&lib, LAYERS, ABOVE);
+    assert!(
+        wrong.is_empty(),
+        "a module uses a later stage (ARCHITECTURE.md, \"Invariants\"): move what both need \
+         into a floor below them, or place a new module in LAYERS:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn the_layering_check_finds_a_look_ahead_and_an_unplaced_module() {
+    let ahead = files(&[
+        (
+            "lib.rs",
+            "pub mod source; pub mod pack; pub mod error; pub mod extra; pub use error::Error;",
+        ),
+        (
+            "source.rs",
+            "use crate::pack::HashingReader; fn f() -> crate::Error {}",
+        ),
+        (
+            "pack.rs",
+            "pub struct HashingReader; use crate::source::Info;",
+        ),
+        ("error.rs", "pub enum Error {}"),
+        ("extra.rs", ""),
+    ]);
+    let layers: &[(&str, &[&str])] = &[("source", &["source"]), ("pack", &["pack"])];
+    let found = layering(&ahead, layers, &["error"]);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with("src/extra.rs: not placed"),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|f| f
+            == "source (source) uses pack (pack): src/source.rs:1 uses crate::pack::HashingReader"),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.starts_with("source (source) uses error (above the stages)")),
+        "{found:?}"
+    );
+}
+
+/// `toks` without `#[cfg(test)]` items (a test module may spawn a `gzip` or print).
+fn outside_tests(toks: &[(Tok, usize)]) -> Vec<&Tok> {
+    let cfg_test = [
+        Tok::Punct('#'),
+        Tok::Punct('['),
+        Tok::Ident("cfg".into()),
+        Tok::Punct('('),
+        Tok::Ident("test".into()),
+        Tok::Punct(')'),
+        Tok::Punct(']'),
+    ];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let at_cfg = toks[i..].len() >= cfg_test.len()
+            && toks[i..i + cfg_test.len()]
+                .iter()
+                .map(|t| &t.0)
+                .eq(cfg_test.iter());
+        if !at_cfg {
+            out.push(&toks[i].0);
+            i += 1;
+            continue;
+        }
+        // Skip the item: to its `;`, or through its braces.
+        i += cfg_test.len();
+        let mut depth = 0;
+        while i < toks.len() {
+            match toks[i].0 {
+                Tok::Punct(';') if depth == 0 => break,
+                Tok::Punct('{') => depth += 1,
+                Tok::Punct('}') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Where each seam may be crossed (ARCHITECTURE.md, "Invariants"): (what, the files that
+/// may, whether a token matches). Test code is left out.
+type Seam = (
+    &'static str,
+    &'static [&'static str],
+    fn(&[&Tok], usize) -> bool,
+);
+
+const SEAMS: &[Seam] = &[
+    (
+        "printing or exiting (the library says things through progress::Reporter)",
+        &["progress.rs"],
+        |t, i| {
+            matches!(t[i], Tok::Ident(m) if ["print", "println", "eprint", "eprintln", "dbg"].contains(&m.as_str()))
+                && t.get(i + 1) == Some(&&Tok::Punct('!'))
+                || (t[i] == &Tok::Ident("process".into())
+                    && t.get(i + 1) == Some(&&Tok::Sep)
+                    && t.get(i + 2) == Some(&&Tok::Ident("exit".into())))
+        },
+    ),
+    (
+        "running a program (std::process::Command: through runner.rs)",
+        &["runner.rs", "boot/inside.rs"],
+        |t, i| t[i] == &Tok::Ident("Command".into()) && names_std_process(t, i),
+    ),
+    (
+        "HTTP (ureq: the API, mirror and registry clients)",
+        &[
+            "api/client.rs",
+            "mirror/client.rs",
+            "source/registry/client.rs",
+        ],
+        |t, i| t[i] == &Tok::Ident("ureq".into()),
+    ),
+    (
+        "the Docker engine (bollard)",
+        &["source/docker.rs"],
+        |t, i| t[i] == &Tok::Ident("bollard".into()),
+    ),
+    (
+        "libc (rustix covers the rest: clone, signal masks, the fork-time calls only)",
+        &["runner.rs", "boot/mod.rs", "boot/inside.rs"],
+        |t, i| t[i] == &Tok::Ident("libc".into()) && t.get(i + 1) == Some(&&Tok::Sep),
+    ),
+];
+
+/// Whether the name at `i` is `process::NAME` or in a `process::{…}` group.
+fn names_std_process(t: &[&Tok], i: usize) -> bool {
+    let process =
+        |j: usize| j >= 2 && t[j - 1] == &Tok::Sep && t[j - 2] == &Tok::Ident("process".into());
+    if process(i) {
+        return true;
+    }
+    let mut j = i;
+    while j > 0 {
+        j -= 1;
+        match t[j] {
+            Tok::Punct('{') => return process(j),
+            Tok::Punct('}' | ';' | '(' | ')') => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[test]
+fn the_library_crosses_each_seam_in_its_one_place() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (lib, _) = read_src(&src);
+    let mut wrong = Vec::new();
+    for (file, text) in lib.values() {
+        if file.ends_with("tests.rs") {
+            continue;
+        }
+        let toks = lex(text);
+        let toks = outside_tests(&toks);
+        for (what, allowed, hit) in SEAMS {
+            if !allowed.contains(&file.as_str()) && (0..toks.len()).any(|i| hit(&toks, i)) {
+                wrong.push(format!("src/{file}: {what}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The check leaves out test modules, and nothing else.
+    let hits = |src: &str| -> Vec<usize> {
+        let toks = lex(src);
+        let toks = outside_tests(&toks);
+        (0..SEAMS.len())
+            .filter(|&k| (0..toks.len()).any(|i| (SEAMS[k].2)(&toks, i)))
+            .collect()
+    };
+    assert_eq!(
+        hits("use std::process::{Stdio, Command};\nfn f() { println!(\"x\"); libc::_exit(0); }"),
+        [0, 1, 4]
+    );
+    assert_eq!(
+        hits("fn f() -> Error { Error::Command {} }\n#[cfg(test)]\nmod tests { fn g() { std::process::Command::new(\"gzip\"); println!(); } }"),
+        Vec::<usize>::new()
+    );
 }

@@ -160,6 +160,12 @@ impl AptRepo {
     /// Build `name_version_amd64.deb` from the tree at `root` into the pool (replacing
     /// other versions of `name`).
     pub fn add_package(&self, name: &str, version: &str, root: &Path) {
+        self.add_package_for(name, version, root, "amd64")
+    }
+
+    /// [`AptRepo::add_package`] for `arch` (`all`: installable on every architecture the
+    /// repository publishes).
+    pub fn add_package_for(&self, name: &str, version: &str, root: &Path, arch: &str) {
         let pool = self.dir.join("pool/main");
         for e in std::fs::read_dir(&pool).unwrap() {
             let e = e.unwrap();
@@ -175,38 +181,46 @@ impl AptRepo {
         std::fs::write(
             debian.join("control"),
             format!(
-                "Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: test <test@invalid>\nDescription: build-distro test package\n"
+                "Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: test <test@invalid>\nDescription: build-distro test package\n"
             ),
         )
         .unwrap();
         sh(Command::new("dpkg-deb")
             .args(["--root-owner-group", "-Zgzip", "--build"])
             .arg(root)
-            .arg(pool.join(format!("{name}_{version}_amd64.deb"))));
+            .arg(pool.join(format!("{name}_{version}_{arch}.deb"))));
         std::fs::remove_dir_all(&debian).unwrap();
     }
 
     /// Write the indexes and sign the release: the repository's new state.
     pub fn publish(&self) {
-        let dists = self.dir.join("dists").join(&self.suite);
-        let bin = dists.join("main/binary-amd64");
-        std::fs::create_dir_all(&bin).unwrap();
+        self.publish_suite(&self.suite)
+    }
+
+    /// [`AptRepo::publish`] the pool as `suite` too (`bdtest-updates`). Published for
+    /// amd64 and i386; an i386 bootstrap installs the `all` packages.
+    pub fn publish_suite(&self, suite: &str) {
+        let dists = self.dir.join("dists").join(suite);
         let out = Command::new("apt-ftparchive")
             .current_dir(&self.dir)
             .args(["packages", "pool"])
             .output()
             .unwrap();
         assert!(out.status.success());
-        std::fs::write(bin.join("Packages"), &out.stdout).unwrap();
+        for arch in ["amd64", "i386"] {
+            let bin = dists.join(format!("main/binary-{arch}"));
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("Packages"), &out.stdout).unwrap();
+        }
         let o = |k: &str, v: &str| format!("-oAPT::FTPArchive::Release::{k}={v}");
         let out = Command::new("apt-ftparchive")
             .current_dir(&self.dir)
-            .arg(o("Suite", &self.suite))
-            .arg(o("Codename", &self.suite))
-            .arg(o("Architectures", "amd64"))
+            .arg(o("Suite", suite))
+            .arg(o("Codename", suite))
+            .arg(o("Architectures", "amd64 i386"))
             .arg(o("Components", "main"))
             .arg("release")
-            .arg(format!("dists/{}", self.suite))
+            .arg(format!("dists/{suite}"))
             .output()
             .unwrap();
         assert!(out.status.success());

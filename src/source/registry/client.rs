@@ -174,7 +174,7 @@ impl Client {
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_recv_response(Some(Duration::from_secs(120)))
             .timeout_per_read(Some(Duration::from_secs(120)))
-            .user_agent(format!("build-distro/{}", crate::VERSION))
+            .user_agent(format!("build-distro/{}", crate::build_inputs::VERSION))
             .tls_config(tls)
             .build();
         let mut c = Client {

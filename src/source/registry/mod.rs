@@ -484,14 +484,28 @@ impl Downloads {
 
     /// Stop what still runs; wait for the threads only when all went well (they are
     /// done then).
-    fn finish(self, ok: bool) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.moved.notify_all();
+    fn finish(mut self, ok: bool) {
+        self.stop();
         if ok {
-            for t in self.threads {
+            for t in std::mem::take(&mut self.threads) {
                 let _ = t.join();
             }
         }
+    }
+
+    fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.moved.notify_all();
+    }
+}
+
+/// On every way out (an error, a panic in the flattener), the threads are told to stop:
+/// each answers what it holds at once and ends. They are joined only by
+/// [`Downloads::finish`] after a good run; otherwise one stuck on a silent connection
+/// ends with it, and the build does not wait for it.
+impl Drop for Downloads {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
