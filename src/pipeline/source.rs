@@ -57,7 +57,7 @@ fn fetch_bootstrap<'a>(
     let (cache, target, scratch) = (hit.cache, hit.target, hit.scratch);
     let releases = bootstrap::fetch_releases(b, ctx)?;
     let arch = b.arch.as_deref().unwrap_or(host_arch());
-    let key = Key::new(spec, arch, &releases, None);
+    let key = Key::new(spec, arch, &releases, None).with_slim(ctx.slim);
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);
     }

@@ -148,6 +148,9 @@ pub struct RunOpts<'a> {
     pub debs_out: Option<&'a Path>,
     /// `SOURCE_DATE_EPOCH` for the tool and what it runs.
     pub source_date_epoch: Option<u64>,
+    /// `[slim]`: mmdebstrap gets its dpkg rules (debootstrap takes no dpkg options: its
+    /// tree is slimmed after the run).
+    pub slim: Option<&'a crate::recipe::Slim>,
 }
 
 /// The argument vector for `tool` (validated recipe values only, never a shell string).
@@ -192,6 +195,15 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
                     format!("--customize-hook=sync-out /var/cache/apt/archives {out}").into(),
                 );
             }
+        }
+    }
+    if tool == Tool::Mmdebstrap {
+        if let Some(slim) = opts.slim {
+            args.extend(
+                crate::slim::dpkg_lines(slim)
+                    .into_iter()
+                    .map(|l| format!("--dpkgopt={l}").into()),
+            );
         }
     }
     let mut cmd = Cmd::new(tool.program());
@@ -251,12 +263,25 @@ pub fn run(
         source_date_epoch: crate::pack::PackOptions::default()
             .clamp_mtime
             .or(info.created),
+        slim: ctx.slim,
     };
     let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
     ctx.runner.run(&cmd)?;
+    let root = Root::open(target)?;
+    if let Some(slim) = ctx.slim {
+        // mmdebstrap's copy of the rules gives way to the one name every slim tree uses;
+        // then what maintainer scripts wrote (and all of a debootstrap tree) is slimmed.
+        if tool == Tool::Mmdebstrap {
+            root.remove(Path::new(crate::slim::MMDEBSTRAP_FILE))?;
+        }
+        let done = crate::slim::apply(&root, slim)?;
+        ctx.reporter.debug(&format!(
+            "slim: {} entries ({} bytes) removed after the bootstrap",
+            done.removed, done.bytes
+        ));
+    }
     if tool == Tool::Debootstrap && lines.len() > 1 {
-        let root = Root::open(target)?;
         root.write_file(
             Path::new("etc/apt/sources.list"),
             apt_sources::sources_list(&lines).as_bytes(),
@@ -355,6 +380,7 @@ mod tests {
             debs: Some(Path::new("/c/in")),
             debs_out: Some(Path::new("/c/out")),
             source_date_epoch: Some(1700000000),
+            ..Default::default()
         };
         let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"), &opts);
         assert_eq!(
@@ -373,6 +399,33 @@ mod tests {
         assert_eq!(
             c.display(),
             "debootstrap --keyring=/k/repo.gpg --cache-dir=/c/in bookworm /t/root http://deb.debian.org/debian"
+        );
+    }
+
+    #[test]
+    fn slim_rules_reach_mmdebstrap_only() {
+        let b = spec("updates = false\nsecurity = false\n");
+        let slim = crate::recipe::Slim {
+            enabled: true,
+            keep_locales: vec!["de".to_string().try_into().unwrap()],
+        };
+        let opts = RunOpts {
+            slim: Some(&slim),
+            ..Default::default()
+        };
+        let c = command(Tool::Mmdebstrap, &b, Path::new("/t"), &opts);
+        let args: Vec<String> = c.args.iter().map(|a| a.to_string_lossy().into()).collect();
+        let dpkgopts: Vec<&str> = args
+            .iter()
+            .filter_map(|a| a.strip_prefix("--dpkgopt="))
+            .collect();
+        assert_eq!(dpkgopts, crate::slim::dpkg_lines(&slim));
+        assert!(dpkgopts.contains(&"path-include=/usr/share/locale/de/*"));
+        // debootstrap takes neither: its tree is slimmed after the run.
+        let c = command(Tool::Debootstrap, &b, Path::new("/t"), &opts);
+        assert_eq!(
+            c.display(),
+            "debootstrap bookworm /t http://deb.debian.org/debian"
         );
     }
 

@@ -131,6 +131,9 @@ pub struct SourceCtx<'a> {
     pub in_place: Option<&'a Path>,
     /// `--registry-user` / `--registry-password-stdin`: used before any credentials file.
     pub registry_login: Option<&'a registry::Credentials>,
+    /// The recipe's `[slim]` when it is on: a bootstrap installs slim ([`crate::slim`]);
+    /// other sources are slimmed after the fact by the pipeline.
+    pub slim: Option<&'a crate::recipe::Slim>,
 }
 
 /// What keeps a tree read in place valid until the build is done: the overlay mount, and

@@ -23,3 +23,4 @@ mod recipes;
 mod reclaim;
 mod registry;
 mod sbom;
+mod slim;
