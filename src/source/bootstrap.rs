@@ -151,6 +151,28 @@ pub struct RunOpts<'a> {
     /// `[slim]`: mmdebstrap gets its dpkg rules (debootstrap takes no dpkg options: its
     /// tree is slimmed after the run).
     pub slim: Option<&'a crate::recipe::Slim>,
+    /// mmdebstrap's hook directory that runs dpkg under eatmydata (no fsync), when the
+    /// host has it ([`EATMYDATA_HOOKS`]).
+    pub eatmydata: Option<&'a Path>,
+}
+
+/// mmdebstrap's own hooks that wrap the tree's dpkg in eatmydata for the run (fsync
+/// becomes a no-op) and take the wrapper out again at the end. Safe here: the tree is a
+/// scratch directory that is stored and packed (and checksummed) only after the run
+/// succeeded, so a crash that loses unsynced writes leaves nothing anyone uses.
+pub const EATMYDATA_HOOKS: &str = "/usr/share/mmdebstrap/hooks/eatmydata";
+
+/// The eatmydata hooks, when they apply to `b`: the hook fetches `eatmydata` and
+/// `libeatmydata1` from the recipe's mirror and wraps the tree's dpkg, so it needs a
+/// Debian archive (every Debian release has both in main) and a variant that installs
+/// dpkg (not `extract` or `custom`, which may hold neither).
+fn eatmydata_hooks(b: &Bootstrap) -> Option<&'static Path> {
+    let dir = Path::new(EATMYDATA_HOOKS);
+    let installs_dpkg = !matches!(b.variant.as_deref(), Some("extract" | "custom"));
+    (installs_dpkg
+        && apt_sources::distribution(b) == crate::recipe::Distribution::Debian
+        && dir.is_dir())
+    .then_some(dir)
 }
 
 /// The argument vector for `tool` (validated recipe values only, never a shell string).
@@ -204,6 +226,11 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
                     .into_iter()
                     .map(|l| format!("--dpkgopt={l}").into()),
             );
+        }
+        if let Some(dir) = opts.eatmydata {
+            let mut a = OsString::from("--hook-directory=");
+            a.push(dir);
+            args.push(a);
         }
     }
     let mut cmd = Cmd::new(tool.program());
@@ -264,6 +291,9 @@ pub fn run(
             .clamp_mtime
             .or(info.created),
         slim: ctx.slim,
+        eatmydata: (tool == Tool::Mmdebstrap)
+            .then(|| eatmydata_hooks(b))
+            .flatten(),
     };
     let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
@@ -403,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn slim_rules_reach_mmdebstrap_only() {
+    fn slim_rules_and_eatmydata_reach_mmdebstrap_only() {
         let b = spec("updates = false\nsecurity = false\n");
         let slim = crate::recipe::Slim {
             enabled: true,
@@ -411,6 +441,7 @@ mod tests {
         };
         let opts = RunOpts {
             slim: Some(&slim),
+            eatmydata: Some(Path::new(EATMYDATA_HOOKS)),
             ..Default::default()
         };
         let c = command(Tool::Mmdebstrap, &b, Path::new("/t"), &opts);
@@ -421,12 +452,16 @@ mod tests {
             .collect();
         assert_eq!(dpkgopts, crate::slim::dpkg_lines(&slim));
         assert!(dpkgopts.contains(&"path-include=/usr/share/locale/de/*"));
+        assert!(args.contains(&format!("--hook-directory={EATMYDATA_HOOKS}")));
         // debootstrap takes neither: its tree is slimmed after the run.
         let c = command(Tool::Debootstrap, &b, Path::new("/t"), &opts);
         assert_eq!(
             c.display(),
             "debootstrap bookworm /t http://deb.debian.org/debian"
         );
+        // No eatmydata where the hook cannot fetch it or the variant has no dpkg.
+        assert!(eatmydata_hooks(&spec("variant = \"extract\"\n")).is_none());
+        assert!(eatmydata_hooks(&spec("distribution = \"ubuntu\"\n")).is_none());
     }
 
     #[test]
