@@ -1,7 +1,7 @@
 //! `[slim]`: documentation, man and info pages and translations kept out of a tree, the
 //! way Debian's slim images do it, with dpkg's own `path-exclude`/`path-include` rules.
-//! The rules are used three ways, from one list ([`rules`]): given to mmdebstrap
-//! (`--dpkgopt`, so the files are never unpacked), installed in the tree as
+//! The rules are used three ways, from one list ([`rules`]): put in the tree by
+//! mmdebstrap before it installs anything (so dpkg never unpacks those files), installed in the tree as
 //! [`RULE_FILE`] (so a later `apt-get install` in it stays slim), and applied after the
 //! fact ([`apply`]) to a tree that was made without them (debootstrap, which takes no
 //! dpkg options; Docker, registry, image-archive and rootfs sources; what maintainer
@@ -23,10 +23,6 @@ type Result<T> = std::result::Result<T, Error>;
 /// The rule file inside the tree. dpkg reads every file of `dpkg.cfg.d` whose name is
 /// letters, digits, `-` and `_` only.
 pub const RULE_FILE: &str = "etc/dpkg/dpkg.cfg.d/build-distro-slim";
-
-/// What mmdebstrap names the file it writes its `--dpkgopt`s into; the bootstrap
-/// replaces it with [`RULE_FILE`] so every slim tree holds the rules under one name.
-pub const MMDEBSTRAP_FILE: &str = "etc/dpkg/dpkg.cfg.d/99mmdebstrap";
 
 /// The directories the rules cover; nothing outside them is ever removed.
 const COVERED: &[&str] = &[
@@ -85,19 +81,13 @@ pub fn rules(slim: &Slim) -> Vec<Rule> {
     r
 }
 
-/// The lines of [`RULE_FILE`], a comment first (dpkg skips `#` lines).
-pub fn dpkg_lines(slim: &Slim) -> Vec<String> {
-    let mut lines = vec![
-        "# build-distro [slim]: no documentation, man or info pages, or translations but the kept ones; copyright files stay.".to_string(),
-    ];
-    lines.extend(rules(slim).iter().map(Rule::line));
-    lines
-}
-
-/// The text of [`RULE_FILE`].
+/// The text of [`RULE_FILE`], a comment first (dpkg skips `#` lines).
 pub fn dpkg_text(slim: &Slim) -> String {
-    let mut t = dpkg_lines(slim).join("\n");
-    t.push('\n');
+    let mut t = String::from("# build-distro [slim]: no documentation, man or info pages, or translations but the kept ones; copyright files stay.\n");
+    for r in rules(slim) {
+        t.push_str(&r.line());
+        t.push('\n');
+    }
     t
 }
 

@@ -148,9 +148,10 @@ pub struct RunOpts<'a> {
     pub debs_out: Option<&'a Path>,
     /// `SOURCE_DATE_EPOCH` for the tool and what it runs.
     pub source_date_epoch: Option<u64>,
-    /// `[slim]`: mmdebstrap gets its dpkg rules (debootstrap takes no dpkg options: its
-    /// tree is slimmed after the run).
-    pub slim: Option<&'a crate::recipe::Slim>,
+    /// `[slim]`: a host file holding the dpkg rules ([`crate::slim::dpkg_text`]), which
+    /// mmdebstrap puts in the tree before it unpacks anything. debootstrap takes no dpkg
+    /// options: its tree is slimmed after the run.
+    pub slim_rules: Option<&'a Path>,
     /// mmdebstrap's hook directory that runs dpkg under eatmydata (no fsync), when the
     /// host has it ([`EATMYDATA_HOOKS`]).
     pub eatmydata: Option<&'a Path>,
@@ -220,11 +221,19 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
         }
     }
     if tool == Tool::Mmdebstrap {
-        if let Some(slim) = opts.slim {
-            args.extend(
-                crate::slim::dpkg_lines(slim)
-                    .into_iter()
-                    .map(|l| format!("--dpkgopt={l}").into()),
+        if let Some(rules) = opts.slim_rules {
+            // Not `--dpkgopt`: with path filters there, mmdebstrap pipes every essential
+            // package through its tarfilter as it extracts them (a third of a security
+            // rebuild's run); dpkg, which installs them right after, reads the file
+            // anyway, and what the plain extraction left is removed after the run.
+            args.push("--setup-hook=mkdir -p \"$1\"/etc/dpkg/dpkg.cfg.d".into());
+            args.push(
+                format!(
+                    "--setup-hook=upload {} /{}",
+                    rules.display(),
+                    crate::slim::RULE_FILE
+                )
+                .into(),
             );
         }
         if let Some(dir) = opts.eatmydata {
@@ -284,13 +293,18 @@ pub fn run(
         ..Default::default()
     };
     info.created = info.newest_release();
+    let rules = target.with_file_name("slim-rules");
+    if let (Some(slim), Tool::Mmdebstrap) = (ctx.slim, tool) {
+        std::fs::write(&rules, crate::slim::dpkg_text(slim))
+            .map_err(|e| crate::tree::Error::io(&rules, e))?;
+    }
     let opts = RunOpts {
         debs: debs.map(|d| d.0),
         debs_out: debs.map(|d| d.1),
         source_date_epoch: crate::pack::PackOptions::default()
             .clamp_mtime
             .or(info.created),
-        slim: ctx.slim,
+        slim_rules: (ctx.slim.is_some() && tool == Tool::Mmdebstrap).then_some(rules.as_path()),
         eatmydata: (tool == Tool::Mmdebstrap)
             .then(|| eatmydata_hooks(b))
             .flatten(),
@@ -300,11 +314,8 @@ pub fn run(
     ctx.runner.run(&cmd)?;
     let root = Root::open(target)?;
     if let Some(slim) = ctx.slim {
-        // mmdebstrap's copy of the rules gives way to the one name every slim tree uses;
-        // then what maintainer scripts wrote (and all of a debootstrap tree) is slimmed.
-        if tool == Tool::Mmdebstrap {
-            root.remove(Path::new(crate::slim::MMDEBSTRAP_FILE))?;
-        }
+        // What mmdebstrap extracted before dpkg ran, what maintainer scripts wrote, and
+        // all of a debootstrap tree (before its upgrade, which then follows the rules).
         let done = crate::slim::apply(&root, slim)?;
         ctx.reporter.debug(&format!(
             "slim: {} entries ({} bytes) removed after the bootstrap",
@@ -435,24 +446,19 @@ mod tests {
     #[test]
     fn slim_rules_and_eatmydata_reach_mmdebstrap_only() {
         let b = spec("updates = false\nsecurity = false\n");
-        let slim = crate::recipe::Slim {
-            enabled: true,
-            keep_locales: vec!["de".to_string().try_into().unwrap()],
-        };
         let opts = RunOpts {
-            slim: Some(&slim),
+            slim_rules: Some(Path::new("/b/slim-rules")),
             eatmydata: Some(Path::new(EATMYDATA_HOOKS)),
             ..Default::default()
         };
         let c = command(Tool::Mmdebstrap, &b, Path::new("/t"), &opts);
-        let args: Vec<String> = c.args.iter().map(|a| a.to_string_lossy().into()).collect();
-        let dpkgopts: Vec<&str> = args
-            .iter()
-            .filter_map(|a| a.strip_prefix("--dpkgopt="))
-            .collect();
-        assert_eq!(dpkgopts, crate::slim::dpkg_lines(&slim));
-        assert!(dpkgopts.contains(&"path-include=/usr/share/locale/de/*"));
-        assert!(args.contains(&format!("--hook-directory={EATMYDATA_HOOKS}")));
+        assert_eq!(
+            c.display(),
+            "mmdebstrap '--setup-hook=mkdir -p \"$1\"/etc/dpkg/dpkg.cfg.d' \
+             '--setup-hook=upload /b/slim-rules /etc/dpkg/dpkg.cfg.d/build-distro-slim' \
+             --hook-directory=/usr/share/mmdebstrap/hooks/eatmydata \
+             --mode=root bookworm /t 'deb http://deb.debian.org/debian bookworm main'"
+        );
         // debootstrap takes neither: its tree is slimmed after the run.
         let c = command(Tool::Debootstrap, &b, Path::new("/t"), &opts);
         assert_eq!(
