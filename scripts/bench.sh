@@ -57,21 +57,35 @@ run() {
 
 # The build cache (issue 18) on the default recipe: a cold build (empty cache each run), a
 # warm rebuild, and a change to [[files]] only; goals: warm <= 10% and files-only <= 20%
-# of cold. Its own mirror state: the three rows run back to back.
+# of cold. Issue 25 adds: plain mmdebstrap with the recipe's suites and packages (goal:
+# cold <= 0.9x of it); a security rebuild, where a new InRelease changes the key and so
+# leaves no entry for it while the package cache stays warm (the same as removing
+# entries/: the build misses and bootstraps from the cached .debs; goal <= 40% of cold,
+# 25% hoped); the same without [slim], and the content size with and without it.
+# Its own mirror state: the rows run back to back.
 cache_rows() {
   local bc="$work/bcache"
   printf 'extends = "debian-trixie"\n[[files]]\npath = "/etc/motd"\ncontent = "bench\\n"\n' >"$work/files.toml"
   run "build (default recipe, cold cache)" "$work/o/debian-trixie.tar.gz" "rm -rf $bc && BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
+  slim_bytes=$(jq .bytes "$work/o/debian-trixie.json")
+  # What the default recipe's [source] asks of mmdebstrap, read from the recipe itself.
+  local suite variant packages
+  read -r suite variant packages < <(python3 -c 'import sys, tomllib; s = tomllib.load(open(sys.argv[1], "rb"))["source"]; print(s["suite"], s["variant"], ",".join(s["packages"]))' recipes/debian-trixie.toml)
+  run "mmdebstrap (same suites and packages)" "$work/o/mm.tar.gz" "mmdebstrap --variant=$variant --include=$packages --mode=root $suite $work/o/mm.tar.gz 'deb http://deb.debian.org/debian $suite main' 'deb http://deb.debian.org/debian $suite-updates main' 'deb http://deb.debian.org/debian-security $suite-security main'"
   run "build (default recipe, warm cache)" "$work/o/debian-trixie.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
   run "build ([[files]] changed, warm cache)" "$work/o/debian-trixie.tar.gz" "BUILD_DISTRO_CACHE_DIR=$bc $bin -q build $work/files.toml --out $work/o"
+  run "build (security rebuild, packages cached)" "$work/o/debian-trixie.tar.gz" "rm -rf $bc/entries && BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --out $work/o"
+  run "build (security rebuild, slim off)" "$work/o/debian-trixie.tar.gz" "rm -rf $bc/entries && BUILD_DISTRO_CACHE_DIR=$bc $bin -q build --set slim.enabled=false --out $work/o"
+  full_bytes=$(jq .bytes "$work/o/debian-trixie.json")
+  echo "  content: $slim_bytes bytes slim, $full_bytes bytes with slim off"
   cache_bytes=$(du -sb "$bc" | cut -f1)
   echo "  build cache size: $cache_bytes bytes"
 }
 
 cache_summary() {
-  python3 - "$results" "$OUT" "${cache_bytes:-0}" <<'PY'
+  python3 - "$results" "$OUT" "${cache_bytes:-0}" "${slim_bytes:-0}" "${full_bytes:-0}" <<'PY'
 import json, sys
-res, out, cache_bytes = sys.argv[1:4]
+res, out, cache_bytes, slim_bytes, full_bytes = sys.argv[1:6]
 by = {}
 for line in open(res):
     f = line.rstrip("\n").split("\t")
@@ -80,10 +94,18 @@ for line in open(res):
 cold = by.get("build (default recipe, cold cache)")
 s = {}
 if cold:
-    for k, name in [("warm", "build (default recipe, warm cache)"), ("files-only", "build ([[files]] changed, warm cache)")]:
+    for k, name in [("warm", "build (default recipe, warm cache)"), ("files-only", "build ([[files]] changed, warm cache)"),
+                    ("security rebuild (goal <= 0.4)", "build (security rebuild, packages cached)"),
+                    ("security rebuild, slim off", "build (security rebuild, slim off)")]:
         if name in by:
             s[f"cache: {k} / cold"] = round(by[name]["seconds"] / cold["seconds"], 3)
+    mm = by.get("mmdebstrap (same suites and packages)")
+    if mm:
+        s["cold build / plain mmdebstrap (goal <= 0.9)"] = round(cold["seconds"] / mm["seconds"], 3)
 s["cache: bytes"] = int(cache_bytes)
+if int(slim_bytes) and int(full_bytes):
+    mib = lambda b: round(int(b) / 1048576, 1)
+    s["slim: content MiB (slim, full, saved)"] = [mib(slim_bytes), mib(full_bytes), mib(int(full_bytes) - int(slim_bytes))]
 try:
     doc = json.load(open(out))
 except Exception:

@@ -5,6 +5,7 @@ set -euo pipefail
 
 need_pkgs=(
   debootstrap mmdebstrap        # source kinds
+  dpkg-dev                      # mmdebstrap's eatmydata hook asks dpkg-architecture for the lib dir
   debian-archive-keyring        # the security proof tests run the host's apt against the mirror
   docker.io                     # docker source, tests build their own images
   busybox-static                # FROM scratch test images, minimal test trees

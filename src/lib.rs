@@ -29,6 +29,7 @@ pub mod push;
 pub mod recipe;
 pub mod runner;
 pub mod sbom;
+pub mod slim;
 pub mod source;
 pub mod tree;
 pub mod vex;

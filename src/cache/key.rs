@@ -29,6 +29,10 @@ pub struct Key {
     /// An image's manifest digest (of the platform's manifest, not of an index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The `[slim]` dpkg rules a bootstrap ran with: they decide which files the tree
+    /// holds. (A registry tree is stored as pulled and slimmed after the cache.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slim: Option<String>,
 }
 
 impl Key {
@@ -55,7 +59,14 @@ impl Key {
                 })
                 .collect(),
             digest,
+            slim: None,
         }
+    }
+
+    /// This key for a tree bootstrapped with `slim`'s rules.
+    pub fn with_slim(mut self, slim: Option<&crate::recipe::Slim>) -> Key {
+        self.slim = slim.map(crate::slim::dpkg_text);
+        self
     }
 
     /// The entry's name: SHA-256 of the key's JSON.

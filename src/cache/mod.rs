@@ -39,8 +39,8 @@
 //! Why this storage format: an entry holds the source tree twice. `source.tar.zst` is
 //! the tree as one zstd-compressed tar, written by pack's walker (sorted, owners kept) and
 //! restored by the same hostile-input-safe unpacker every other archive goes through: one
-//! file, cheap to checksum, about a third of the tree (the default recipe: 234 MiB of
-//! files, a 77 MiB entry); it serves whoever cannot mount (not root, `--format dir`, whose
+//! file, cheap to checksum, about a third of the tree (the default recipe: 125 MiB of
+//! files, a 42 MiB entry); it serves whoever cannot mount (not root, `--format dir`, whose
 //! output is the tree itself and cannot be moved off a mount, a kernel that refuses).
 //! `tree/` is the tree itself: a cold build that can read an entry in place moves its
 //! fresh tree in ([`Cache::store_moving`]) and reads it from there like any hit, so

@@ -154,6 +154,7 @@ pub fn build(
         in_place: read_only.then(|| build_dir.path()),
         registry_login: opts.registry_login.as_ref(),
         epoch: inputs.epoch,
+        slim: loaded.recipe.slim(),
     };
     // A cache that cannot be opened (a read-only home) is a warning: the build goes on.
     // It stays open (its shared lock held) until pack has reused and stored its pieces.
@@ -179,6 +180,20 @@ pub fn build(
     stage.done(&format!("{} {}", source.kind, source.reference));
     crate::interrupt::check_interrupted()?;
     let root = Root::open(&tree)?;
+
+    // Before customize, so its package installs already follow the installed rules. A
+    // bootstrap installed slim (its tree changes nothing here); any other source is
+    // slimmed after the fact.
+    if let Some(slim) = loaded.recipe.slim() {
+        let stage = reporter.stage("slim");
+        let done = crate::slim::apply(&root, slim)?;
+        stage.done(&format!(
+            "{} entries removed ({:.1} MiB)",
+            done.removed,
+            done.bytes as f64 / (1024.0 * 1024.0)
+        ));
+        crate::interrupt::check_interrupted()?;
+    }
 
     if crate::customize::has_work(&loaded.recipe) {
         let stage = reporter.stage("customize");

@@ -66,7 +66,8 @@ fn fetch_bootstrap<'a>(
     let key = Key {
         bootstrapper: Some(bootstrap::tool_version(tool, ctx)?),
         ..inputs.key(spec, &Inputs::bootstrap_arch(b), &releases, None, epoch)
-    };
+    }
+    .with_slim(ctx.slim);
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);
     }

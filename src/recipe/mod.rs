@@ -18,10 +18,10 @@ pub use load::{load, parse_str, BUILTIN, DEFAULT};
 pub use types::{
     Bootstrap, CheckSpec, Distribution, Distro, DockerSource, FileSpec, ImageArchiveSource, Loaded,
     Nss, NssMode, Packages, Publish, PublishTo, Pull, Recipe, RegistrySource, Remove, RootfsSource,
-    RunSpec, SourceSpec, Strategy, Uwsgi,
+    RunSpec, Slim, SourceSpec, Strategy, Uwsgi,
 };
 pub use values::{
-    check_api_path, ApiName, ApiPath, FileMode, MirrorUrl, PackageName, TreePath, Word,
+    check_api_path, ApiName, ApiPath, FileMode, LocaleName, MirrorUrl, PackageName, TreePath, Word,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -257,3 +257,37 @@ fn not_found_lists_builtins() {
         "{e}"
     );
 }
+
+#[test]
+fn slim_section_is_on_when_present_and_off_by_default() {
+    assert!(parse_str(BASE, "t.toml").unwrap().slim().is_none());
+    let r = parse_str(
+        &format!("{BASE}[slim]\nkeep_locales = [\"en_GB\", \"sr@latin\"]\n"),
+        "t.toml",
+    )
+    .unwrap();
+    let s = r.slim().expect("on");
+    let kept: Vec<&str> = s.keep_locales.iter().map(|l| &**l).collect();
+    assert_eq!(kept, ["en_GB", "sr@latin"]);
+    let off = parse_str(&format!("{BASE}[slim]\nenabled = false\n"), "t.toml").unwrap();
+    assert!(off.slim().is_none());
+    // The default recipe (and what extends it) is slim; --set turns it off.
+    assert!(load(None, &[]).unwrap().recipe.slim().is_some());
+    assert!(load(Some("debian-bookworm"), &[])
+        .unwrap()
+        .recipe
+        .slim()
+        .is_some());
+    let full = load(None, &["slim.enabled=false".to_string()]).unwrap();
+    assert!(full.recipe.slim().is_none());
+}
+
+#[test]
+fn slim_rejects_unknown_keys_and_glob_locales() {
+    let e = err(&format!("{BASE}[slim]\nkeep = []\n"));
+    assert!(e.contains("unknown field `keep`"), "{e}");
+    let e = err(&format!("{BASE}[slim]\nkeep_locales = [\"de/*\"]\n"));
+    assert!(e.contains("locale \"de/*\" has '/'"), "{e}");
+    let e = err(&format!("{BASE}[slim]\nkeep_locales = [\"..\"]\n"));
+    assert!(e.contains("must start with a letter or digit"), "{e}");
+}

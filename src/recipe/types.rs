@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::values::{ApiName, ApiPath, FileMode, MirrorUrl, PackageName, TreePath, Word};
+use super::values::{
+    ApiName, ApiPath, FileMode, LocaleName, MirrorUrl, PackageName, TreePath, Word,
+};
 
 /// A whole recipe. Every section is optional in a file (a recipe that `extends` another
 /// names only what it changes); [`Recipe::validate`] checks the merged result.
@@ -27,6 +29,8 @@ pub struct Recipe {
     pub run: Vec<RunSpec>,
     #[serde(default)]
     pub remove: Remove,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slim: Option<Slim>,
     #[serde(default)]
     pub uwsgi: Uwsgi,
     #[serde(default)]
@@ -56,6 +60,13 @@ pub enum SourceSpec {
     ImageArchive(ImageArchiveSource),
     Rootfs(RootfsSource),
     Registry(RegistrySource),
+}
+
+impl Recipe {
+    /// The `[slim]` section when it is on.
+    pub fn slim(&self) -> Option<&Slim> {
+        self.slim.as_ref().filter(|s| s.enabled)
+    }
 }
 
 impl SourceSpec {
@@ -207,6 +218,19 @@ pub struct Remove {
     /// Globs of absolute paths inside the tree, removed after the run commands.
     #[serde(default)]
     pub paths: Vec<String>,
+}
+
+/// `[slim]`: documentation, man and info pages and translations kept out of the tree,
+/// as Debian's slim images do (copyright files stay: licences must ship). A section
+/// present is on unless `enabled = false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slim {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Directories of `/usr/share/locale` kept (`en_GB`, `pt_BR`, `sr@latin`).
+    #[serde(default)]
+    pub keep_locales: Vec<LocaleName>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

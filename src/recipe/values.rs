@@ -103,6 +103,19 @@ checked_string!(
 );
 
 checked_string!(
+    /// A locale directory name under `/usr/share/locale` (`en_GB`, `sr@latin`). It ends
+    /// up in a dpkg `path-include` pattern, so no glob character and no `/`.
+    LocaleName,
+    |s| {
+        charset(s, "locale", |c| c.is_ascii_alphanumeric() || "_@.+-".contains(c), "A-Za-z0-9_@.+-")?;
+        if s.starts_with(['.', '-']) {
+            return Err(format!("locale {s:?} must start with a letter or digit, like \"en_GB\""));
+        }
+        Ok(())
+    }
+);
+
+checked_string!(
     /// A suite, variant, component or architecture name.
     Word,
     |s| {

@@ -148,6 +148,32 @@ pub struct RunOpts<'a> {
     pub debs_out: Option<&'a Path>,
     /// `SOURCE_DATE_EPOCH` for the tool and what it runs.
     pub source_date_epoch: Option<u64>,
+    /// `[slim]`: a host file holding the dpkg rules ([`crate::slim::dpkg_text`]), which
+    /// mmdebstrap puts in the tree before it unpacks anything. debootstrap takes no dpkg
+    /// options: its tree is slimmed after the run.
+    pub slim_rules: Option<&'a Path>,
+    /// mmdebstrap's hook directory that runs dpkg under eatmydata (no fsync), when the
+    /// host has it ([`EATMYDATA_HOOKS`]).
+    pub eatmydata: Option<&'a Path>,
+}
+
+/// mmdebstrap's own hooks that wrap the tree's dpkg in eatmydata for the run (fsync
+/// becomes a no-op) and take the wrapper out again at the end. Safe here: the tree is a
+/// scratch directory that is stored and packed (and checksummed) only after the run
+/// succeeded, so a crash that loses unsynced writes leaves nothing anyone uses.
+pub const EATMYDATA_HOOKS: &str = "/usr/share/mmdebstrap/hooks/eatmydata";
+
+/// The eatmydata hooks, when they apply to `b`: the hook fetches `eatmydata` and
+/// `libeatmydata1` from the recipe's mirror and wraps the tree's dpkg, so it needs a
+/// Debian archive (every Debian release has both in main) and a variant that installs
+/// dpkg (not `extract` or `custom`, which may hold neither).
+fn eatmydata_hooks(b: &Bootstrap) -> Option<&'static Path> {
+    let dir = Path::new(EATMYDATA_HOOKS);
+    let installs_dpkg = !matches!(b.variant.as_deref(), Some("extract" | "custom"));
+    (installs_dpkg
+        && apt_sources::distribution(b) == crate::recipe::Distribution::Debian
+        && dir.is_dir())
+    .then_some(dir)
 }
 
 /// The argument vector for `tool` (validated recipe values only, never a shell string).
@@ -192,6 +218,28 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
                     format!("--customize-hook=sync-out /var/cache/apt/archives {out}").into(),
                 );
             }
+        }
+    }
+    if tool == Tool::Mmdebstrap {
+        if let Some(rules) = opts.slim_rules {
+            // Not `--dpkgopt`: with path filters there, mmdebstrap pipes every essential
+            // package through its tarfilter as it extracts them (a third of a security
+            // rebuild's run); dpkg, which installs them right after, reads the file
+            // anyway, and what the plain extraction left is removed after the run.
+            args.push("--setup-hook=mkdir -p \"$1\"/etc/dpkg/dpkg.cfg.d".into());
+            args.push(
+                format!(
+                    "--setup-hook=upload {} /{}",
+                    rules.display(),
+                    crate::slim::RULE_FILE
+                )
+                .into(),
+            );
+        }
+        if let Some(dir) = opts.eatmydata {
+            let mut a = OsString::from("--hook-directory=");
+            a.push(dir);
+            args.push(a);
         }
     }
     let mut cmd = Cmd::new(tool.program());
@@ -255,16 +303,34 @@ pub fn run(
         ..Default::default()
     };
     info.created = info.newest_release();
+    let rules = target.with_file_name("slim-rules");
+    if let (Some(slim), Tool::Mmdebstrap) = (ctx.slim, tool) {
+        std::fs::write(&rules, crate::slim::dpkg_text(slim))
+            .map_err(|e| crate::tree::Error::io(&rules, e))?;
+    }
     let opts = RunOpts {
         debs: debs.map(|d| d.0),
         debs_out: debs.map(|d| d.1),
         source_date_epoch: epoch,
+        slim_rules: (ctx.slim.is_some() && tool == Tool::Mmdebstrap).then_some(rules.as_path()),
+        eatmydata: (tool == Tool::Mmdebstrap)
+            .then(|| eatmydata_hooks(b))
+            .flatten(),
     };
     let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
     ctx.runner.run(&cmd)?;
+    let root = Root::open(target)?;
+    if let Some(slim) = ctx.slim {
+        // What mmdebstrap extracted before dpkg ran, what maintainer scripts wrote, and
+        // all of a debootstrap tree (before its upgrade, which then follows the rules).
+        let done = crate::slim::apply(&root, slim)?;
+        ctx.reporter.debug(&format!(
+            "slim: {} entries ({} bytes) removed after the bootstrap",
+            done.removed, done.bytes
+        ));
+    }
     if tool == Tool::Debootstrap && lines.len() > 1 {
-        let root = Root::open(target)?;
         root.write_file(
             Path::new("etc/apt/sources.list"),
             apt_sources::sources_list(&lines).as_bytes(),
@@ -363,6 +429,7 @@ mod tests {
             debs: Some(Path::new("/c/in")),
             debs_out: Some(Path::new("/c/out")),
             source_date_epoch: Some(1700000000),
+            ..Default::default()
         };
         let c = command(Tool::Mmdebstrap, &b, Path::new("/t/root"), &opts);
         assert_eq!(
@@ -382,6 +449,33 @@ mod tests {
             c.display(),
             "debootstrap --keyring=/k/repo.gpg --cache-dir=/c/in bookworm /t/root http://deb.debian.org/debian"
         );
+    }
+
+    #[test]
+    fn slim_rules_and_eatmydata_reach_mmdebstrap_only() {
+        let b = spec("updates = false\nsecurity = false\n");
+        let opts = RunOpts {
+            slim_rules: Some(Path::new("/b/slim-rules")),
+            eatmydata: Some(Path::new(EATMYDATA_HOOKS)),
+            ..Default::default()
+        };
+        let c = command(Tool::Mmdebstrap, &b, Path::new("/t"), &opts);
+        assert_eq!(
+            c.display(),
+            "mmdebstrap '--setup-hook=mkdir -p \"$1\"/etc/dpkg/dpkg.cfg.d' \
+             '--setup-hook=upload /b/slim-rules /etc/dpkg/dpkg.cfg.d/build-distro-slim' \
+             --hook-directory=/usr/share/mmdebstrap/hooks/eatmydata \
+             --mode=root bookworm /t 'deb http://deb.debian.org/debian bookworm main'"
+        );
+        // debootstrap takes neither: its tree is slimmed after the run.
+        let c = command(Tool::Debootstrap, &b, Path::new("/t"), &opts);
+        assert_eq!(
+            c.display(),
+            "debootstrap bookworm /t http://deb.debian.org/debian"
+        );
+        // No eatmydata where the hook cannot fetch it or the variant has no dpkg.
+        assert!(eatmydata_hooks(&spec("variant = \"extract\"\n")).is_none());
+        assert!(eatmydata_hooks(&spec("distribution = \"ubuntu\"\n")).is_none());
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub struct SourceCtx<'a> {
     /// The user's `SOURCE_DATE_EPOCH`, handed down by the pipeline (a bootstrap without
     /// one runs under its newest release's date).
     pub epoch: crate::build_inputs::Epoch,
+    /// The recipe's `[slim]` when it is on: a bootstrap installs slim ([`crate::slim`]);
+    /// other sources are slimmed after the fact by the pipeline.
+    pub slim: Option<&'a crate::recipe::Slim>,
 }
 
 /// What keeps a tree read in place valid until the build is done: the overlay mount, and

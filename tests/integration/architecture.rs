@@ -647,8 +647,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("recipe", &["recipe"]),
     // Below the source stage and above the recipe: apt sources of a recipe's release,
-    // the mirror client that verifies them, the chroot and its package managers.
-    ("recipe's floor", &["apt_sources", "mirror", "chroot"]),
+    // the mirror client that verifies them, the chroot and its package managers, the slim rules.
+    (
+        "recipe's floor",
+        &["apt_sources", "mirror", "chroot", "slim"],
+    ),
     ("source", &["source"]),
     ("customize", &["customize"]),
     ("finish", &["finish"]),

@@ -26,3 +26,4 @@ mod recipes;
 mod reclaim;
 mod registry;
 mod sbom;
+mod slim;
