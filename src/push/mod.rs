@@ -156,11 +156,9 @@ pub fn says_storage_full(e: &Error) -> bool {
 /// Single-quote `s` for a POSIX shell. Values are validated before they get here; the
 /// quoting is the second line of defence, not the only one.
 pub fn sq(s: &str) -> String {
-    // Only a NUL cannot be quoted, and no value that reaches here holds one (names are
-    // validated, paths come from the recipe's checked values); refuse loudly if one does.
-    shlex::try_quote(s)
-        .expect("a shell argument without NUL")
-        .into_owned()
+    // Always quoted, the same way, so the scripts ssh runs stay pinned by their tests
+    // (shlex's quoting leaves safe words bare and picks double quotes for some).
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 /// What an upload is made of.
