@@ -14,8 +14,7 @@ use serde::Serialize;
 use crate::api;
 use crate::outdated::{self, Report, Target};
 use crate::progress::Reporter;
-use crate::push::ssh::{Ssh, SshConfig};
-use crate::push::Name;
+use crate::push::ssh::SshConfig;
 use crate::runner::Runner;
 
 #[derive(Debug, thiserror::Error)]
@@ -130,11 +129,8 @@ fn audit_one(
     runner: Arc<dyn Runner>,
     rep: &Reporter,
 ) -> Result<Report, String> {
-    let target = (|| -> Result<Target, outdated::Error> {
-        let ssh = Ssh::new(&opts.ssh, storage, address, runner.clone())?;
-        Target::remote(&ssh, &Name::distro(path)?)
-    })()
-    .map_err(|e| e.to_string())?;
+    let target = Target::published(&opts.ssh, storage, address, path, runner.clone())
+        .map_err(|e| e.to_string())?;
     rep.debug(&format!("audit: {storage}:distros/{path}"));
     outdated::run(&target, &opts.outdated, runner, rep).map_err(|e| e.to_string())
 }

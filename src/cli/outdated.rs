@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use build_distro::outdated::{self, Report, Target};
-use build_distro::push::ssh::Ssh;
-use build_distro::push::Name;
 use build_distro::runner::System;
 
 use super::{print_json, Ctx, ExitStatus};
@@ -59,8 +57,13 @@ fn target(a: &Args, ctx: &Ctx) -> build_distro::Result<Target> {
         Some(_) => None,
         None => Some(a.api.client(ctx)?.container(uid)?.server_address),
     };
-    let ssh = Ssh::new(&ssh, uid, address.as_deref(), Arc::new(System))?;
-    Ok(Target::remote(&ssh, &Name::distro(path)?)?)
+    Ok(Target::published(
+        &ssh,
+        uid,
+        address.as_deref(),
+        path,
+        Arc::new(System),
+    )?)
 }
 
 /// Exit 2 for every error, whatever its kind: 1 is the gate's "a security fix is out", so

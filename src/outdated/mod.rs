@@ -27,7 +27,7 @@ use crate::mirror::packages::DebFile;
 use crate::mirror::sources::{self, SignedBy, Source};
 use crate::mirror::version;
 use crate::progress::Reporter;
-use crate::push::ssh::Ssh;
+use crate::push::ssh::{Ssh, SshConfig};
 use crate::push::Name;
 use crate::runner::Runner;
 

@@ -30,6 +30,19 @@ impl Target {
         })
     }
 
+    /// The published version `distros/PATH` of storage container `storage`, reached over
+    /// ssh as `config` says (`--ssh-host` wins over the container's `address`).
+    pub fn published(
+        config: &SshConfig,
+        storage: u32,
+        address: Option<&str>,
+        path: &str,
+        runner: Arc<dyn Runner>,
+    ) -> Result<Target> {
+        let ssh = Ssh::new(config, storage, address, runner)?;
+        Target::remote(&ssh, &Name::distro(path)?)
+    }
+
     /// A published version, `distros/PATH` of the storage container `ssh` logs into:
     /// the files outdated needs come over as one small tar stream (`cat`-like, read-only)
     /// and are read like a tarball.
