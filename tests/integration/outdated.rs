@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::support::apt_repo::{sh, sign, signing_key, Mirror};
 use crate::support::sshd::SshLab;
-use crate::support::{self, bin, run};
+use crate::support::{self, bin, csv_dates, run, today};
 
 // ---------------------------------------------------------------------------------------
 // A signed Debian-style archive generated at test time.
@@ -1151,23 +1151,6 @@ fn outdated_agrees_with_apt_on_a_stale_debian_tree_and_its_tarball() {
 // ---------------------------------------------------------------------------------------
 // Support windows (issue 24): the release's dates from distro-info-data, the packages'
 // support from debian-security-support, read from Debian's files, never constants.
-
-/// The dates of `series` in a distro-info-data table: (release, eol, eol-lts).
-fn csv_dates(table: &str, series: &str) -> (String, String, String) {
-    let text = std::fs::read_to_string(table).unwrap();
-    let row: Vec<&str> = text
-        .lines()
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .find(|c| c.get(2) == Some(&series))
-        .unwrap_or_else(|| panic!("{series} not in {table}"));
-    let col = |i: usize| row.get(i).unwrap_or(&"").to_string();
-    (col(4), col(5), col(6))
-}
-
-fn today() -> String {
-    let out = Command::new("date").args(["-u", "+%F"]).output().unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// What the host's table says of bookworm today, in the words `outdated` uses.
 fn bookworm_expected(table: &str) -> (&'static str, String) {

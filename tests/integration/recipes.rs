@@ -133,22 +133,8 @@ fn default_recipe_has_no_pending_security_fix_and_names_all_suites() {
         serde_json::from_slice(&std::fs::read(out.join("debian-trixie.json")).unwrap()).unwrap();
     let release = &report["support"]["release"];
     assert_eq!(release["release"], "debian 13 (trixie)", "{report}");
-    let table = std::fs::read_to_string("/usr/share/distro-info/debian.csv").unwrap();
-    let eol = table
-        .lines()
-        .find_map(|l| l.strip_prefix("13,Trixie,trixie,"))
-        .and_then(|rest| rest.split(',').nth(2))
-        .expect("trixie's eol in debian.csv")
-        .to_string();
-    let today = String::from_utf8(
-        std::process::Command::new("date")
-            .args(["-u", "+%F"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    if today.trim() < eol.as_str() {
+    let (_, eol, _) = support::csv_dates("/usr/share/distro-info/debian.csv", "trixie");
+    if support::today() < eol {
         assert_eq!(release["state"], "supported", "{release}");
         assert_eq!(release["until"], eol.as_str(), "{release}");
     }

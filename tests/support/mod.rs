@@ -314,3 +314,24 @@ pub fn tar(dir: &Path, args: &[&str], archive: &Path) {
     let st = c.status().unwrap();
     assert!(st.success(), "tar {args:?} {}", archive.display());
 }
+
+/// The dates of `series` in a distro-info-data table: (release, eol, eol-lts).
+pub fn csv_dates(table: &str, series: &str) -> (String, String, String) {
+    let text = std::fs::read_to_string(table).unwrap();
+    let row: Vec<&str> = text
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|c| c.get(2) == Some(&series))
+        .unwrap_or_else(|| panic!("{series} not in {table}"));
+    let col = |i: usize| row.get(i).unwrap_or(&"").to_string();
+    (col(4), col(5), col(6))
+}
+
+/// Today in UTC, `YYYY-MM-DD`, as the tables write dates.
+pub fn today() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
