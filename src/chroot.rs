@@ -238,8 +238,10 @@ impl PackageManager {
         match self {
             // dist-upgrade: a security fix may need a new dependency. A changed conffile
             // keeps the tree's version (nobody is there to answer dpkg's question).
+            // No translations (nothing reads them); dpkg skips its fsyncs, as the tree
+            // is scratch until it is packed (and a crash leaves nothing anyone uses).
             PackageManager::Apt => Some(vec![
-                v(&["apt-get", "update"]),
+                v(&["apt-get", "-o", "Acquire::Languages=none", "update"]),
                 v(&[
                     "apt-get",
                     "-y",
@@ -247,6 +249,8 @@ impl PackageManager {
                     "Dpkg::Options::=--force-confdef",
                     "-o",
                     "Dpkg::Options::=--force-confold",
+                    "-o",
+                    "Dpkg::Options::=--force-unsafe-io",
                     "dist-upgrade",
                 ]),
             ]),
@@ -372,6 +376,50 @@ pub fn upgrade(
     upgrade_in(&session, pm, runner, reporter)
 }
 
+/// A bootstrap's second step: `dist-upgrade` from exactly the sources the tree names
+/// (no security suite added: the recipe chose them), under `SOURCE_DATE_EPOCH`
+/// `epoch`, then apt's lists and package cache emptied the way mmdebstrap's own cleanup
+/// does, so the tree holds what a one-step bootstrap of the same suites leaves.
+pub fn upgrade_bootstrapped(
+    root: &Root,
+    runner: &dyn Runner,
+    reporter: &Reporter,
+    epoch: Option<u64>,
+) -> Result<()> {
+    let session = ChrootSession::enter(root)?;
+    root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
+    let upgrade = PackageManager::Apt
+        .upgrade_commands()
+        .expect("apt upgrades");
+    let upgrade = upgrade
+        .iter()
+        .map(|a| a.iter().map(String::as_str).collect::<Vec<_>>());
+    for argv in upgrade.chain(APT_CLEANUP.iter().map(|a| a.to_vec())) {
+        let mut cmd = session.command(&argv);
+        if let Some(t) = epoch {
+            cmd = cmd.env("SOURCE_DATE_EPOCH", &t.to_string());
+        }
+        reporter.debug(&format!("running {}", cmd.display()));
+        runner.run(&cmd).map_err(Error::Packages)?;
+        crate::interrupt::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;
+    }
+    Ok(())
+}
+
+/// After [`upgrade_bootstrapped`]'s upgrade: an update with no sources removes every
+/// list, then the downloaded packages go.
+const APT_CLEANUP: &[&[&str]] = &[
+    &[
+        "apt-get",
+        "-o",
+        "Dir::Etc::SourceList=/dev/null",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "update",
+    ],
+    &["apt-get", "clean"],
+];
+
 pub(crate) fn upgrade_in(
     session: &ChrootSession,
     pm: PackageManager,
@@ -441,10 +489,10 @@ mod tests {
     #[test]
     fn upgrade_commands_per_manager() {
         let apt = PackageManager::Apt.upgrade_commands().unwrap();
-        assert_eq!(apt[0], ["apt-get", "update"]);
+        assert_eq!(apt[0], ["apt-get", "-o", "Acquire::Languages=none", "update"]);
         assert_eq!(
             apt[1].join(" "),
-            "apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold dist-upgrade"
+            "apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io dist-upgrade"
         );
         assert_eq!(
             PackageManager::Apk.upgrade_commands().unwrap(),

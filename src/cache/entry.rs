@@ -31,6 +31,9 @@ pub(super) struct EntryFile {
     /// (stored without root, or by an older version): then only the tarball serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) tree: Option<TreeSum>,
+    /// A layer entry's base entry id: then `tree` sums `layer/`, and there is no tarball.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) base: Option<String>,
 }
 
 /// A summary of an unpacked tree's metadata, compared before the tree is mounted: every

@@ -33,6 +33,11 @@ pub struct Key {
     /// holds. (A registry tree is stored as pulled and slimmed after the cache.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slim: Option<String>,
+    /// A bootstrap's second step: the id of the entry holding its first step's tree (the
+    /// release alone), which this tree is that tree upgraded from. Stored as a layer on
+    /// that entry ([`super::Cache::store_layer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 impl Key {
@@ -60,6 +65,7 @@ impl Key {
                 .collect(),
             digest,
             slim: None,
+            base: None,
         }
     }
 

@@ -21,6 +21,9 @@
 //! entries/KEY/key.json         what the key is made of, for `cache ls` and humans
 //! entries/KEY/source.tar.zst   the source tree
 //! entries/KEY/tree/            the same tree unpacked (when stored as root): read in place
+//! entries/KEY/layer/           for a bootstrap's second step, instead of the two above:
+//!                              an overlay upper directory over its base entry's tree
+//!                              (a base stored by such a build has `tree/` alone)
 //! entries/KEY/entry.json       the tarball's size and SHA-256, the tree's metadata hash:
 //!                              written last (the fingerprint)
 //! blocks/KEY                   compressed pieces of `.tar.gz` outputs ([`Blocks`])
@@ -87,13 +90,16 @@ use prune::*;
 pub use prune::{Listed, Pruned};
 
 /// Bumped when the entry format or what goes into a key changes (3: the epoch and the
-/// bootstrap program's version).
-pub(super) const FORMAT: u32 = 3;
+/// bootstrap program's version; 4: bootstraps in two steps, the second a layer).
+pub(super) const FORMAT: u32 = 4;
 const ENTRY: &str = "entry.json";
 const KEY: &str = "key.json";
 const TARBALL: &str = "source.tar.zst";
 /// The unpacked tree beside the tarball: the lower layer of a warm build's overlay.
 const TREE: &str = "tree";
+/// A layer entry's directory: an overlay's upper directory (whiteouts and all) over its
+/// base entry's tree, mounted above it ([`Cache::store_layer`]).
+const LAYER: &str = "layer";
 /// zstd level of entries: fast to write, a third of the size.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -107,6 +113,10 @@ pub enum Error {
     },
     #[error("build cache entry {id}: {msg}")]
     Corrupt { id: String, msg: String },
+    /// An entry stored without a tarball ([`Cache::store_in_place`]) serves only
+    /// mounted: a build that cannot mount makes its tree again.
+    #[error("build cache entry {id} has no tarball: it serves only mounted")]
+    MountOnly { id: String },
     #[error("no cache directory: set BUILD_DISTRO_CACHE_DIR, XDG_CACHE_HOME or HOME")]
     NoDir,
     #[error("interrupted")]

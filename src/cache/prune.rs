@@ -126,7 +126,15 @@ impl Cache {
                             "incomplete (no fingerprint)".to_string()
                         }
                     },
-                    |e| format!("{} {}", e.source.kind, e.source.reference),
+                    |e| match &e.base {
+                        Some(b) => format!(
+                            "{} {} (upgrade layer over {})",
+                            e.source.kind,
+                            e.source.reference,
+                            &b[..12.min(b.len())]
+                        ),
+                        None => format!("{} {}", e.source.kind, e.source.reference),
+                    },
                 ),
                 bytes,
                 age_secs: entry
@@ -216,6 +224,24 @@ impl Cache {
         }
         if blocks > 0 {
             pruned.removed.push(format!("{blocks} compressed pieces"));
+        }
+        // A layer whose base went (now, or before) serves nobody.
+        for e in std::fs::read_dir(&entries).into_iter().flatten().flatten() {
+            let p = e.path();
+            let base = std::fs::read(p.join(ENTRY))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<EntryFile>(&b).ok())
+                .and_then(|entry| entry.base);
+            if base.is_some_and(|b| !self.entry_dir(&b).join(ENTRY).is_file()) {
+                let bytes = size_of(&p);
+                crate::tree::remove_tree(&p)?;
+                total = total.saturating_sub(bytes);
+                pruned.freed_bytes += bytes;
+                pruned.removed.push(format!(
+                    "entry {} (its base is gone)",
+                    e.file_name().to_string_lossy()
+                ));
+            }
         }
         pruned.kept_bytes = total;
         Ok(pruned)

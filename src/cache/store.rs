@@ -2,7 +2,7 @@
 //! by unpacking its tarball, or its tree checked and mounted below an overlay.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::source::SourceInfo;
 
@@ -33,19 +33,12 @@ impl Cache {
         moving: bool,
     ) -> Result<bool> {
         let id = key.id();
-        let entries = self.root.join("entries");
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&entries)
-            .map_err(|e| Error::io(&entries, e))?;
+        let tmp = self.begin_entry(key)?;
         let dir = &tmp.path().to_path_buf();
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |e| Error::io(&p, e)
         };
-        let mut key_json = serde_json::to_vec_pretty(key).expect("serializable");
-        key_json.push(b'\n');
-        std::fs::write(dir.join(KEY), &key_json).map_err(io(&dir.join(KEY)))?;
         let tar_path = dir.join(TARBALL);
         let f = File::create(&tar_path).map_err(io(&tar_path))?;
         let hw = HashingWriter {
@@ -95,10 +88,79 @@ impl Cache {
             source: info.clone(),
             source_created: info.created,
             tree: tree_sum,
+            base: None,
         };
-        let mut json = serde_json::to_vec_pretty(&entry).expect("serializable");
+        Ok(self.commit(tmp, &entry, &put_back)? && moved)
+    }
+
+    /// Store `tree` as the entry for `key` as it lies: moved in, never copied, and with
+    /// no tarball, so it serves only mounted ([`Cache::mount`]); a build that cannot
+    /// mount makes it again. With `base`, `tree` is the upper directory of an overlay
+    /// over that entry's tree, unmounted and without its work directory
+    /// ([`crate::tree::overlay::take_upper`]), and is mounted above it. Root only (the
+    /// whiteouts are device nodes). Whether ours or a concurrent build's entry landed,
+    /// `Ok` means the entry is there; on an error `tree` is back in its place.
+    pub fn store_in_place(
+        &self,
+        key: &Key,
+        tree: &Path,
+        base: Option<&Key>,
+        info: &SourceInfo,
+    ) -> Result<()> {
+        let id = key.id();
+        let tmp = self.begin_entry(key)?;
+        let dir = tmp.path().to_path_buf();
+        let moved = dir.join(if base.is_some() { LAYER } else { TREE });
+        std::fs::rename(tree, &moved).map_err(|e| Error::io(tree, e))?;
+        let put_back = || {
+            let _ = std::fs::rename(&moved, tree);
+        };
+        // Summed after the move: the rename sets the directory's ctime.
+        let sum = tree_sum(&moved).map_err(|e| {
+            put_back();
+            Error::io(&moved, e)
+        })?;
+        let entry = EntryFile {
+            format: FORMAT,
+            id,
+            tar_bytes: 0,
+            tar_sha256: String::new(),
+            tree_bytes: sum.bytes,
+            created: now_secs(),
+            source: info.clone(),
+            source_created: info.created,
+            tree: Some(sum),
+            base: base.map(Key::id),
+        };
+        self.commit(tmp, &entry, &put_back).map(|_| ())
+    }
+
+    /// A temporary entry for `key` (removed when dropped) holding its `key.json`.
+    fn begin_entry(&self, key: &Key) -> Result<tempfile::TempDir> {
+        let entries = self.root.join("entries");
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&entries)
+            .map_err(|e| Error::io(&entries, e))?;
+        let path = tmp.path().join(KEY);
+        let mut key_json = serde_json::to_vec_pretty(key).expect("serializable");
+        key_json.push(b'\n');
+        std::fs::write(&path, &key_json).map_err(|e| Error::io(&path, e))?;
+        Ok(tmp)
+    }
+
+    /// Write `entry`'s fingerprint into the temporary entry `tmp` and rename it into
+    /// place. `Ok(false)`: a concurrent build stored the same key first, and its entry
+    /// serves (ours is dropped). On `Ok(false)` and on an error `put_back` has run.
+    fn commit(
+        &self,
+        tmp: tempfile::TempDir,
+        entry: &EntryFile,
+        put_back: &dyn Fn(),
+    ) -> Result<bool> {
+        let mut json = serde_json::to_vec_pretty(entry).expect("serializable");
         json.push(b'\n');
-        let ep = dir.join(ENTRY);
+        let ep = tmp.path().join(ENTRY);
         let written = File::create(&ep).and_then(|mut f| {
             f.write_all(&json)?;
             f.sync_all()
@@ -107,7 +169,7 @@ impl Cache {
             put_back();
             return Err(Error::io(&ep, e));
         }
-        let dest = self.entry_dir(&id);
+        let dest = self.entry_dir(&entry.id);
         // A leftover without a fingerprint (a crash mid-rename cannot make one, but a
         // hand-edited cache can) is in the way of the rename.
         if dest.exists() && !dest.join(ENTRY).is_file() {
@@ -124,7 +186,7 @@ impl Cache {
             }
             return Ok(false);
         }
-        Ok(moved)
+        Ok(true)
     }
 
     /// Unpack the entry for `key` into `root` (an empty tree), checking the tarball against
@@ -141,6 +203,11 @@ impl Cache {
         let dir = self.entry_dir(&id);
         let corrupt = |msg: String| corrupt(&dir, &id, msg);
         let entry = self.read_entry(&id)?;
+        if entry.base.is_some() || entry.tar_sha256.is_empty() {
+            return Err(Error::MountOnly {
+                id: id[..12].to_string(),
+            });
+        }
         let tar_path = dir.join(TARBALL);
         let f = match File::open(&tar_path) {
             Ok(f) => f,
@@ -225,37 +292,122 @@ impl Cache {
     /// anything that only keeps the tree from being mounted here is [`Mounted::No`].
     /// `BUILD_DISTRO_CACHE_UNPACK=1` always says no (tests compare both ways).
     pub fn mount(&self, key: &Key, target: &Path, scratch: &Path) -> Result<Mounted> {
-        if std::env::var_os("BUILD_DISTRO_CACHE_UNPACK").is_some_and(|v| v == "1") {
-            return Ok(Mounted::No("BUILD_DISTRO_CACHE_UNPACK=1".into()));
-        }
-        if !rustix::process::geteuid().is_root() {
-            return Ok(Mounted::No("mounting needs root".into()));
+        if let Err(why) = self.mountable() {
+            return Ok(Mounted::No(why));
         }
         let id = key.id();
-        let dir = self.entry_dir(&id);
         let entry = self.read_entry(&id)?;
-        let Some(want) = &entry.tree else {
+        let Some(mut lowers) = self.checked_tree(&id, &entry)? else {
             return Ok(Mounted::No("the entry has no unpacked tree".into()));
         };
-        let tree = dir.join(TREE);
-        match tree_sum(&tree) {
-            Ok(found) if found == *want => {}
-            Ok(found) => {
-                return Err(corrupt(
-                    &dir,
-                    &id,
-                    format!(
-                        "{TREE}/ has {} entries and {} bytes with metadata sha256 {}, the fingerprint says {} entries and {} bytes with {}",
-                        found.entries, found.bytes, found.meta_sha256, want.entries, want.bytes, want.meta_sha256
-                    ),
-                ))
-            }
-            Err(e) => return Err(corrupt(&dir, &id, format!("{TREE}/: {e}"))),
+        if let Some(base) = &entry.base {
+            lowers.extend(self.base_tree(&id, base)?);
         }
-        match crate::tree::overlay::mount(&[tree], target, scratch) {
-            Ok(overlay) => Ok(Mounted::Yes(used(&dir, entry), overlay)),
+        self.mount_lowers(&lowers, target, scratch, entry)
+    }
+
+    /// Mount `layer` (an overlay upper directory that could not be stored) above the
+    /// tree of entry `base`, as [`Cache::mount`] mounts a layer entry; the result claims
+    /// `info`.
+    pub fn mount_over(
+        &self,
+        base: &Key,
+        layer: &Path,
+        target: &Path,
+        scratch: &Path,
+    ) -> Result<Option<crate::tree::overlay::Overlay>> {
+        let id = base.id();
+        let entry = self.read_entry(&id)?;
+        let Some(mut lowers) = self.checked_tree(&id, &entry)? else {
+            return Ok(None);
+        };
+        lowers.insert(0, layer.to_path_buf());
+        match self.mount_lowers(&lowers, target, scratch, entry)? {
+            Mounted::Yes(_, overlay) => Ok(Some(overlay)),
+            Mounted::No(_) => Ok(None),
+        }
+    }
+
+    fn mount_lowers(
+        &self,
+        lowers: &[PathBuf],
+        target: &Path,
+        scratch: &Path,
+        entry: EntryFile,
+    ) -> Result<Mounted> {
+        match crate::tree::overlay::mount(lowers, target, scratch) {
+            Ok(overlay) => Ok(Mounted::Yes(
+                used(&self.entry_dir(&entry.id), entry),
+                overlay,
+            )),
             Err(why) => Ok(Mounted::No(why)),
         }
+    }
+
+    /// The tree of entry `id` (`layer/` for a layer entry), checked against `entry`'s
+    /// fingerprint; `None` when it has none. A tree that does not match is damage
+    /// ([`Error::Corrupt`], the entry is set aside).
+    fn checked_tree(&self, id: &str, entry: &EntryFile) -> Result<Option<Vec<PathBuf>>> {
+        let Some(want) = &entry.tree else {
+            return Ok(None);
+        };
+        let dir = self.entry_dir(id);
+        let name = if entry.base.is_some() { LAYER } else { TREE };
+        let tree = dir.join(name);
+        match tree_sum(&tree) {
+            Ok(found) if found == *want => Ok(Some(vec![tree])),
+            Ok(found) => Err(corrupt(
+                &dir,
+                id,
+                format!(
+                    "{name}/ has {} entries and {} bytes with metadata sha256 {}, the fingerprint says {} entries and {} bytes with {}",
+                    found.entries, found.bytes, found.meta_sha256, want.entries, want.bytes, want.meta_sha256
+                ),
+            )),
+            Err(e) => Err(corrupt(&dir, id, format!("{name}/: {e}"))),
+        }
+    }
+
+    /// The checked tree of layer `id`'s base entry `base`, marked used (prune goes by last
+    /// use, and the layer needs it). A base that is gone or damaged leaves the layer
+    /// useless: it is set aside too.
+    fn base_tree(&self, id: &str, base: &str) -> Result<Vec<PathBuf>> {
+        let gone = |e: Error| corrupt(&self.entry_dir(id), id, format!("its base entry: {e}"));
+        if !self.entry_dir(base).join(ENTRY).is_file() {
+            return Err(gone(Error::Corrupt {
+                id: base[..12.min(base.len())].to_string(),
+                msg: "no longer in the cache".into(),
+            }));
+        }
+        let entry = self.read_entry(base).map_err(gone)?;
+        let tree = match self.checked_tree(base, &entry) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(gone(Error::Corrupt {
+                    id: base[..12.min(base.len())].to_string(),
+                    msg: "has no unpacked tree".into(),
+                }))
+            }
+            Err(e) => return Err(gone(e)),
+        };
+        used(&self.entry_dir(base), entry);
+        Ok(tree)
+    }
+
+    /// Whether this process may read entries in place (then [`Cache::mount`] fails only
+    /// when the kernel refuses): root, and not `BUILD_DISTRO_CACHE_UNPACK=1`.
+    pub fn can_mount(&self) -> bool {
+        self.mountable().is_ok()
+    }
+
+    fn mountable(&self) -> std::result::Result<(), String> {
+        if std::env::var_os("BUILD_DISTRO_CACHE_UNPACK").is_some_and(|v| v == "1") {
+            return Err("BUILD_DISTRO_CACHE_UNPACK=1".into());
+        }
+        if !rustix::process::geteuid().is_root() {
+            return Err("mounting needs root".into());
+        }
+        Ok(())
     }
 
     /// A second handle on this cache's lock: while it is open, no prune runs (a tree read

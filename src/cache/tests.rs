@@ -277,6 +277,134 @@ fn an_entry_is_read_in_place_and_never_written() {
     drop(overlay);
 }
 
+/// A bootstrap's two steps as the pipeline stores them: the first step's tree in place
+/// (no tarball), the second step's overlay upper directory as a layer over it.
+#[test]
+fn a_layer_is_mounted_on_its_base_and_serves_only_mounted() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED: mounting an overlay needs root");
+        return;
+    }
+    let (_cache_dir, src, cache) = cache_and_tree();
+    let build = tempfile::tempdir().unwrap();
+    let base_key = Key::new(&spec(""), "amd64", &[rel("a")], None);
+    let key = Key {
+        base: Some(base_key.id()),
+        ..Key::new(&spec(""), "amd64", &[rel("a"), rel("b")], None)
+    };
+    assert_ne!(
+        key.id(),
+        Key {
+            base: None,
+            ..key.clone()
+        }
+        .id(),
+        "the base is in the key"
+    );
+    // The second step, in an overlay on the first step's tree where it lies.
+    let target = build.path().join("rootfs");
+    let step = build.path().join("step");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::create_dir_all(&step).unwrap();
+    let overlay = crate::tree::overlay::mount(&[src.path().to_path_buf()], &target, &step).unwrap();
+    std::fs::write(target.join("etc/hostname"), "upgraded\n").unwrap();
+    std::fs::remove_file(target.join("etc/link")).unwrap();
+    std::fs::remove_file(target.join("etc/apt/sources.list")).unwrap();
+    std::fs::write(target.join("etc/new"), "n\n").unwrap();
+    let want = listing(&target);
+    crate::tree::overlay::link_copied_up(&target, &step.join("upper")).unwrap();
+    drop(overlay);
+    let upper = crate::tree::overlay::take_upper(&step).unwrap();
+    cache
+        .store_in_place(&base_key, src.path(), None, &SourceInfo::default())
+        .unwrap();
+    let info = SourceInfo {
+        reference: "two steps".into(),
+        ..Default::default()
+    };
+    cache
+        .store_in_place(&key, &upper, Some(&base_key), &info)
+        .unwrap();
+    assert!(!src.path().exists() && !upper.exists(), "moved, not copied");
+    crate::tree::remove_tree(&step).unwrap();
+
+    let serve = |name: &str| {
+        let t = build.path().join(name);
+        let s = build.path().join(format!("{name}-scratch"));
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::create_dir_all(&s).unwrap();
+        (cache.mount(&key, &t, &s), t)
+    };
+    let (mounted, t) = serve("warm");
+    let (got, overlay) = match mounted {
+        Ok(Mounted::Yes(got, overlay)) => (got, overlay),
+        Ok(Mounted::No(why)) => panic!("the layer was not mounted: {why}"),
+        Err(e) => panic!("the layer was not mounted: {e}"),
+    };
+    assert_eq!(got.reference, "two steps");
+    assert_eq!(
+        listing(&t),
+        want,
+        "the layer over its base is the upgraded tree"
+    );
+    drop(overlay);
+
+    // Without mounting, neither serves, and nothing is written.
+    let out = tempfile::tempdir().unwrap();
+    for k in [&key, &base_key] {
+        let e = cache
+            .restore(k, &Root::open(out.path()).unwrap(), 0)
+            .unwrap_err();
+        assert!(matches!(e, Error::MountOnly { .. }), "{e}");
+        assert!(cache.has(k), "kept for builds that mount");
+    }
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+
+    // A layer whose base went (pruned) is useless: set aside, a miss next time.
+    crate::tree::remove_tree(&cache.entry_dir(&base_key.id())).unwrap();
+    let (mounted, t) = serve("orphan");
+    assert!(
+        matches!(mounted, Err(Error::Corrupt { .. })),
+        "mounted without its base"
+    );
+    assert!(!cache.has(&key));
+    assert_eq!(std::fs::read_dir(&t).unwrap().count(), 0);
+}
+
+#[test]
+fn prune_removes_a_layer_whose_base_is_gone() {
+    let (cache_dir, src, cache) = cache_and_tree();
+    let gone = Key::new(&spec(""), "amd64", &[rel("a")], None);
+    let key = Key {
+        base: Some(gone.id()),
+        ..Key::new(&spec(""), "amd64", &[rel("a"), rel("b")], None)
+    };
+    let kept = Key::new(&spec(""), "amd64", &[rel("c")], None);
+    let kept_tree = tempfile::tempdir().unwrap();
+    tree(kept_tree.path());
+    cache
+        .store(&kept, kept_tree.path(), &SourceInfo::default())
+        .unwrap();
+    cache
+        .store_in_place(&key, src.path(), Some(&gone), &SourceInfo::default())
+        .unwrap();
+    assert!(cache.list().iter().any(|l| l
+        .summary
+        .contains(&format!("upgrade layer over {}", &gone.id()[..12]))));
+    drop(cache);
+    let cache = Cache::open_exclusive(cache_dir.path()).unwrap();
+    let pruned = cache.prune(u64::MAX).unwrap();
+    assert!(
+        pruned
+            .removed
+            .iter()
+            .any(|r| r.contains("its base is gone")),
+        "{pruned:?}"
+    );
+    assert!(!cache.has(&key));
+    assert!(cache.has(&kept), "what fits stays");
+}
+
 #[test]
 fn damage_found_while_another_build_reads_is_set_aside_then_swept() {
     let cache_dir = tempfile::tempdir().unwrap();

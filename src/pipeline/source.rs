@@ -12,7 +12,7 @@ use super::inputs::Inputs;
 use super::Error;
 use crate::cache::{Cache, Key, Mounted};
 use crate::recipe::SourceSpec;
-use crate::source::{bootstrap, registry, InPlace, SourceCtx, SourceInfo};
+use crate::source::{bootstrap, registry, InPlace, ReleaseRef, SourceCtx, SourceInfo};
 use crate::tree::Root;
 
 /// Fill `target` (an existing empty directory) from `spec`, through `cache` when given.
@@ -48,8 +48,12 @@ pub fn fetch_source<'a>(
 }
 
 /// A bootstrap source through the cache: keyed by the `InRelease` files (fetched and
-/// verified first); a miss bootstraps in `scratch` with the cached packages, then stores
-/// the tree unless the mirror changed meanwhile.
+/// verified first). In one step ([`bootstrap::upgrades_after`] false): a miss bootstraps
+/// in `scratch` with the cached packages, then stores the tree unless the mirror changed
+/// meanwhile. In two: the whole tree's entry is a layer over the entry of the first
+/// step's tree (the release alone); when only the layer misses (a security rebuild) the
+/// first step's tree is mounted and only the upgrade runs, into the overlay's upper
+/// directory, which becomes the layer.
 fn fetch_bootstrap<'a>(
     spec: &SourceSpec,
     tool: bootstrap::Tool,
@@ -58,20 +62,235 @@ fn fetch_bootstrap<'a>(
     ctx: &SourceCtx<'a>,
     inputs: &Inputs,
 ) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
-    let (cache, target, scratch) = (hit.cache, hit.target, hit.scratch);
     let releases = bootstrap::fetch_releases(b, ctx)?;
-    let epoch = inputs
-        .epoch
-        .resolve(crate::source::newest_release(&releases));
-    let key = Key {
-        bootstrapper: Some(bootstrap::tool_version(tool, ctx)?),
-        ..inputs.key(spec, &Inputs::bootstrap_arch(b), &releases, None, epoch)
+    let epochs = bootstrap::Epochs::of(inputs.epoch, &releases);
+    let bootstrapper = bootstrap::tool_version(tool, ctx)?;
+    let key_of = |releases: &[ReleaseRef], epoch| {
+        Key {
+            bootstrapper: Some(bootstrapper.clone()),
+            ..inputs.key(spec, &Inputs::bootstrap_arch(b), releases, None, epoch)
+        }
+        .with_slim(ctx.slim)
+    };
+    if !bootstrap::upgrades_after(tool, b) {
+        let key = key_of(&releases, epochs.upgrade);
+        if let Some(served) = hit.serve(&key, ctx)? {
+            return Ok(served);
+        }
+        return bootstrap_missed(tool, b, hit, ctx, &key, &releases, epochs.upgrade);
     }
-    .with_slim(ctx.slim);
+    let base_key = key_of(&releases[..1], epochs.bootstrap);
+    let whole = key_of(&releases, epochs.upgrade);
+    fetch_in_two_steps(tool, b, hit, ctx, &releases, epochs, base_key, whole)
+}
+
+/// A two-step bootstrap through the cache: `base_key` names the first step's tree (the
+/// release alone), `whole` the finished tree. A build that can read entries in place
+/// looks for the whole tree as a layer over the first step ([`Key::base`]); a miss
+/// mounts the first step (from its entry, or bootstrapped in scratch and mounted where
+/// it lies), upgrades in that overlay, and moves both into the cache.
+#[allow(clippy::too_many_arguments)]
+fn fetch_in_two_steps<'a>(
+    tool: bootstrap::Tool,
+    b: &crate::recipe::Bootstrap,
+    hit: &Hit,
+    ctx: &SourceCtx<'a>,
+    releases: &[ReleaseRef],
+    epochs: bootstrap::Epochs,
+    base_key: Key,
+    whole: Key,
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    let info = bootstrap::info(tool, b, releases);
+    // A build that cannot read entries in place keeps the whole tree, tarball and all,
+    // under the key without a base, and makes both steps in its scratch directory.
+    if !(hit.mount && hit.cache.can_mount()) {
+        if let Some(served) = hit.serve(&whole, ctx)? {
+            return Ok(served);
+        }
+        let (built, _) = bootstrap_run(tool, b, hit, ctx, &releases[..1], epochs.bootstrap)?;
+        return upgrade_whole(b, hit, ctx, &whole, &built, info, epochs.upgrade, releases);
+    }
+    let key = Key {
+        base: Some(base_key.id()),
+        ..whole.clone()
+    };
     if let Some(served) = hit.serve(&key, ctx)? {
         return Ok(served);
     }
-    let short = &key.id()[..12];
+    // The first step's tree below an overlay on `target`, its upper directory in `step`:
+    // the upgrade's changes are all in that directory, which becomes the layer.
+    let step = hit.scratch.join("upgrade");
+    std::fs::create_dir(&step).map_err(|e| Error::work_dir(&step, e))?;
+    let base_hit = Hit {
+        scratch: &step,
+        ..*hit
+    };
+    let (base, fresh) =
+        match base_hit.serve_as(&base_key, ctx, "first step served by the build cache")? {
+            Some((_, Some(mounted))) => (mounted, None),
+            Some((_, None)) => {
+                // Restored, not mounted after all: upgraded in place.
+                return upgrade_whole(
+                    b,
+                    hit,
+                    ctx,
+                    &whole,
+                    hit.target,
+                    info,
+                    epochs.upgrade,
+                    releases,
+                );
+            }
+            None => {
+                let (built, _) =
+                    bootstrap_run(tool, b, hit, ctx, &releases[..1], epochs.bootstrap)?;
+                match crate::tree::overlay::mount(std::slice::from_ref(&built), hit.target, &step) {
+                    Ok(overlay) => (InPlace::new(overlay, None), Some(built)),
+                    Err(why) => {
+                        ctx.reporter
+                            .debug(&format!("source: {why}; upgrading in place"));
+                        return upgrade_whole(
+                            b,
+                            hit,
+                            ctx,
+                            &whole,
+                            &built,
+                            info,
+                            epochs.upgrade,
+                            releases,
+                        );
+                    }
+                }
+            }
+        };
+    ctx.reporter.info(&format!(
+        "source: upgrading from {}",
+        bootstrap::suites(b)
+            .iter()
+            .map(|s| s.suite.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    bootstrap::upgrade(b, hit.target, ctx, epochs.upgrade)?;
+    if !unchanged(b, ctx, releases) {
+        return Ok((info, Some(base)));
+    }
+    crate::tree::overlay::link_copied_up(hit.target, &step.join("upper"))
+        .map_err(|e| Error::work_dir(&step, e))?;
+    drop(base);
+    let upper = crate::tree::overlay::take_upper(&step)?;
+    let stored = match &fresh {
+        Some(built) => hit
+            .cache
+            .store_in_place(
+                &base_key,
+                built,
+                None,
+                &bootstrap::info(tool, b, &releases[..1]),
+            )
+            .and_then(|()| {
+                hit.cache
+                    .store_in_place(&key, &upper, Some(&base_key), &info)
+            }),
+        None => hit
+            .cache
+            .store_in_place(&key, &upper, Some(&base_key), &info),
+    };
+    match stored {
+        Ok(()) => hit
+            .serve_as(&key, ctx, "stored in the build cache")?
+            .ok_or_else(|| stored_but_unreadable(&key)),
+        Err(e) => {
+            // The tree is still there, in two pieces: mounted again, uncached.
+            ctx.reporter.warn(&format!(
+                "{e}; the build goes on without caching its source"
+            ));
+            let again = step.join("again");
+            std::fs::create_dir(&again).map_err(|e| Error::work_dir(&again, e))?;
+            let overlay = match &fresh {
+                Some(built) if built.is_dir() => {
+                    crate::tree::overlay::mount(&[upper, built.clone()], hit.target, &again)
+                        .map_err(|why| {
+                            Error::from(crate::cache::Error::Corrupt {
+                                id: base_key.id()[..12].to_string(),
+                                msg: why,
+                            })
+                        })?
+                }
+                _ => hit
+                    .cache
+                    .mount_over(&base_key, &upper, hit.target, &again)?
+                    .ok_or_else(|| stored_but_unreadable(&base_key))?,
+            };
+            Ok((
+                info,
+                Some(InPlace::new(overlay, None).holding(hit.cache.pin()?)),
+            ))
+        }
+    }
+}
+
+/// The second step on the whole tree at `built` (the build's target, or a scratch
+/// directory that becomes it), kept whole as `whole`'s entry unless the mirror changed.
+#[allow(clippy::too_many_arguments)]
+fn upgrade_whole<'a>(
+    b: &crate::recipe::Bootstrap,
+    hit: &Hit,
+    ctx: &SourceCtx<'a>,
+    whole: &Key,
+    built: &Path,
+    info: SourceInfo,
+    epoch: Option<u64>,
+    releases: &[ReleaseRef],
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    bootstrap::upgrade(b, built, ctx, epoch)?;
+    let moved_on = !unchanged(b, ctx, releases);
+    if built == hit.target {
+        if !moved_on {
+            if let Err(e) = hit.cache.store(whole, built, &info) {
+                ctx.reporter.warn(&format!(
+                    "{e}; the build goes on without caching its source"
+                ));
+            }
+        }
+        return Ok((info, None));
+    }
+    if moved_on {
+        return go_on(built, hit.target, info);
+    }
+    keep(hit, whole, built, info, ctx)
+}
+
+/// A bootstrap that missed the cache: run in `scratch` with the cached packages, the
+/// packages it downloaded kept, and the tree stored as `key`'s entry unless the mirror
+/// changed meanwhile.
+fn bootstrap_missed<'a>(
+    tool: bootstrap::Tool,
+    b: &crate::recipe::Bootstrap,
+    hit: &Hit,
+    ctx: &SourceCtx<'a>,
+    key: &Key,
+    releases: &[ReleaseRef],
+    epoch: Option<u64>,
+) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
+    let (built, info) = bootstrap_run(tool, b, hit, ctx, releases, epoch)?;
+    if !unchanged(b, ctx, releases) {
+        return go_on(&built, hit.target, info);
+    }
+    keep(hit, key, &built, info, ctx)
+}
+
+/// [`bootstrap::bootstrap`] into `scratch/bootstrap` with the cached packages, keeping
+/// the packages it downloaded; the tree's path and description.
+fn bootstrap_run(
+    tool: bootstrap::Tool,
+    b: &crate::recipe::Bootstrap,
+    hit: &Hit,
+    ctx: &SourceCtx,
+    releases: &[ReleaseRef],
+    epoch: Option<u64>,
+) -> super::Result<(std::path::PathBuf, SourceInfo)> {
+    let (cache, scratch) = (hit.cache, hit.scratch);
     let built = scratch.join("bootstrap");
     std::fs::create_dir(&built).map_err(|e| Error::work_dir(&built, e))?;
     let debs_in = match cache.debs_for_build(scratch, tool == bootstrap::Tool::Mmdebstrap) {
@@ -91,22 +310,27 @@ fn fetch_bootstrap<'a>(
         }
         (None, _) => None,
     };
-    ctx.reporter
-        .debug(&format!("source: no cache entry {short}; bootstrapping"));
-    let info = bootstrap::run(tool, b, &built, ctx, &releases, debs, epoch)?;
+    ctx.reporter.debug("source: no cache entry; bootstrapping");
+    let info = bootstrap::bootstrap(tool, b, &built, ctx, releases, debs, epoch)?;
     if let Some((_, out)) = debs {
         if let Err(e) = cache.harvest(out) {
             ctx.reporter
                 .warn(&format!("{e}; the downloaded packages were not kept"));
         }
     }
-    // A release that changed during the run may or may not be what the tree holds: such a
-    // tree must not be served under either key.
-    let same = match bootstrap::fetch_releases(b, ctx) {
+    Ok((built, info))
+}
+
+/// Whether the first `releases.len()` suites of `b` still have the `releases` fetched
+/// before the run. One that changed during it may or may not be what the tree holds:
+/// such a tree must not be served under either key.
+fn unchanged(b: &crate::recipe::Bootstrap, ctx: &SourceCtx, releases: &[ReleaseRef]) -> bool {
+    match bootstrap::fetch_releases(b, ctx) {
         Ok(after) => {
             let same = after
                 .iter()
                 .map(|r| &r.sha256)
+                .take(releases.len())
                 .eq(releases.iter().map(|r| &r.sha256));
             if !same {
                 ctx.reporter
@@ -118,11 +342,15 @@ fn fetch_bootstrap<'a>(
             ctx.reporter.warn(&format!("{e}; not caching this tree"));
             false
         }
-    };
-    if !same {
-        return go_on(&built, target, info);
     }
-    keep(hit, &key, &built, info, ctx)
+}
+
+/// An entry this build just stored cannot be read back.
+fn stored_but_unreadable(key: &Key) -> Error {
+    Error::from(crate::cache::Error::Corrupt {
+        id: key.id()[..12].to_string(),
+        msg: "the entry just stored cannot be read; build again".into(),
+    })
 }
 
 /// A registry source through the cache: the manifest digest is resolved against the
@@ -176,12 +404,7 @@ fn keep<'a>(
     match stored {
         Ok(true) => hit
             .serve_as(key, ctx, "stored in the build cache")?
-            .ok_or_else(|| {
-                Error::from(crate::cache::Error::Corrupt {
-                    id: key.id()[..12].to_string(),
-                    msg: "the entry just stored cannot be read; build again".into(),
-                })
-            }),
+            .ok_or_else(|| stored_but_unreadable(key)),
         Ok(false) => go_on(built, hit.target, info),
         Err(e) => {
             ctx.reporter.warn(&format!(
@@ -205,6 +428,7 @@ fn go_on<'a>(
 
 /// Where an entry would be served: one place for every cached kind of source, so a hit
 /// is mounted or restored the same way whatever made the entry.
+#[derive(Clone, Copy)]
 struct Hit<'c> {
     cache: &'c Cache,
     target: &'c Path,
@@ -256,6 +480,8 @@ impl Hit<'_> {
                 Ok(Some((info, in_place)))
             }
             Err(crate::cache::Error::Interrupted) => Err(Error::Interrupted),
+            // Nothing was written to `target`: the entry's tree is made again.
+            Err(crate::cache::Error::MountOnly { .. }) => Ok(None),
             Err(e) => {
                 ctx.reporter.warn(&format!(
                     "{e}; rebuilding it (the damaged entry was set aside)"

@@ -3,9 +3,16 @@
 //! ([`fetch_releases`]): the build cache keys on their SHA-256, the provenance records
 //! them, and the newest `Date:` is the build's default `SOURCE_DATE_EPOCH`.
 //! Both install from the release and its `-updates` and `-security` suites
-//! ([`crate::apt_sources`]), and leave those in the tree's `sources.list`: mmdebstrap
-//! takes every line as an argument; debootstrap takes one mirror, so the full list is
-//! written afterwards and the tree upgraded from it in a chroot.
+//! ([`crate::apt_sources`]), and leave those in the tree's `sources.list`.
+//!
+//! A tree with apt is made in two steps ([`upgrades_after`]): [`bootstrap`] from the
+//! release's own suite alone, then [`upgrade`] from the full list in a chroot. The first
+//! step's inputs change only at a point release, so the build cache keeps its tree on
+//! its own and a security rebuild (a new `-security` `InRelease`) runs only the second.
+//! Every build takes both steps, cached or not, so the same mirror state gives the same
+//! tree either way. (debootstrap takes one mirror anyway; mmdebstrap gets one line.)
+//! A tree without apt (mmdebstrap's `extract`, `custom`, `essential`) is made in one
+//! step from every suite.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -137,6 +144,36 @@ pub fn fetch_releases(b: &Bootstrap, ctx: &SourceCtx) -> Result<Vec<ReleaseRef>,
     Ok(out)
 }
 
+/// Whether a bootstrap of `b` by `tool` is made in two steps: more than one suite, and a
+/// variant that installs apt (every debootstrap variant does; mmdebstrap's `extract`,
+/// `custom` and `essential` do not).
+pub fn upgrades_after(tool: Tool, b: &Bootstrap) -> bool {
+    let has_apt = tool == Tool::Debootstrap
+        || !matches!(
+            b.variant.as_deref(),
+            Some("extract" | "custom" | "essential")
+        );
+    has_apt && apt_sources::bootstrap_lines(b).len() > 1
+}
+
+/// The `SOURCE_DATE_EPOCH` of each step: the user's, else the newest `Date:` of the
+/// releases that step reads. The first step reads only the release's own `InRelease`,
+/// so a new `-security` one leaves its epoch (and its cache key) as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epochs {
+    pub bootstrap: Option<u64>,
+    pub upgrade: Option<u64>,
+}
+
+impl Epochs {
+    pub fn of(epoch: crate::build_inputs::Epoch, releases: &[ReleaseRef]) -> Epochs {
+        Epochs {
+            bootstrap: epoch.resolve(super::newest_release(&releases[..releases.len().min(1)])),
+            upgrade: epoch.resolve(super::newest_release(releases)),
+        }
+    }
+}
+
 /// How one run differs from the plain command: the build cache's package directory and
 /// the time the result claims.
 #[derive(Debug, Clone, Default)]
@@ -155,6 +192,9 @@ pub struct RunOpts<'a> {
     /// mmdebstrap's hook directory that runs dpkg under eatmydata (no fsync), when the
     /// host has it ([`EATMYDATA_HOOKS`]).
     pub eatmydata: Option<&'a Path>,
+    /// The first of two steps ([`upgrades_after`]): mmdebstrap reads the release's own
+    /// suite alone and keeps apt's lists of it for the upgrade (which empties them).
+    pub release_only: bool,
 }
 
 /// mmdebstrap's own hooks that wrap the tree's dpkg in eatmydata for the run (fsync
@@ -241,6 +281,9 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
             a.push(dir);
             args.push(a);
         }
+        if opts.release_only {
+            args.push("--skip=cleanup/apt/lists".into());
+        }
     }
     let mut cmd = Cmd::new(tool.program());
     if tool == Tool::Mmdebstrap {
@@ -259,6 +302,7 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
         Tool::Mmdebstrap => args.extend(
             apt_sources::bootstrap_lines(b)
                 .iter()
+                .take(if opts.release_only { 1 } else { usize::MAX })
                 .map(|l| l.to_string().into()),
         ),
         Tool::Debootstrap => args.push(apt_sources::mirror(b).into()),
@@ -273,10 +317,30 @@ pub fn tool_version(tool: Tool, ctx: &SourceCtx) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Bootstrap into `target` from the `releases` fetched by [`fetch_releases`], under
-/// `epoch` (the build's `SOURCE_DATE_EPOCH` as resolved for these releases: it is in the
-/// cache key, so the caller decides it, never this function).
+/// Both steps into `target` from the `releases` fetched by [`fetch_releases`] (or the one
+/// step, when [`upgrades_after`] says so): what a build without the cache runs. The
+/// epochs are in the cache keys, so the caller decides them, never this function.
 pub fn run(
+    tool: Tool,
+    b: &Bootstrap,
+    target: &Path,
+    ctx: &SourceCtx,
+    releases: &[ReleaseRef],
+    debs: Option<(&Path, &Path)>,
+    epochs: Epochs,
+) -> Result<SourceInfo, Error> {
+    if !upgrades_after(tool, b) {
+        return bootstrap(tool, b, target, ctx, releases, debs, epochs.upgrade);
+    }
+    bootstrap(tool, b, target, ctx, &releases[..1], debs, epochs.bootstrap)?;
+    upgrade(b, target, ctx, epochs.upgrade)?;
+    Ok(info(tool, b, releases))
+}
+
+/// Bootstrap into `target` under `epoch`: from every suite of `releases` when that is one
+/// suite or [`upgrades_after`] is false, else (the first step) from the release's own
+/// suite alone. The result names the `releases` it was made from.
+pub fn bootstrap(
     tool: Tool,
     b: &Bootstrap,
     target: &Path,
@@ -290,19 +354,7 @@ pub fn run(
             tool: tool.program().into(),
         });
     }
-    let lines = apt_sources::bootstrap_lines(b);
-    let mut info = SourceInfo {
-        kind: tool.program().into(),
-        reference: format!(
-            "{} {} {}",
-            suite_list(&lines),
-            b.variant.as_deref().unwrap_or("default"),
-            apt_sources::mirror(b)
-        ),
-        releases: releases.to_vec(),
-        ..Default::default()
-    };
-    info.created = info.newest_release();
+    let release_only = upgrades_after(tool, b);
     let rules = target.with_file_name("slim-rules");
     if let (Some(slim), Tool::Mmdebstrap) = (ctx.slim, tool) {
         std::fs::write(&rules, crate::slim::dpkg_text(slim))
@@ -316,38 +368,63 @@ pub fn run(
         eatmydata: (tool == Tool::Mmdebstrap)
             .then(|| eatmydata_hooks(b))
             .flatten(),
+        release_only,
     };
     let cmd = command(tool, b, target, &opts);
     ctx.reporter.debug(&format!("running {}", cmd.display()));
     ctx.runner.run(&cmd)?;
-    let root = Root::open(target)?;
     if let Some(slim) = ctx.slim {
         // What mmdebstrap extracted before dpkg ran, what maintainer scripts wrote, and
         // all of a debootstrap tree (before its upgrade, which then follows the rules).
-        let done = crate::slim::apply(&root, slim)?;
+        let done = crate::slim::apply(&Root::open(target)?, slim)?;
         ctx.reporter.debug(&format!(
             "slim: {} entries ({} bytes) removed after the bootstrap",
             done.removed, done.bytes
         ));
     }
-    if tool == Tool::Debootstrap && lines.len() > 1 {
-        root.write_file(
-            Path::new("etc/apt/sources.list"),
-            apt_sources::sources_list(&lines).as_bytes(),
-            0o644,
-        )?;
-        crate::chroot::upgrade(
-            &root,
-            crate::chroot::PackageManager::Apt,
-            ctx.runner,
-            ctx.reporter,
-        )
-        .map_err(|source| Error::Upgrade {
+    Ok(info(tool, b, releases))
+}
+
+/// The second step, in `target` (a tree [`bootstrap`] made from the release alone, or
+/// an overlay on one): the tree's `sources.list` names every suite, and the tree is
+/// upgraded from them in a chroot under `epoch` ([`crate::chroot::upgrade_bootstrapped`]).
+pub fn upgrade(
+    b: &Bootstrap,
+    target: &Path,
+    ctx: &SourceCtx,
+    epoch: Option<u64>,
+) -> Result<(), Error> {
+    let lines = apt_sources::bootstrap_lines(b);
+    let root = Root::open(target)?;
+    root.write_file(
+        Path::new("etc/apt/sources.list"),
+        apt_sources::sources_list(&lines).as_bytes(),
+        0o644,
+    )?;
+    crate::chroot::upgrade_bootstrapped(&root, ctx.runner, ctx.reporter, epoch).map_err(|source| {
+        Error::Upgrade {
             suites: suite_list(&lines),
             source: Box::new(source),
-        })?;
-    }
-    Ok(info)
+        }
+    })
+}
+
+/// What a tree made from `releases` records of its source.
+pub fn info(tool: Tool, b: &Bootstrap, releases: &[ReleaseRef]) -> SourceInfo {
+    let lines = apt_sources::bootstrap_lines(b);
+    let mut info = SourceInfo {
+        kind: tool.program().into(),
+        reference: format!(
+            "{} {} {}",
+            suite_list(&lines),
+            b.variant.as_deref().unwrap_or("default"),
+            apt_sources::mirror(b)
+        ),
+        releases: releases.to_vec(),
+        ..Default::default()
+    };
+    info.created = info.newest_release();
+    info
 }
 
 /// `bookworm,bookworm-updates,bookworm-security`: the suites, for the provenance.
@@ -476,6 +553,72 @@ mod tests {
         // No eatmydata where the hook cannot fetch it or the variant has no dpkg.
         assert!(eatmydata_hooks(&spec("variant = \"extract\"\n")).is_none());
         assert!(eatmydata_hooks(&spec("distribution = \"ubuntu\"\n")).is_none());
+    }
+
+    #[test]
+    fn trees_with_apt_are_made_in_two_steps() {
+        let two = |tool, extra: &str| upgrades_after(tool, &spec(extra));
+        assert!(two(Tool::Mmdebstrap, "variant = \"minbase\"\n"));
+        assert!(two(Tool::Mmdebstrap, ""));
+        assert!(two(Tool::Debootstrap, ""));
+        // No apt to upgrade with: one step from every suite.
+        for v in ["extract", "custom", "essential"] {
+            assert!(
+                !two(Tool::Mmdebstrap, &format!("variant = \"{v}\"\n")),
+                "{v}"
+            );
+        }
+        // One suite: nothing to upgrade from.
+        assert!(!two(
+            Tool::Mmdebstrap,
+            "updates = false\nsecurity = false\n"
+        ));
+
+        // The first step reads the release alone and keeps its lists for the second.
+        let b = spec("variant = \"minbase\"\n");
+        let opts = RunOpts {
+            release_only: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            command(Tool::Mmdebstrap, &b, Path::new("/t"), &opts).display(),
+            "mmdebstrap --variant=minbase --skip=cleanup/apt/lists --mode=root bookworm /t \
+             'deb http://deb.debian.org/debian bookworm main'"
+        );
+    }
+
+    #[test]
+    fn the_first_step_runs_under_its_own_release_date() {
+        let r = |d| ReleaseRef {
+            url: String::new(),
+            sha256: String::new(),
+            date: Some(d),
+        };
+        let releases = [r(100), r(300), r(200)];
+        let none = crate::build_inputs::Epoch::given(None);
+        assert_eq!(
+            Epochs::of(none, &releases),
+            Epochs {
+                bootstrap: Some(100),
+                upgrade: Some(300)
+            },
+            "a new -security InRelease moves only the upgrade's epoch"
+        );
+        let user = crate::build_inputs::Epoch::given(Some(5));
+        assert_eq!(
+            Epochs::of(user, &releases),
+            Epochs {
+                bootstrap: Some(5),
+                upgrade: Some(5)
+            }
+        );
+        assert_eq!(
+            Epochs::of(none, &[]),
+            Epochs {
+                bootstrap: None,
+                upgrade: None
+            }
+        );
     }
 
     #[test]

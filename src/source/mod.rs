@@ -183,9 +183,9 @@ pub fn fetch<'a>(
     let copied = |info| Ok((info, None));
     if let Some((tool, b)) = bootstrap_of(spec) {
         let releases = bootstrap::fetch_releases(b, ctx)?;
-        let epoch = ctx.epoch.resolve(newest_release(&releases));
+        let epochs = bootstrap::Epochs::of(ctx.epoch, &releases);
         return copied(bootstrap::run(
-            tool, b, target, ctx, &releases, None, epoch,
+            tool, b, target, ctx, &releases, None, epochs,
         )?);
     }
     match spec {

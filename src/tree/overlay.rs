@@ -90,6 +90,56 @@ pub fn mount(lowers: &[PathBuf], target: &Path, scratch: &Path) -> Result<Overla
     })
 }
 
+/// While the overlay on `target` is mounted, with `upper` its upper directory: give
+/// every file copied up from a hard-linked lower file all of its names in `upper`. With
+/// `index=on` the mount shows the copy under every name, but `upper` holds only the
+/// names that were written; mounted later as a plain lower layer it would show the
+/// other names' old lower copy. Chowning a name to its own owner copies it up, linked
+/// (through the index) to the same copy, and changes nothing else an archive keeps.
+pub fn link_copied_up(target: &Path, upper: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let files = |dir: &Path| {
+        walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .same_file_system(true)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| Some((e.metadata().ok()?, e.into_path())))
+            .filter(|(m, _)| m.nlink() > 1)
+    };
+    // The overlay's inode numbers of the copies with more than one link (the index's
+    // counts as one).
+    let copied: std::collections::HashSet<u64> = files(upper)
+        .filter_map(|(_, p)| {
+            let rel = p.strip_prefix(upper).ok()?;
+            Some(std::fs::symlink_metadata(target.join(rel)).ok()?.ino())
+        })
+        .collect();
+    if copied.is_empty() {
+        return Ok(());
+    }
+    for (m, p) in files(target).filter(|(m, _)| copied.contains(&m.ino())) {
+        let Ok(rel) = p.strip_prefix(target) else {
+            continue;
+        };
+        if std::fs::symlink_metadata(upper.join(rel)).is_err() {
+            std::os::unix::fs::lchown(&p, Some(m.uid()), Some(m.gid()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The upper directory of an overlay that [`mount`] made with `scratch` and that is
+/// unmounted now, made ready to be kept on its own (as a lower layer of later mounts):
+/// the work directory goes first. It holds hard links to the upper directory's
+/// whiteouts and to files copied up from hard-linked ones (`index=on`), so removing it
+/// later would change their link counts and ctimes under whoever fingerprinted them.
+pub fn take_upper(scratch: &Path) -> Result<PathBuf, super::Error> {
+    super::remove_tree(&scratch.join("work"))?;
+    Ok(scratch.join("upper"))
+}
+
 /// The same overlay through `fsopen`/`fsconfig`/`fsmount`/`move_mount`, which take each
 /// lower layer as its own parameter.
 fn mount_layer_by_layer(

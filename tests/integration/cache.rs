@@ -88,6 +88,23 @@ fn paths(archive: &[u8]) -> Vec<String> {
 
 pub(crate) const FROM_CACHE: &str = "from the build cache";
 
+/// Remove the cache's layer entries (a bootstrap's second step); how many.
+fn remove_layers(cache: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(cache.join("entries")).unwrap() {
+        let dir = e.unwrap().path();
+        let Ok(key) = std::fs::read(dir.join("key.json")) else {
+            continue;
+        };
+        let key: serde_json::Value = serde_json::from_slice(&key).unwrap();
+        if key["base"].is_string() {
+            std::fs::remove_dir_all(&dir).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
 #[test]
 fn cache_commands_on_an_empty_cache_and_bad_sizes() {
     let d = support::tempdir();
@@ -128,7 +145,27 @@ fn cached_and_uncached_builds_are_byte_identical() {
     // and finish write into the upper layer.
     assert!(err.contains("read in place"), "{err}");
     assert!(warm == cold, "a warm build gives the cold build's bytes");
-    assert_eq!(entries(&cache), 1);
+    // Two steps (issue 25): the release alone, and the upgrade as a layer over it.
+    assert_eq!(entries(&cache), 2);
+    // A security rebuild: a new -security InRelease leaves no entry for the whole tree
+    // (the layer's key names it) while the first step's key (the release's own
+    // InRelease) still matches. Only the upgrade runs, and the bytes are the same.
+    let removed = remove_layers(&cache);
+    assert_eq!(removed, 1, "one layer entry");
+    let (rebuilt, err, _) = build(&recipe, &d.path().join("security"), Some(&cache));
+    assert!(
+        err.contains("first step served by the build cache"),
+        "{err}"
+    );
+    assert!(
+        err.contains("source: upgrading from bookworm, bookworm-updates, bookworm-security"),
+        "{err}"
+    );
+    assert!(
+        rebuilt == cold,
+        "a security rebuild from the cached first step gives the cold build's bytes"
+    );
+    assert_eq!(entries(&cache), 2);
     // The mirror may publish between two bootstraps; then build once more.
     let mut uncached = build(&recipe, &d.path().join("nocache"), None);
     if releases(&uncached.2) != releases(&cold_report) {
