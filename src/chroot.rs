@@ -489,7 +489,10 @@ mod tests {
     #[test]
     fn upgrade_commands_per_manager() {
         let apt = PackageManager::Apt.upgrade_commands().unwrap();
-        assert_eq!(apt[0], ["apt-get", "-o", "Acquire::Languages=none", "update"]);
+        assert_eq!(
+            apt[0],
+            ["apt-get", "-o", "Acquire::Languages=none", "update"]
+        );
         assert_eq!(
             apt[1].join(" "),
             "apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io dist-upgrade"

@@ -34,6 +34,9 @@ const MAX_OPTIONS: usize = 4000;
 ///
 /// `index=on` keeps hard links whole when a later stage changes one of their names (a
 /// chmod copies the inode up once, for every name), so the tree is the one a copy gives.
+/// `redirect_dir=off` and `metacopy=off`, whatever the kernel's defaults: the upper
+/// directory then holds whole files, whiteouts and opaque directories only, so it can be
+/// kept as a layer of its own (the build cache does) and read by any kernel.
 pub fn mount(lowers: &[PathBuf], target: &Path, scratch: &Path) -> Result<Overlay, String> {
     if !rustix::process::geteuid().is_root() {
         return Err("mounting needs root".into());
@@ -59,7 +62,7 @@ pub fn mount(lowers: &[PathBuf], target: &Path, scratch: &Path) -> Result<Overla
         .collect::<Vec<_>>()
         .join(":");
     let data = format!(
-        "lowerdir={lowerdir},upperdir={},workdir={},index=on",
+        "lowerdir={lowerdir},upperdir={},workdir={},index=on,redirect_dir=off,metacopy=off",
         upper.display(),
         work.display()
     );
@@ -156,6 +159,8 @@ fn mount_layer_by_layer(
     fsconfig_set_string(&fs, "upperdir", upper)?;
     fsconfig_set_string(&fs, "workdir", work)?;
     fsconfig_set_string(&fs, "index", "on")?;
+    fsconfig_set_string(&fs, "redirect_dir", "off")?;
+    fsconfig_set_string(&fs, "metacopy", "off")?;
     fsconfig_create(&fs)?;
     let mnt = fsmount(
         &fs,
