@@ -388,22 +388,15 @@ pub fn upgrade_bootstrapped(
 ) -> Result<()> {
     let session = ChrootSession::enter(root)?;
     root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
-    let upgrade = PackageManager::Apt
+    let mut commands = PackageManager::Apt
         .upgrade_commands()
         .expect("apt upgrades");
-    let upgrade = upgrade
-        .iter()
-        .map(|a| a.iter().map(String::as_str).collect::<Vec<_>>());
-    for argv in upgrade.chain(APT_CLEANUP.iter().map(|a| a.to_vec())) {
-        let mut cmd = session.command(&argv);
-        if let Some(t) = epoch {
-            cmd = cmd.env("SOURCE_DATE_EPOCH", &t.to_string());
-        }
-        reporter.debug(&format!("running {}", cmd.display()));
-        runner.run(&cmd).map_err(Error::Packages)?;
-        crate::interrupt::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;
-    }
-    Ok(())
+    commands.extend(
+        APT_CLEANUP
+            .iter()
+            .map(|a| a.iter().map(|s| s.to_string()).collect()),
+    );
+    run_package_commands(&session, &commands, epoch, runner, reporter)
 }
 
 /// After [`upgrade_bootstrapped`]'s upgrade: an update with no sources removes every
@@ -435,18 +428,24 @@ pub(crate) fn upgrade_in(
     if pm == PackageManager::Apt {
         add_missing_security_suite(session.root, reporter)?;
     }
-    run_package_commands(session, &commands, runner, reporter)
+    run_package_commands(session, &commands, None, runner, reporter)
 }
 
+/// Run `commands` in `session`, one after the other, under `SOURCE_DATE_EPOCH` `epoch`
+/// when given (what maintainer scripts then record).
 pub(crate) fn run_package_commands(
     session: &ChrootSession,
     commands: &[Vec<String>],
+    epoch: Option<u64>,
     runner: &dyn Runner,
     reporter: &Reporter,
 ) -> Result<()> {
     for argv in commands {
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let cmd = session.command(&argv);
+        let mut cmd = session.command(&argv);
+        if let Some(t) = epoch {
+            cmd = cmd.env("SOURCE_DATE_EPOCH", &t.to_string());
+        }
         reporter.debug(&format!("running {}", cmd.display()));
         runner.run(&cmd).map_err(Error::Packages)?;
         crate::interrupt::check_interrupted().map_err(|_| Error::Packages(interrupted()))?;

@@ -79,7 +79,13 @@ pub fn customize(
                 reporter.info(&format!("upgrading every package ({})", pm.name()));
                 upgrade_in(&session, pm, runner, reporter)?;
             }
-            run_package_commands(&session, &pm.commands(&install, &remove), runner, reporter)?;
+            run_package_commands(
+                &session,
+                &pm.commands(&install, &remove),
+                None,
+                runner,
+                reporter,
+            )?;
         }
         write_files(root, recipe)?;
         for (i, r) in recipe.run.iter().enumerate() {

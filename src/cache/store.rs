@@ -307,8 +307,8 @@ impl Cache {
     }
 
     /// Mount `layer` (an overlay upper directory that could not be stored) above the
-    /// tree of entry `base`, as [`Cache::mount`] mounts a layer entry; the result claims
-    /// `info`.
+    /// tree of entry `base`, as [`Cache::mount`] mounts a layer entry; `None` when the
+    /// base has no unpacked tree or the kernel refuses.
     pub fn mount_over(
         &self,
         base: &Key,
