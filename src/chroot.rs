@@ -371,47 +371,70 @@ pub fn upgrade(
     runner: &dyn Runner,
     reporter: &Reporter,
 ) -> Result<()> {
-    let session = ChrootSession::enter(root)?;
-    root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
+    let session = enter_for_upgrade(root)?;
     upgrade_in(&session, pm, runner, reporter)
 }
 
-/// A bootstrap's second step: `dist-upgrade` from exactly the sources the tree names
-/// (no security suite added: the recipe chose them), under `SOURCE_DATE_EPOCH`
-/// `epoch`, then apt's lists and package cache emptied the way mmdebstrap's own cleanup
-/// does, so the tree holds what a one-step bootstrap of the same suites leaves.
-pub fn upgrade_bootstrapped(
-    root: &Root,
-    runner: &dyn Runner,
-    reporter: &Reporter,
-    epoch: Option<u64>,
-) -> Result<()> {
+/// A chroot of the tree for a bootstrap's second step ([`apt_upgrade`], [`apt_cleanup`]),
+/// where package scripts start no service.
+pub fn enter_for_upgrade(root: &Root) -> Result<ChrootSession<'_>> {
     let session = ChrootSession::enter(root)?;
     root.write_file(Path::new("usr/sbin/policy-rc.d"), POLICY_RC_D, 0o755)?;
+    Ok(session)
+}
+
+/// A bootstrap's second step: `apt-get update` and `dist-upgrade` under
+/// `SOURCE_DATE_EPOCH` `epoch`, from the sources in `list` (a file in the tree, named
+/// as the chroot sees it) alone, or from every source the tree names when `None` (no
+/// security suite added: the recipe chose them). Lists stay uncompressed, so the
+/// caller can read them before [`apt_cleanup`].
+pub fn apt_upgrade(
+    session: &ChrootSession,
+    list: Option<&str>,
+    epoch: Option<u64>,
+    runner: &dyn Runner,
+    reporter: &Reporter,
+) -> Result<()> {
     let mut commands = PackageManager::Apt
         .upgrade_commands()
         .expect("apt upgrades");
-    commands.extend(
-        APT_CLEANUP
-            .iter()
-            .map(|a| a.iter().map(|s| s.to_string()).collect()),
-    );
-    run_package_commands(&session, &commands, epoch, runner, reporter)
+    for argv in &mut commands {
+        let mut opts = vec!["-o".to_string(), "Acquire::GzipIndexes=false".to_string()];
+        if let Some(list) = list {
+            opts.extend(only_sources(list));
+        }
+        argv.splice(1..1, opts);
+    }
+    run_package_commands(session, &commands, epoch, runner, reporter)
 }
 
-/// After [`upgrade_bootstrapped`]'s upgrade: an update with no sources removes every
-/// list, then the downloaded packages go.
-const APT_CLEANUP: &[&[&str]] = &[
-    &[
-        "apt-get",
-        "-o",
-        "Dir::Etc::SourceList=/dev/null",
-        "-o",
-        "Dir::Etc::SourceParts=/dev/null",
-        "update",
-    ],
-    &["apt-get", "clean"],
-];
+/// After [`apt_upgrade`]: an update with no sources removes every list, then the
+/// downloaded packages go, the way mmdebstrap's own cleanup empties them, so the tree
+/// holds what a one-step bootstrap of the same suites leaves.
+pub fn apt_cleanup(
+    session: &ChrootSession,
+    epoch: Option<u64>,
+    runner: &dyn Runner,
+    reporter: &Reporter,
+) -> Result<()> {
+    let update = ["apt-get".to_string()]
+        .into_iter()
+        .chain(only_sources("/dev/null"))
+        .chain(["update".to_string()])
+        .collect();
+    let clean = vec!["apt-get".to_string(), "clean".to_string()];
+    run_package_commands(session, &[update, clean], epoch, runner, reporter)
+}
+
+/// apt's options that make it read the sources in `list` and nothing else.
+fn only_sources(list: &str) -> [String; 4] {
+    [
+        "-o".into(),
+        format!("Dir::Etc::SourceList={list}"),
+        "-o".into(),
+        "Dir::Etc::SourceParts=/dev/null".into(),
+    ]
+}
 
 pub(crate) fn upgrade_in(
     session: &ChrootSession,

@@ -90,8 +90,9 @@ use prune::*;
 pub use prune::{Listed, Pruned};
 
 /// Bumped when the entry format or what goes into a key changes (3: the epoch and the
-/// bootstrap program's version; 4: bootstraps in two steps, the second a layer).
-pub(super) const FORMAT: u32 = 4;
+/// bootstrap program's version; 4: bootstraps in two steps, the second a layer; 5: the
+/// first step keeps no apt lists, the second reads the later suites first).
+pub(super) const FORMAT: u32 = 5;
 const ENTRY: &str = "entry.json";
 const KEY: &str = "key.json";
 const TARBALL: &str = "source.tar.zst";

@@ -193,7 +193,7 @@ pub struct RunOpts<'a> {
     /// host has it ([`EATMYDATA_HOOKS`]).
     pub eatmydata: Option<&'a Path>,
     /// The first of two steps ([`upgrades_after`]): mmdebstrap reads the release's own
-    /// suite alone and keeps apt's lists of it for the upgrade (which empties them).
+    /// suite alone.
     pub release_only: bool,
 }
 
@@ -280,9 +280,6 @@ pub fn command(tool: Tool, b: &Bootstrap, target: &Path, opts: &RunOpts) -> Cmd 
             let mut a = OsString::from("--hook-directory=");
             a.push(dir);
             args.push(a);
-        }
-        if opts.release_only {
-            args.push("--skip=cleanup/apt/lists".into());
         }
     }
     let mut cmd = Cmd::new(tool.program());
@@ -387,7 +384,12 @@ pub fn bootstrap(
 
 /// The second step, in `target` (a tree [`bootstrap`] made from the release alone, or
 /// an overlay on one): the tree's `sources.list` names every suite, and the tree is
-/// upgraded from them in a chroot under `epoch` ([`crate::chroot::upgrade_bootstrapped`]).
+/// upgraded in a chroot under `epoch`. apt first reads the later suites alone
+/// ([`LATER_LIST`]): the first step installed the release's newest versions, so only
+/// those suites can hold newer ones, and apt then skips parsing and resolving against
+/// the release's 60 MB package list (most of this step's time). Should that leave an
+/// installed package behind a newer version in them ([`kept_back`]: a fix that needs a
+/// package only the release has), the upgrade runs again from every suite.
 pub fn upgrade(
     b: &Bootstrap,
     target: &Path,
@@ -401,12 +403,90 @@ pub fn upgrade(
         apt_sources::sources_list(&lines).as_bytes(),
         0o644,
     )?;
-    crate::chroot::upgrade_bootstrapped(&root, ctx.runner, ctx.reporter, epoch).map_err(|source| {
-        Error::Upgrade {
-            suites: suite_list(&lines),
-            source: Box::new(source),
+    let later = Path::new(LATER_LIST.trim_start_matches('/'));
+    root.write_file(
+        later,
+        apt_sources::sources_list(&lines[1..]).as_bytes(),
+        0o644,
+    )?;
+    let upgraded = upgrade_in(&root, &lines, ctx, epoch);
+    root.remove(later)?;
+    upgraded
+}
+
+/// Where [`upgrade`] lists the suites after the release, while it runs.
+const LATER_LIST: &str = "/etc/apt/build-distro-later.list";
+
+fn upgrade_in(
+    root: &Root,
+    lines: &[apt_sources::Line],
+    ctx: &SourceCtx,
+    epoch: Option<u64>,
+) -> Result<(), Error> {
+    use crate::chroot;
+    let fail = |source| Error::Upgrade {
+        suites: suite_list(lines),
+        source: Box::new(source),
+    };
+    let (runner, reporter) = (ctx.runner, ctx.reporter);
+    let session = chroot::enter_for_upgrade(root).map_err(fail)?;
+    chroot::apt_upgrade(&session, Some(LATER_LIST), epoch, runner, reporter).map_err(fail)?;
+    let behind = kept_back(root)?;
+    if !behind.is_empty() {
+        reporter.info(&format!(
+            "source: {} kept back by the upgrade from {}; upgrading from every suite",
+            behind.join(", "),
+            suite_list(&lines[1..])
+        ));
+        chroot::apt_upgrade(&session, None, epoch, runner, reporter).map_err(fail)?;
+        let still = kept_back(root)?;
+        if !still.is_empty() {
+            reporter.warn(&format!(
+                "source: {} kept back by apt even from every suite; the distro lacks their newest versions (outdated lists them)",
+                still.join(", ")
+            ));
         }
-    })
+    }
+    chroot::apt_cleanup(&session, epoch, runner, reporter).map_err(fail)
+}
+
+/// The installed packages (`name version`) of which apt's lists in `root` hold a newer
+/// version: what the last upgrade left behind.
+pub fn kept_back(root: &Root) -> Result<Vec<String>, Error> {
+    use crate::mirror::version::{compare, Ecosystem};
+    let status = Path::new("var/lib/dpkg/status");
+    let text = String::from_utf8_lossy(&root.read(status)?).into_owned();
+    let installed = crate::inventory::dpkg::parse_status(&text).map_err(|e| Error::Input {
+        path: root.host_path(status).display().to_string(),
+        msg: e.0,
+    })?;
+    let mut installed: std::collections::HashMap<(String, String), String> = installed
+        .into_iter()
+        .map(|p| ((p.name, p.arch), p.version))
+        .collect();
+    let lists = Path::new("var/lib/apt/lists");
+    let mut behind = Vec::new();
+    let mut names = root.read_dir(lists)?;
+    names.sort();
+    for name in names {
+        if !name.to_string_lossy().ends_with("_Packages") {
+            continue;
+        }
+        let bytes = root.read(&lists.join(&name))?;
+        for e in crate::mirror::packages::entries(&bytes[..]) {
+            let e = e?;
+            let key = (e.package, e.architecture);
+            let newer = installed
+                .get(&key)
+                .is_some_and(|v| compare(Ecosystem::Deb, &e.version, v).is_gt());
+            if newer {
+                let v = installed.remove(&key).unwrap_or_default();
+                behind.push(format!("{} {v}", key.0));
+            }
+        }
+    }
+    behind.sort();
+    Ok(behind)
 }
 
 /// What a tree made from `releases` records of its source.
@@ -574,7 +654,7 @@ mod tests {
             "updates = false\nsecurity = false\n"
         ));
 
-        // The first step reads the release alone and keeps its lists for the second.
+        // The first step reads the release alone.
         let b = spec("variant = \"minbase\"\n");
         let opts = RunOpts {
             release_only: true,
@@ -582,7 +662,7 @@ mod tests {
         };
         assert_eq!(
             command(Tool::Mmdebstrap, &b, Path::new("/t"), &opts).display(),
-            "mmdebstrap --variant=minbase --skip=cleanup/apt/lists --mode=root bookworm /t \
+            "mmdebstrap --variant=minbase --mode=root bookworm /t \
              'deb http://deb.debian.org/debian bookworm main'"
         );
     }
@@ -619,6 +699,216 @@ mod tests {
                 upgrade: None
             }
         );
+    }
+
+    /// A tree with dpkg's status and apt's lists (`name_Packages` → stanzas).
+    fn tree_with_lists(status: &str, lists: &[(&str, &str)]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("var/lib/dpkg")).unwrap();
+        std::fs::create_dir_all(t.path().join("var/lib/apt/lists/partial")).unwrap();
+        std::fs::create_dir_all(t.path().join("etc/apt")).unwrap();
+        std::fs::write(t.path().join("var/lib/dpkg/status"), status).unwrap();
+        for (name, text) in lists {
+            std::fs::write(t.path().join("var/lib/apt/lists").join(name), text).unwrap();
+        }
+        t
+    }
+
+    fn installed(name: &str, version: &str, arch: &str) -> String {
+        format!("Package: {name}\nStatus: install ok installed\nArchitecture: {arch}\nVersion: {version}\n\n")
+    }
+
+    fn offered(name: &str, version: &str, arch: &str) -> String {
+        format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\n\n")
+    }
+
+    const SECURITY_LIST: &str =
+        "deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages";
+
+    #[test]
+    fn kept_back_names_what_the_lists_hold_newer() {
+        let status = [
+            installed("libssl3", "3.0.17-1~deb12u2", "amd64"),
+            installed("tzdata", "2025b-0+deb12u1", "all"),
+            installed("zlib1g", "1:1.2.13.dfsg-1", "amd64"),
+            installed("libc6", "2.36-9+deb12u10", "amd64"),
+        ]
+        .concat();
+        let security = [
+            offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
+            // Another architecture's newer build is not this package's.
+            offered("zlib1g", "1:1.2.13.dfsg-2", "i386"),
+            // Not newer: the same version, and an older one.
+            offered("tzdata", "2025b-0+deb12u1", "all"),
+            offered("libc6", "2.36-9+deb12u9", "amd64"),
+            // Not installed at all.
+            offered("openssh-server", "1:9.2p1-2+deb12u7", "amd64"),
+        ]
+        .concat();
+        let updates = [
+            offered("tzdata", "2025c-0+deb12u1", "all"),
+            offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
+        ]
+        .concat();
+        let t = tree_with_lists(
+            &status,
+            &[
+                (SECURITY_LIST, &security),
+                (
+                    "deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages",
+                    &updates,
+                ),
+                // Not a package list.
+                (
+                    "deb.debian.org_debian_dists_bookworm-updates_InRelease",
+                    "Package: tzdata\nVersion: 9\nArchitecture: all\n",
+                ),
+            ],
+        );
+        let root = Root::open(t.path()).unwrap();
+        assert_eq!(
+            kept_back(&root).unwrap(),
+            ["libssl3 3.0.17-1~deb12u2", "tzdata 2025b-0+deb12u1"]
+        );
+        let t = tree_with_lists(&status, &[]);
+        assert!(kept_back(&Root::open(t.path()).unwrap())
+            .unwrap()
+            .is_empty());
+    }
+
+    /// Records commands, and what [`LATER_LIST`] held when the first one ran.
+    #[derive(Default)]
+    struct Watching {
+        calls: crate::runner::Recording,
+        later: std::sync::Mutex<Option<String>>,
+        tree: PathBuf,
+    }
+
+    impl crate::runner::Runner for Watching {
+        fn run(&self, cmd: &Cmd) -> Result<crate::runner::Output, crate::runner::Error> {
+            let mut later = self.later.lock().unwrap();
+            if later.is_none() {
+                *later =
+                    std::fs::read_to_string(self.tree.join(LATER_LIST.trim_start_matches('/')))
+                        .ok();
+            }
+            self.calls.run(cmd)
+        }
+
+        fn run_fed(
+            &self,
+            cmd: &Cmd,
+            feed: crate::runner::Feed<'_>,
+        ) -> Result<crate::runner::Output, crate::runner::Error> {
+            self.calls.run_fed(cmd, feed)
+        }
+    }
+
+    /// The commands [`upgrade`] ran in `t` (the chroot's path left out), what the later
+    /// suites' list held then, and the tree's sources afterwards.
+    fn upgrade_commands(t: &Path) -> (Vec<String>, String, String) {
+        let runner = Watching {
+            tree: t.to_path_buf(),
+            ..Default::default()
+        };
+        let reporter = crate::progress::Reporter::silent();
+        let ctx = SourceCtx {
+            runner: &runner,
+            reporter: &reporter,
+            max_unpack_bytes: 0,
+            in_place: None,
+            registry_login: None,
+            epoch: crate::build_inputs::Epoch::given(None),
+            slim: None,
+        };
+        upgrade(&spec(""), t, &ctx, Some(7)).unwrap();
+        assert!(
+            !t.join(LATER_LIST.trim_start_matches('/')).exists(),
+            "removed after"
+        );
+        let prefix = format!("chroot {} ", t.display());
+        let calls = runner
+            .calls
+            .calls()
+            .iter()
+            .map(|c| {
+                assert!(c.env.contains(&("SOURCE_DATE_EPOCH".into(), "7".into())));
+                c.display().replace(&prefix, "")
+            })
+            .collect();
+        let later = runner
+            .later
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("the later suites' list");
+        let sources = std::fs::read_to_string(t.join("etc/apt/sources.list")).unwrap();
+        (calls, later, sources)
+    }
+
+    #[test]
+    fn the_upgrade_reads_the_later_suites_and_all_of_them_when_one_holds_a_package_back() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED: the upgrade runs in a chroot session, which mounts (root only)");
+            return;
+        }
+        let from_later = "-o Acquire::GzipIndexes=false -o Dir::Etc::SourceList=/etc/apt/build-distro-later.list -o Dir::Etc::SourceParts=/dev/null";
+        let all = "-o Acquire::GzipIndexes=false";
+        let update = "-o Acquire::Languages=none update";
+        let upgrade = "-y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -o Dpkg::Options::=--force-unsafe-io dist-upgrade";
+        let cleanup = [
+            "apt-get -o Dir::Etc::SourceList=/dev/null -o Dir::Etc::SourceParts=/dev/null update"
+                .to_string(),
+            "apt-get clean".to_string(),
+        ];
+        // Nothing newer left in the lists: the later suites were enough.
+        let status = installed("libssl3", "3.0.17-1~deb12u3", "amd64");
+        let t = tree_with_lists(
+            &status,
+            &[(
+                SECURITY_LIST,
+                &offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
+            )],
+        );
+        let (calls, later, sources) = upgrade_commands(t.path());
+        let deb = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("deb "))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(
+            deb(&later),
+            [
+                "deb http://deb.debian.org/debian bookworm-updates main",
+                "deb http://deb.debian.org/debian-security bookworm-security main"
+            ]
+        );
+        assert_eq!(deb(&sources).len(), 3, "{sources}");
+        assert_eq!(deb(&sources)[1..], deb(&later));
+        let mut want = vec![
+            format!("apt-get {from_later} {update}"),
+            format!("apt-get {from_later} {upgrade}"),
+        ];
+        want.extend(cleanup.clone());
+        assert_eq!(calls, want);
+        // A package the later suites' upgrade left behind: once more from every suite.
+        let t = tree_with_lists(
+            &status,
+            &[(
+                SECURITY_LIST,
+                &offered("libssl3", "3.0.17-1~deb12u4", "amd64"),
+            )],
+        );
+        let (calls, _, _) = upgrade_commands(t.path());
+        want.splice(
+            2..2,
+            [
+                format!("apt-get {all} {update}"),
+                format!("apt-get {all} {upgrade}"),
+            ],
+        );
+        assert_eq!(calls, want);
     }
 
     #[test]
