@@ -479,11 +479,11 @@ fn a_damaged_entry_is_refused_and_removed() {
         !cache.has(&key),
         "removed, so the next build stores a fresh one"
     );
-    assert_eq!(
-        std::fs::read_dir(out.path()).unwrap().count(),
-        0,
-        "nothing unpacked"
-    );
+    // Not asserted: that `out` is empty. Damage is known only once the whole tarball is
+    // read (a flipped literal byte decodes, and the sum differs at the end), so what came
+    // before may be unpacked; the caller empties the target (`Hit::serve_as`, tested by
+    // the integration test of a damaged entry). Asserting it made this test fail now and
+    // then, as the tree's mtimes moved the byte.
 
     // Half-written: no fingerprint means no entry.
     cache
