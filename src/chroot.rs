@@ -387,14 +387,33 @@ pub fn enter_for_upgrade(root: &Root) -> Result<ChrootSession<'_>> {
 /// `SOURCE_DATE_EPOCH` `epoch`, from the sources in `list` (a file in the tree, named
 /// as the chroot sees it) alone, or from every source the tree names when `None` (no
 /// security suite added: the recipe chose them). Lists stay uncompressed, so the
-/// caller can read them before [`apt_cleanup`].
+/// caller can read them before [`apt_cleanup`]. With `archives` (a host directory of
+/// this build's own, the build cache's packages), apt takes its packages from there and
+/// downloads the others into it, for the caller to keep; the tree's own archive is
+/// left as it was.
 pub fn apt_upgrade(
     session: &ChrootSession,
     list: Option<&str>,
+    archives: Option<&Path>,
     epoch: Option<u64>,
     runner: &dyn Runner,
     reporter: &Reporter,
 ) -> Result<()> {
+    let _bound = match archives {
+        Some(dir) => {
+            std::fs::create_dir_all(dir.join("partial"))
+                .map_err(|e| crate::tree::Error::io(dir, e))?;
+            Some(mount_in(
+                session.root,
+                "var/cache/apt/archives",
+                &dir.to_string_lossy(),
+                None,
+                MountFlags::BIND,
+                None,
+            )?)
+        }
+        None => None,
+    };
     let mut commands = PackageManager::Apt
         .upgrade_commands()
         .expect("apt upgrades");

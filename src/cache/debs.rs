@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use super::*;
 
 impl Cache {
-    /// A per-build copy of the package directory for the bootstrap to read, at
-    /// `scratch/debs-in`: hard links when `link` (only for a reader that never writes into
-    /// it, mmdebstrap's `sync-in`) and the filesystem allows, copies otherwise (debootstrap
+    /// A per-build copy of the package directory at `dir` (in the build's scratch
+    /// directory), for a bootstrap or an upgrade to read: hard links when `link` (only for
+    /// a reader that never writes into a file it found, as mmdebstrap's `sync-in` and apt,
+    /// which replaces by rename) and the filesystem allows, copies otherwise (debootstrap
     /// re-downloads a damaged file in place). See [`Cache::harvest`].
-    pub fn debs_for_build(&self, scratch: &Path, link: bool) -> Result<PathBuf> {
-        let dir = scratch.join("debs-in");
+    pub fn debs_for_build(&self, dir: &Path, link: bool) -> Result<PathBuf> {
+        let dir = dir.to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let shared = self.debs_dir();
         for e in std::fs::read_dir(&shared)

@@ -554,7 +554,9 @@ fn packages_are_shared_by_rename() {
     let scratch = tempfile::tempdir().unwrap();
     let cache = Cache::open(cache_dir.path()).unwrap();
     std::fs::write(cache.debs_dir().join("a_1_all.deb"), b"a").unwrap();
-    let d = cache.debs_for_build(scratch.path(), true).unwrap();
+    let d = cache
+        .debs_for_build(&scratch.path().join("debs-in"), true)
+        .unwrap();
     assert_eq!(std::fs::read(d.join("a_1_all.deb")).unwrap(), b"a");
     let out = scratch.path().join("out");
     std::fs::create_dir(&out).unwrap();

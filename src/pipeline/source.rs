@@ -171,7 +171,7 @@ fn fetch_in_two_steps<'a>(
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    bootstrap::upgrade(b, hit.target, ctx, epochs.upgrade)?;
+    upgrade(b, hit, ctx, hit.target, epochs.upgrade)?;
     if !unchanged(b, ctx, releases) {
         return Ok((info, Some(base)));
     }
@@ -243,7 +243,7 @@ fn upgrade_whole<'a>(
     epoch: Option<u64>,
     releases: &[ReleaseRef],
 ) -> super::Result<(SourceInfo, Option<InPlace<'a>>)> {
-    bootstrap::upgrade(b, built, ctx, epoch)?;
+    upgrade(b, hit, ctx, built, epoch)?;
     let moved_on = !unchanged(b, ctx, releases);
     if built == hit.target {
         if !moved_on {
@@ -290,17 +290,10 @@ fn bootstrap_run(
     releases: &[ReleaseRef],
     epoch: Option<u64>,
 ) -> super::Result<(std::path::PathBuf, SourceInfo)> {
-    let (cache, scratch) = (hit.cache, hit.scratch);
+    let scratch = hit.scratch;
     let built = scratch.join("bootstrap");
     std::fs::create_dir(&built).map_err(|e| Error::work_dir(&built, e))?;
-    let debs_in = match cache.debs_for_build(scratch, tool == bootstrap::Tool::Mmdebstrap) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            ctx.reporter
-                .warn(&format!("{e}; downloading every package"));
-            None
-        }
-    };
+    let debs_in = cached_debs(hit, ctx, "debs-in", tool == bootstrap::Tool::Mmdebstrap);
     let debs_out = scratch.join("debs-out");
     let debs = match (&debs_in, tool) {
         (Some(d), bootstrap::Tool::Debootstrap) => Some((d.as_path(), d.as_path())),
@@ -313,12 +306,47 @@ fn bootstrap_run(
     ctx.reporter.debug("source: no cache entry; bootstrapping");
     let info = bootstrap::bootstrap(tool, b, &built, ctx, releases, debs, epoch)?;
     if let Some((_, out)) = debs {
-        if let Err(e) = cache.harvest(out) {
-            ctx.reporter
-                .warn(&format!("{e}; the downloaded packages were not kept"));
-        }
+        keep_debs(hit, ctx, out);
     }
     Ok((built, info))
+}
+
+/// [`bootstrap::upgrade`] of the tree at `target`, apt's archive the cached packages
+/// (so a security rebuild downloads only what is new), keeping what it downloaded.
+fn upgrade(
+    b: &crate::recipe::Bootstrap,
+    hit: &Hit,
+    ctx: &SourceCtx,
+    target: &Path,
+    epoch: Option<u64>,
+) -> super::Result<()> {
+    let debs = cached_debs(hit, ctx, "debs-upgrade", true);
+    bootstrap::upgrade(b, target, ctx, epoch, debs.as_deref())?;
+    if let Some(d) = &debs {
+        keep_debs(hit, ctx, d);
+    }
+    Ok(())
+}
+
+/// The cached packages in `scratch/name` ([`crate::cache::Cache::debs_for_build`]);
+/// `None`, with a warning, when they cannot be had (then everything is downloaded).
+fn cached_debs(hit: &Hit, ctx: &SourceCtx, name: &str, link: bool) -> Option<std::path::PathBuf> {
+    match hit.cache.debs_for_build(&hit.scratch.join(name), link) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            ctx.reporter
+                .warn(&format!("{e}; downloading every package"));
+            None
+        }
+    }
+}
+
+/// Add the packages a run left in `dir` to the cache's ([`crate::cache::Cache::harvest`]).
+fn keep_debs(hit: &Hit, ctx: &SourceCtx, dir: &Path) {
+    if let Err(e) = hit.cache.harvest(dir) {
+        ctx.reporter
+            .warn(&format!("{e}; the downloaded packages were not kept"));
+    }
 }
 
 /// Whether the first `releases.len()` suites of `b` still have the `releases` fetched

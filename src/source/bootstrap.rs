@@ -330,7 +330,7 @@ pub fn run(
         return bootstrap(tool, b, target, ctx, releases, debs, epochs.upgrade);
     }
     bootstrap(tool, b, target, ctx, &releases[..1], debs, epochs.bootstrap)?;
-    upgrade(b, target, ctx, epochs.upgrade)?;
+    upgrade(b, target, ctx, epochs.upgrade, None)?;
     Ok(info(tool, b, releases))
 }
 
@@ -389,12 +389,14 @@ pub fn bootstrap(
 /// those suites can hold newer ones, and apt then skips parsing and resolving against
 /// the release's 60 MB package list (most of this step's time). Should that leave an
 /// installed package behind a newer version in them ([`kept_back`]: a fix that needs a
-/// package only the release has), the upgrade runs again from every suite.
+/// package only the release has), the upgrade runs again from every suite. `archives`:
+/// see [`crate::chroot::apt_upgrade`].
 pub fn upgrade(
     b: &Bootstrap,
     target: &Path,
     ctx: &SourceCtx,
     epoch: Option<u64>,
+    archives: Option<&Path>,
 ) -> Result<(), Error> {
     let lines = apt_sources::bootstrap_lines(b);
     let root = Root::open(target)?;
@@ -409,7 +411,7 @@ pub fn upgrade(
         apt_sources::sources_list(&lines[1..]).as_bytes(),
         0o644,
     )?;
-    let upgraded = upgrade_in(&root, &lines, ctx, epoch);
+    let upgraded = upgrade_in(&root, &lines, ctx, epoch, archives);
     root.remove(later)?;
     upgraded
 }
@@ -422,6 +424,7 @@ fn upgrade_in(
     lines: &[apt_sources::Line],
     ctx: &SourceCtx,
     epoch: Option<u64>,
+    archives: Option<&Path>,
 ) -> Result<(), Error> {
     use crate::chroot;
     let fail = |source| Error::Upgrade {
@@ -430,7 +433,15 @@ fn upgrade_in(
     };
     let (runner, reporter) = (ctx.runner, ctx.reporter);
     let session = chroot::enter_for_upgrade(root).map_err(fail)?;
-    chroot::apt_upgrade(&session, Some(LATER_LIST), epoch, runner, reporter).map_err(fail)?;
+    chroot::apt_upgrade(
+        &session,
+        Some(LATER_LIST),
+        archives,
+        epoch,
+        runner,
+        reporter,
+    )
+    .map_err(fail)?;
     let behind = kept_back(root)?;
     if !behind.is_empty() {
         reporter.info(&format!(
@@ -438,7 +449,7 @@ fn upgrade_in(
             behind.join(", "),
             suite_list(&lines[1..])
         ));
-        chroot::apt_upgrade(&session, None, epoch, runner, reporter).map_err(fail)?;
+        chroot::apt_upgrade(&session, None, archives, epoch, runner, reporter).map_err(fail)?;
         let still = kept_back(root)?;
         if !still.is_empty() {
             reporter.warn(&format!(
@@ -776,22 +787,32 @@ mod tests {
             .is_empty());
     }
 
-    /// Records commands, and what [`LATER_LIST`] held when the first one ran.
+    /// What a command saw: [`LATER_LIST`]'s text, the packages in the tree's apt archive.
+    type Seen = (Option<String>, Vec<String>);
+
+    /// Records commands, and what each saw.
     #[derive(Default)]
     struct Watching {
         calls: crate::runner::Recording,
-        later: std::sync::Mutex<Option<String>>,
+        seen: std::sync::Mutex<Vec<Seen>>,
         tree: PathBuf,
     }
 
     impl crate::runner::Runner for Watching {
         fn run(&self, cmd: &Cmd) -> Result<crate::runner::Output, crate::runner::Error> {
-            let mut later = self.later.lock().unwrap();
-            if later.is_none() {
-                *later =
-                    std::fs::read_to_string(self.tree.join(LATER_LIST.trim_start_matches('/')))
-                        .ok();
-            }
+            let later = std::fs::read_to_string(self.tree.join(LATER_LIST.trim_start_matches('/')));
+            let debs = std::fs::read_dir(self.tree.join("var/cache/apt/archives"))
+                .map(|d| {
+                    let mut n: Vec<String> = d
+                        .flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.ends_with(".deb"))
+                        .collect();
+                    n.sort();
+                    n
+                })
+                .unwrap_or_default();
+            self.seen.lock().unwrap().push((later.ok(), debs));
             self.calls.run(cmd)
         }
 
@@ -804,9 +825,9 @@ mod tests {
         }
     }
 
-    /// The commands [`upgrade`] ran in `t` (the chroot's path left out), what the later
-    /// suites' list held then, and the tree's sources afterwards.
-    fn upgrade_commands(t: &Path) -> (Vec<String>, String, String) {
+    /// The commands [`upgrade`] ran in `t` with `archives` (the chroot's path left out),
+    /// what each saw ([`Watching`]), and the tree's sources afterwards.
+    fn upgrade_commands(t: &Path, archives: Option<&Path>) -> (Vec<String>, Vec<Seen>, String) {
         let runner = Watching {
             tree: t.to_path_buf(),
             ..Default::default()
@@ -821,7 +842,7 @@ mod tests {
             epoch: crate::build_inputs::Epoch::given(None),
             slim: None,
         };
-        upgrade(&spec(""), t, &ctx, Some(7)).unwrap();
+        upgrade(&spec(""), t, &ctx, Some(7), archives).unwrap();
         assert!(
             !t.join(LATER_LIST.trim_start_matches('/')).exists(),
             "removed after"
@@ -836,14 +857,9 @@ mod tests {
                 c.display().replace(&prefix, "")
             })
             .collect();
-        let later = runner
-            .later
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("the later suites' list");
+        let seen = runner.seen.lock().unwrap().clone();
         let sources = std::fs::read_to_string(t.join("etc/apt/sources.list")).unwrap();
-        (calls, later, sources)
+        (calls, seen, sources)
     }
 
     #[test]
@@ -870,7 +886,8 @@ mod tests {
                 &offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
             )],
         );
-        let (calls, later, sources) = upgrade_commands(t.path());
+        let (calls, seen, sources) = upgrade_commands(t.path(), None);
+        let later = seen[0].0.clone().expect("the later suites' list");
         let deb = |text: &str| -> Vec<String> {
             text.lines()
                 .filter(|l| l.starts_with("deb "))
@@ -900,7 +917,10 @@ mod tests {
                 &offered("libssl3", "3.0.17-1~deb12u4", "amd64"),
             )],
         );
-        let (calls, _, _) = upgrade_commands(t.path());
+        let archives = t.path().join("cached-debs");
+        std::fs::create_dir(&archives).unwrap();
+        std::fs::write(archives.join("libssl3_3.0.17-1~deb12u4_amd64.deb"), b"x").unwrap();
+        let (calls, seen, _) = upgrade_commands(t.path(), Some(&archives));
         want.splice(
             2..2,
             [
@@ -909,6 +929,21 @@ mod tests {
             ],
         );
         assert_eq!(calls, want);
+        // The cached packages are apt's archive while it upgrades, and only then.
+        let cached = vec!["libssl3_3.0.17-1~deb12u4_amd64.deb".to_string()];
+        let shown: Vec<&Vec<String>> = seen.iter().map(|(_, debs)| debs).collect();
+        assert_eq!(
+            shown,
+            [&cached, &cached, &cached, &cached, &vec![], &vec![]]
+        );
+        assert!(archives.join("partial").is_dir(), "apt needs it");
+        assert_eq!(
+            std::fs::read_dir(t.path().join("var/cache/apt/archives"))
+                .unwrap()
+                .count(),
+            0,
+            "the tree's own archive is untouched"
+        );
     }
 
     #[test]

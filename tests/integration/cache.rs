@@ -127,6 +127,15 @@ fn cache_commands_on_an_empty_cache_and_bad_sizes() {
 
 /// The default recipe against deb.debian.org: cold, warm and `--no-cache` builds give one
 /// archive; a `[[files]]` change reuses the cached source.
+/// The names of the packages in the cache's pool.
+fn packages(cache: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(cache.join("debs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".deb"))
+        .collect()
+}
+
 #[test]
 fn cached_and_uncached_builds_are_byte_identical() {
     crate::require_root!();
@@ -147,6 +156,24 @@ fn cached_and_uncached_builds_are_byte_identical() {
     assert!(warm == cold, "a warm build gives the cold build's bytes");
     // Two steps (issue 25): the release alone, and the upgrade as a layer over it.
     assert_eq!(entries(&cache), 2);
+    // Both steps left their packages in the cache: one for every installed version.
+    let pool = packages(&cache);
+    let status = member(&cold, "var/lib/dpkg/status");
+    let mut installed = 0;
+    for stanza in status.split("\n\n").filter(|s| s.contains("Package:")) {
+        let field = |k: &str| {
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                .unwrap_or_else(|| panic!("{k} in {stanza}"))
+                .to_string()
+        };
+        let (name, version, arch) = (field("Package"), field("Version"), field("Architecture"));
+        let deb = format!("{name}_{}_{arch}.deb", version.replace(':', "%3a"));
+        assert!(pool.contains(&deb), "{deb} not in the cache: {pool:?}");
+        installed += 1;
+    }
+    assert!(installed > 50, "{installed} packages");
     // A security rebuild: a new -security InRelease leaves no entry for the whole tree
     // (the layer's key names it) while the first step's key (the release's own
     // InRelease) still matches. Only the upgrade runs, and the bytes are the same.
@@ -166,6 +193,14 @@ fn cached_and_uncached_builds_are_byte_identical() {
         "a security rebuild from the cached first step gives the cold build's bytes"
     );
     assert_eq!(entries(&cache), 2);
+    // apt found every package it needed in the cache (it says "Need to get 0 B/6624 kB").
+    assert!(
+        err.lines()
+            .filter(|l| l.starts_with("Need to get "))
+            .all(|l| l.starts_with("Need to get 0 B/")),
+        "{err}"
+    );
+    assert_eq!(packages(&cache), pool);
     // The mirror may publish between two bootstraps; then build once more.
     let mut uncached = build(&recipe, &d.path().join("nocache"), None);
     if releases(&uncached.2) != releases(&cold_report) {
