@@ -373,23 +373,20 @@ impl Cache {
     /// useless: it is set aside too.
     fn base_tree(&self, id: &str, base: &str) -> Result<Vec<PathBuf>> {
         let gone = |e: Error| corrupt(&self.entry_dir(id), id, format!("its base entry: {e}"));
-        if !self.entry_dir(base).join(ENTRY).is_file() {
-            return Err(gone(Error::Corrupt {
+        let unusable = |msg: &str| {
+            gone(Error::Corrupt {
                 id: base[..12.min(base.len())].to_string(),
-                msg: "no longer in the cache".into(),
-            }));
+                msg: msg.into(),
+            })
+        };
+        if !self.entry_dir(base).join(ENTRY).is_file() {
+            return Err(unusable("no longer in the cache"));
         }
         let entry = self.read_entry(base).map_err(gone)?;
-        let tree = match self.checked_tree(base, &entry) {
-            Ok(Some(t)) => t,
-            Ok(None) => {
-                return Err(gone(Error::Corrupt {
-                    id: base[..12.min(base.len())].to_string(),
-                    msg: "has no unpacked tree".into(),
-                }))
-            }
-            Err(e) => return Err(gone(e)),
-        };
+        let tree = self
+            .checked_tree(base, &entry)
+            .map_err(gone)?
+            .ok_or_else(|| unusable("has no unpacked tree"))?;
         used(&self.entry_dir(base), entry);
         Ok(tree)
     }

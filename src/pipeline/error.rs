@@ -27,6 +27,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("mount the upgraded tree again on {target}: {why}; build with BUILD_DISTRO_CACHE_UNPACK=1, which mounts nothing")]
+    Remount { target: String, why: String },
     #[error("not confirmed: nothing built; answer y, or pass --yes")]
     NotConfirmed,
     #[error("interrupted")]
@@ -58,7 +60,10 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::NotConfirmed => 2,
-            Error::OutDir { .. } | Error::WorkDir { .. } | Error::Write { .. } => 1,
+            Error::OutDir { .. }
+            | Error::WorkDir { .. }
+            | Error::Write { .. }
+            | Error::Remount { .. } => 1,
             Error::Interrupted => 1,
             Error::Runner(e) => e.exit_code(),
             Error::Tree(e) => e.exit_code(),

@@ -210,11 +210,9 @@ fn fetch_in_two_steps<'a>(
             let overlay = match &fresh {
                 Some(built) if built.is_dir() => {
                     crate::tree::overlay::mount(&[upper, built.clone()], hit.target, &again)
-                        .map_err(|why| {
-                            Error::from(crate::cache::Error::Corrupt {
-                                id: base_key.id()[..12].to_string(),
-                                msg: why,
-                            })
+                        .map_err(|why| Error::Remount {
+                            target: hit.target.display().to_string(),
+                            why,
                         })?
                 }
                 _ => hit
