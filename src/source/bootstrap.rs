@@ -412,8 +412,9 @@ pub fn upgrade(
         0o644,
     )?;
     let upgraded = upgrade_in(&root, &lines, ctx, epoch, archives);
-    root.remove(later)?;
-    upgraded
+    let removed = root.remove(later);
+    upgraded?;
+    Ok(removed?)
 }
 
 /// Where [`upgrade`] lists the suites after the release, while it runs.
@@ -463,7 +464,7 @@ fn upgrade_in(
 
 /// The installed packages (`name version`) of which apt's lists in `root` hold a newer
 /// version: what the last upgrade left behind.
-pub fn kept_back(root: &Root) -> Result<Vec<String>, Error> {
+fn kept_back(root: &Root) -> Result<Vec<String>, Error> {
     use crate::mirror::version::{compare, Ecosystem};
     let status = Path::new("var/lib/dpkg/status");
     let text = String::from_utf8_lossy(&root.read(status)?).into_owned();
