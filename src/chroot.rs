@@ -4,6 +4,7 @@
 //! [`upgrade`] upgrades every package. Below both of its users: the bootstrap source
 //! (debootstrap's `-updates`/`-security` upgrade) and customize (`[packages]`, `[[run]]`).
 
+use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -445,6 +446,38 @@ pub fn apt_cleanup(
     run_package_commands(session, &[update, clean], epoch, runner, reporter)
 }
 
+/// What dpkg in `session` has installed (its files on disk, no error flag): the
+/// version of each (package, architecture), as `dpkg-query` reports it.
+pub fn dpkg_installed(
+    session: &ChrootSession,
+    runner: &dyn Runner,
+) -> Result<HashMap<(String, String), String>> {
+    let cmd = session
+        .command(&[
+            "dpkg-query",
+            "-W",
+            "-f",
+            "${db:Status-Abbrev}\\t${Package}\\t${Architecture}\\t${Version}\\n",
+        ])
+        .passthrough(false);
+    let out = runner.run(&cmd).map_err(Error::Packages)?;
+    Ok(parse_installed(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// [`dpkg_installed`]'s lines: `ii ` (wanted, installed, no error flag) or `hi ` (held)
+/// count; removed packages that left their configuration (`rc `) and half-installed
+/// ones do not.
+fn parse_installed(text: &str) -> HashMap<(String, String), String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (status, name, arch, version) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            let installed = status.len() == 3 && status[1..] == *"i ";
+            installed.then(|| ((name.to_string(), arch.to_string()), version.to_string()))
+        })
+        .collect()
+}
+
 /// apt's options that make it read the sources in `list` and nothing else.
 fn only_sources(list: &str) -> [String; 4] {
     [
@@ -525,6 +558,21 @@ mod tests {
             c[2],
             ["apt-get", "purge", "-y", "--auto-remove", "--", "nano"]
         );
+    }
+
+    #[test]
+    fn installed_means_on_disk_without_an_error() {
+        let out = "ii \tlibssl3\tamd64\t3.0.17-1~deb12u3\n\
+                   hi \ttzdata\tall\t2025b-0+deb12u1\n\
+                   rc \told\tamd64\t1.0\n\
+                   iF \thalf\tamd64\t2.0\n\
+                   iiR\tbroken\tamd64\t3.0\n\
+                   garbage\n";
+        let got = parse_installed(out);
+        let key = |n: &str, a: &str| (n.to_string(), a.to_string());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[&key("libssl3", "amd64")], "3.0.17-1~deb12u3");
+        assert_eq!(got[&key("tzdata", "all")], "2025b-0+deb12u1");
     }
 
     #[test]

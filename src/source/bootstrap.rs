@@ -443,7 +443,15 @@ fn upgrade_in(
         reporter,
     )
     .map_err(fail)?;
-    let behind = kept_back(root)?;
+    let installed = |session| chroot::dpkg_installed(session, runner).map_err(fail);
+    let now = installed(&session)?;
+    let count = now.len();
+    let behind = kept_back(root, now)?;
+    reporter.debug(&format!(
+        "source: {count} installed packages, {} older than the lists of {}",
+        behind.len(),
+        suite_list(&lines[1..])
+    ));
     if !behind.is_empty() {
         reporter.info(&format!(
             "source: {} kept back by the upgrade from {}; upgrading from every suite",
@@ -451,7 +459,7 @@ fn upgrade_in(
             suite_list(&lines[1..])
         ));
         chroot::apt_upgrade(&session, None, archives, epoch, runner, reporter).map_err(fail)?;
-        let still = kept_back(root)?;
+        let still = kept_back(root, installed(&session)?)?;
         if !still.is_empty() {
             reporter.warn(&format!(
                 "source: {} kept back by apt even from every suite; the distro lacks their newest versions (outdated lists them)",
@@ -462,20 +470,13 @@ fn upgrade_in(
     chroot::apt_cleanup(&session, epoch, runner, reporter).map_err(fail)
 }
 
-/// The installed packages (`name version`) of which apt's lists in `root` hold a newer
-/// version: what the last upgrade left behind.
-fn kept_back(root: &Root) -> Result<Vec<String>, Error> {
+/// The `installed` packages (`name version`, of [`crate::chroot::dpkg_installed`]) of
+/// which apt's lists in `root` hold a newer version: what the last upgrade left behind.
+fn kept_back(
+    root: &Root,
+    mut installed: std::collections::HashMap<(String, String), String>,
+) -> Result<Vec<String>, Error> {
     use crate::mirror::version::{compare, Ecosystem};
-    let status = Path::new("var/lib/dpkg/status");
-    let text = String::from_utf8_lossy(&root.read(status)?).into_owned();
-    let installed = crate::inventory::dpkg::parse_status(&text).map_err(|e| Error::Input {
-        path: root.host_path(status).display().to_string(),
-        msg: e.0,
-    })?;
-    let mut installed: std::collections::HashMap<(String, String), String> = installed
-        .into_iter()
-        .map(|p| ((p.name, p.arch), p.version))
-        .collect();
     let lists = Path::new("var/lib/apt/lists");
     let mut behind = Vec::new();
     let mut names = root.read_dir(lists)?;
@@ -713,21 +714,25 @@ mod tests {
         );
     }
 
-    /// A tree with dpkg's status and apt's lists (`name_Packages` → stanzas).
-    fn tree_with_lists(status: &str, lists: &[(&str, &str)]) -> tempfile::TempDir {
+    /// A tree with apt's lists (`name_Packages` → stanzas).
+    fn tree_with_lists(lists: &[(&str, &str)]) -> tempfile::TempDir {
         let t = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(t.path().join("var/lib/dpkg")).unwrap();
         std::fs::create_dir_all(t.path().join("var/lib/apt/lists/partial")).unwrap();
         std::fs::create_dir_all(t.path().join("etc/apt")).unwrap();
-        std::fs::write(t.path().join("var/lib/dpkg/status"), status).unwrap();
         for (name, text) in lists {
             std::fs::write(t.path().join("var/lib/apt/lists").join(name), text).unwrap();
         }
         t
     }
 
-    fn installed(name: &str, version: &str, arch: &str) -> String {
-        format!("Package: {name}\nStatus: install ok installed\nArchitecture: {arch}\nVersion: {version}\n\n")
+    /// What [`crate::chroot::dpkg_installed`] gives for these (name, version, arch).
+    fn installed(
+        packages: &[(&str, &str, &str)],
+    ) -> std::collections::HashMap<(String, String), String> {
+        packages
+            .iter()
+            .map(|(n, v, a)| ((n.to_string(), a.to_string()), v.to_string()))
+            .collect()
     }
 
     fn offered(name: &str, version: &str, arch: &str) -> String {
@@ -739,13 +744,12 @@ mod tests {
 
     #[test]
     fn kept_back_names_what_the_lists_hold_newer() {
-        let status = [
-            installed("libssl3", "3.0.17-1~deb12u2", "amd64"),
-            installed("tzdata", "2025b-0+deb12u1", "all"),
-            installed("zlib1g", "1:1.2.13.dfsg-1", "amd64"),
-            installed("libc6", "2.36-9+deb12u10", "amd64"),
-        ]
-        .concat();
+        let status = installed(&[
+            ("libssl3", "3.0.17-1~deb12u2", "amd64"),
+            ("tzdata", "2025b-0+deb12u1", "all"),
+            ("zlib1g", "1:1.2.13.dfsg-1", "amd64"),
+            ("libc6", "2.36-9+deb12u10", "amd64"),
+        ]);
         let security = [
             offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
             // Another architecture's newer build is not this package's.
@@ -762,28 +766,25 @@ mod tests {
             offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
         ]
         .concat();
-        let t = tree_with_lists(
-            &status,
-            &[
-                (SECURITY_LIST, &security),
-                (
-                    "deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages",
-                    &updates,
-                ),
-                // Not a package list.
-                (
-                    "deb.debian.org_debian_dists_bookworm-updates_InRelease",
-                    "Package: tzdata\nVersion: 9\nArchitecture: all\n",
-                ),
-            ],
-        );
+        let t = tree_with_lists(&[
+            (SECURITY_LIST, &security),
+            (
+                "deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages",
+                &updates,
+            ),
+            // Not a package list.
+            (
+                "deb.debian.org_debian_dists_bookworm-updates_InRelease",
+                "Package: tzdata\nVersion: 9\nArchitecture: all\n",
+            ),
+        ]);
         let root = Root::open(t.path()).unwrap();
         assert_eq!(
-            kept_back(&root).unwrap(),
+            kept_back(&root, status.clone()).unwrap(),
             ["libssl3 3.0.17-1~deb12u2", "tzdata 2025b-0+deb12u1"]
         );
-        let t = tree_with_lists(&status, &[]);
-        assert!(kept_back(&Root::open(t.path()).unwrap())
+        let t = tree_with_lists(&[]);
+        assert!(kept_back(&Root::open(t.path()).unwrap(), status)
             .unwrap()
             .is_empty());
     }
@@ -791,12 +792,13 @@ mod tests {
     /// What a command saw: [`LATER_LIST`]'s text, the packages in the tree's apt archive.
     type Seen = (Option<String>, Vec<String>);
 
-    /// Records commands, and what each saw.
+    /// Records commands, and what each saw; `dpkg-query` answers `dpkg`.
     #[derive(Default)]
     struct Watching {
         calls: crate::runner::Recording,
         seen: std::sync::Mutex<Vec<Seen>>,
         tree: PathBuf,
+        dpkg: String,
     }
 
     impl crate::runner::Runner for Watching {
@@ -814,7 +816,14 @@ mod tests {
                 })
                 .unwrap_or_default();
             self.seen.lock().unwrap().push((later.ok(), debs));
-            self.calls.run(cmd)
+            let out = self.calls.run(cmd)?;
+            if cmd.args.iter().any(|a| a == "dpkg-query") {
+                return Ok(crate::runner::Output {
+                    stdout: self.dpkg.clone().into_bytes(),
+                    ..out
+                });
+            }
+            Ok(out)
         }
 
         fn run_fed(
@@ -826,11 +835,17 @@ mod tests {
         }
     }
 
-    /// The commands [`upgrade`] ran in `t` with `archives` (the chroot's path left out),
-    /// what each saw ([`Watching`]), and the tree's sources afterwards.
-    fn upgrade_commands(t: &Path, archives: Option<&Path>) -> (Vec<String>, Vec<Seen>, String) {
+    /// The commands [`upgrade`] ran in `t` with `archives` and `dpkg` installed (the
+    /// chroot's path and `dpkg-query`'s arguments left out), what each saw
+    /// ([`Watching`]), and the tree's sources afterwards.
+    fn upgrade_commands(
+        t: &Path,
+        archives: Option<&Path>,
+        dpkg: &str,
+    ) -> (Vec<String>, Vec<Seen>, String) {
         let runner = Watching {
             tree: t.to_path_buf(),
+            dpkg: dpkg.to_string(),
             ..Default::default()
         };
         let reporter = crate::progress::Reporter::silent();
@@ -854,8 +869,12 @@ mod tests {
             .calls()
             .iter()
             .map(|c| {
+                let shown = c.display().replace(&prefix, "");
+                if shown.starts_with("dpkg-query -W") {
+                    return "dpkg-query".to_string();
+                }
                 assert!(c.env.contains(&("SOURCE_DATE_EPOCH".into(), "7".into())));
-                c.display().replace(&prefix, "")
+                shown
             })
             .collect();
         let seen = runner.seen.lock().unwrap().clone();
@@ -879,15 +898,12 @@ mod tests {
             "apt-get clean".to_string(),
         ];
         // Nothing newer left in the lists: the later suites were enough.
-        let status = installed("libssl3", "3.0.17-1~deb12u3", "amd64");
-        let t = tree_with_lists(
-            &status,
-            &[(
-                SECURITY_LIST,
-                &offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
-            )],
-        );
-        let (calls, seen, sources) = upgrade_commands(t.path(), None);
+        let dpkg = "ii \tlibssl3\tamd64\t3.0.17-1~deb12u3\n";
+        let t = tree_with_lists(&[(
+            SECURITY_LIST,
+            &offered("libssl3", "3.0.17-1~deb12u3", "amd64"),
+        )]);
+        let (calls, seen, sources) = upgrade_commands(t.path(), None, dpkg);
         let later = seen[0].0.clone().expect("the later suites' list");
         let deb = |text: &str| -> Vec<String> {
             text.lines()
@@ -907,35 +923,35 @@ mod tests {
         let mut want = vec![
             format!("apt-get {from_later} {update}"),
             format!("apt-get {from_later} {upgrade}"),
+            "dpkg-query".to_string(),
         ];
         want.extend(cleanup.clone());
         assert_eq!(calls, want);
         // A package the later suites' upgrade left behind: once more from every suite.
-        let t = tree_with_lists(
-            &status,
-            &[(
-                SECURITY_LIST,
-                &offered("libssl3", "3.0.17-1~deb12u4", "amd64"),
-            )],
-        );
+        let t = tree_with_lists(&[(
+            SECURITY_LIST,
+            &offered("libssl3", "3.0.17-1~deb12u4", "amd64"),
+        )]);
         let archives = t.path().join("cached-debs");
         std::fs::create_dir(&archives).unwrap();
         std::fs::write(archives.join("libssl3_3.0.17-1~deb12u4_amd64.deb"), b"x").unwrap();
-        let (calls, seen, _) = upgrade_commands(t.path(), Some(&archives));
+        let (calls, seen, _) = upgrade_commands(t.path(), Some(&archives), dpkg);
         want.splice(
-            2..2,
+            3..3,
             [
                 format!("apt-get {all} {update}"),
                 format!("apt-get {all} {upgrade}"),
+                "dpkg-query".to_string(),
             ],
         );
         assert_eq!(calls, want);
         // The cached packages are apt's archive while it upgrades, and only then.
         let cached = vec!["libssl3_3.0.17-1~deb12u4_amd64.deb".to_string()];
         let shown: Vec<&Vec<String>> = seen.iter().map(|(_, debs)| debs).collect();
+        let none = vec![];
         assert_eq!(
             shown,
-            [&cached, &cached, &cached, &cached, &vec![], &vec![]]
+            [&cached, &cached, &none, &cached, &cached, &none, &none, &none]
         );
         assert!(archives.join("partial").is_dir(), "apt needs it");
         assert_eq!(

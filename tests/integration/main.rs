@@ -27,3 +27,4 @@ mod reclaim;
 mod registry;
 mod sbom;
 mod slim;
+mod upgrade;

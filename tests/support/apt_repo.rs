@@ -166,6 +166,19 @@ impl AptRepo {
     /// [`AptRepo::add_package`] for `arch` (`all`: installable on every architecture the
     /// repository publishes).
     pub fn add_package_for(&self, name: &str, version: &str, root: &Path, arch: &str) {
+        self.add_package_with(name, version, root, arch, "")
+    }
+
+    /// [`AptRepo::add_package_for`] with `control` added to its control file
+    /// (`Depends: hello\n`).
+    pub fn add_package_with(
+        &self,
+        name: &str,
+        version: &str,
+        root: &Path,
+        arch: &str,
+        control: &str,
+    ) {
         let pool = self.dir.join("pool/main");
         for e in std::fs::read_dir(&pool).unwrap() {
             let e = e.unwrap();
@@ -181,7 +194,7 @@ impl AptRepo {
         std::fs::write(
             debian.join("control"),
             format!(
-                "Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: test <test@invalid>\nDescription: build-distro test package\n"
+                "Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: test <test@invalid>\nDescription: build-distro test package\n{control}"
             ),
         )
         .unwrap();
