@@ -27,7 +27,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("mount the upgraded tree again on {target}: {why}; build with BUILD_DISTRO_CACHE_UNPACK=1, which mounts nothing")]
+    #[error("mount the upgraded tree again on {target}: {why}; build with BUILD_DISTRO_CACHE_UNPACK=1, which upgrades without an overlay")]
     Remount { target: String, why: String },
     #[error("not confirmed: nothing built; answer y, or pass --yes")]
     NotConfirmed,
