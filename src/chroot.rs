@@ -1,8 +1,9 @@
 //! A chroot of a tree and the package managers in it: [`ChrootSession`] mounts `/proc`,
 //! a minimal `/dev` and the host's resolver for as long as it lives (undone when dropped,
 //! on success, error and Ctrl-C alike); [`PackageManager`] builds the argument vectors;
-//! [`upgrade`] upgrades every package. Below both of its users: the bootstrap source
-//! (debootstrap's `-updates`/`-security` upgrade) and customize (`[packages]`, `[[run]]`).
+//! `upgrade_in` upgrades every package; [`apt_upgrade`], [`dpkg_installed`] and
+//! [`apt_cleanup`] are a bootstrap's second step. Below both of its users: the bootstrap
+//! source (that step) and customize (`[packages]`, `[[run]]`).
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -364,18 +365,6 @@ fn add_missing_security_suite(root: &Root, reporter: &Reporter) -> Result<()> {
     Ok(())
 }
 
-/// Upgrade every installed package in a chroot of the tree (apt also gets the security
-/// suite when the sources lack it). The bootstrap source calls this after debootstrap.
-pub fn upgrade(
-    root: &Root,
-    pm: PackageManager,
-    runner: &dyn Runner,
-    reporter: &Reporter,
-) -> Result<()> {
-    let session = enter_for_upgrade(root)?;
-    upgrade_in(&session, pm, runner, reporter)
-}
-
 /// A chroot of the tree for a bootstrap's second step ([`apt_upgrade`], [`apt_cleanup`]),
 /// where package scripts start no service.
 pub fn enter_for_upgrade(root: &Root) -> Result<ChrootSession<'_>> {
@@ -488,6 +477,8 @@ fn only_sources(list: &str) -> [String; 4] {
     ]
 }
 
+/// Upgrade every installed package in `session` (`[packages] upgrade`; apt also gets the
+/// security suite when the sources lack it).
 pub(crate) fn upgrade_in(
     session: &ChrootSession,
     pm: PackageManager,

@@ -12,7 +12,7 @@ use crate::runner::Runner;
 use crate::tree::Root;
 
 use crate::chroot::{interrupted, run_package_commands, upgrade_in};
-pub use crate::chroot::{upgrade, ChrootSession, PackageManager, POLICY_RC_D, SECURITY_LIST};
+pub use crate::chroot::{ChrootSession, PackageManager, POLICY_RC_D, SECURITY_LIST};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

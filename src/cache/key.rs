@@ -35,7 +35,7 @@ pub struct Key {
     pub slim: Option<String>,
     /// A bootstrap's second step: the id of the entry holding its first step's tree (the
     /// release alone), which this tree is that tree upgraded from. Stored as a layer on
-    /// that entry ([`super::Cache::store_layer`]).
+    /// that entry ([`super::Cache::store_in_place`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
 }

@@ -99,7 +99,7 @@ const TARBALL: &str = "source.tar.zst";
 /// The unpacked tree beside the tarball: the lower layer of a warm build's overlay.
 const TREE: &str = "tree";
 /// A layer entry's directory: an overlay's upper directory (whiteouts and all) over its
-/// base entry's tree, mounted above it ([`Cache::store_layer`]).
+/// base entry's tree, mounted above it ([`Cache::store_in_place`]).
 const LAYER: &str = "layer";
 /// zstd level of entries: fast to write, a third of the size.
 const ZSTD_LEVEL: i32 = 3;

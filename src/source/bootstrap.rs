@@ -385,10 +385,10 @@ pub fn bootstrap(
 /// The second step, in `target` (a tree [`bootstrap`] made from the release alone, or
 /// an overlay on one): the tree's `sources.list` names every suite, and the tree is
 /// upgraded in a chroot under `epoch`. apt first reads the later suites alone
-/// ([`LATER_LIST`]): the first step installed the release's newest versions, so only
+/// (`LATER_LIST`): the first step installed the release's newest versions, so only
 /// those suites can hold newer ones, and apt then skips parsing and resolving against
 /// the release's 60 MB package list (most of this step's time). Should that leave an
-/// installed package behind a newer version in them ([`kept_back`]: a fix that needs a
+/// installed package behind a newer version in them (`kept_back`: a fix that needs a
 /// package only the release has), the upgrade runs again from every suite. `archives`:
 /// see [`crate::chroot::apt_upgrade`].
 pub fn upgrade(
